@@ -1,0 +1,67 @@
+"""The ``dglrsis`` console script.
+
+Each sub-command lives in its own small module under :mod:`dglrsis.commands` exposing ``HELP``,
+``add_arguments(parser)`` and ``run(args) -> int``. User errors (:class:`DglrsisError`) become one line
+on stderr and exit code 2; unexpected errors become one line and exit code 1. ``--debug`` shows the
+traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .errors import DglrsisError
+
+# Sub-command name -> module under dglrsis.commands. Only working commands are listed.
+COMMANDS = {
+    "models": "models",
+    "info": "info",
+    "world": "world",
+    "decompose": "decompose",
+    "segment": "segment",
+    "refer": "refer",
+    "eval": "eval",
+    "demo": "demo",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dglrsis", description="Text-driven segmentation of remote-sensing images (DGL-RSIS)."
+    )
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, module in COMMANDS.items():
+        mod = importlib.import_module(f"dglrsis.commands.{module}")
+        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except DglrsisError as exc:
+        if args.debug:
+            raise
+        print(f"dglrsis {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"dglrsis {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the CLI never shows a raw traceback without --debug
+        if args.debug:
+            raise
+        msg = " ".join(f"{type(exc).__name__}: {exc}".split())
+        print(f"dglrsis {args.command}: internal error: {msg} (rerun with --debug for details)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

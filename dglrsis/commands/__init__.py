@@ -1,0 +1,1 @@
+"""CLI sub-commands, one module each (``HELP``, ``add_arguments(parser)``, ``run(args) -> int``)."""

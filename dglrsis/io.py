@@ -1,0 +1,351 @@
+"""File I/O: atomic writes (and, below, raster reading/writing).
+
+Every file the toolkit writes goes through :func:`atomic_path`: the content is written to a temporary
+file in the destination folder and renamed into place only when complete, so an error never leaves a
+half-written output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds.
+
+    ``suffix`` defaults to the destination's suffix, so writers that pick a format from the
+    extension (PIL, rasterio) still see it. On error the temporary file is removed.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix if suffix is not None else path.suffix,
+                               dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+def write_json(path: str | os.PathLike, obj: Any, indent: int = 2) -> None:
+    """Write ``obj`` as JSON atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=indent, sort_keys=False) + "\n")
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write raw bytes atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+# ============================================================================================ rasters
+# Reading is by content (magic bytes), never by extension. Models get H×W×3 uint8 RGB; data with more
+# than 8 bits is mapped to 8 bits with a per-band percentile stretch (default 2–98 %, nodata excluded):
+# values at or below the low percentile become 0, at or above the high one 255, linear in between.
+
+import numpy as np  # noqa: E402
+
+from .errors import DglrsisError  # noqa: E402
+
+MAX_PIXELS = 40_000 * 40_000  # larger rasters are refused as likely decompression bombs
+MAX_IN_MEMORY = 12_000 * 12_000  # read_image refuses more; use open_raster + tiling for larger rasters
+_MAGIC = [(b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"BM", "BMP"), (b"II*\x00", "TIFF"),
+          (b"MM\x00*", "TIFF"), (b"II+\x00", "TIFF"), (b"MM\x00+", "TIFF"), (b"GIF8", "GIF")]
+
+
+from dataclasses import dataclass as _dataclass, field as _field  # noqa: E402
+
+
+@_dataclass
+class RasterMeta:
+    path: str
+    format: str                    # PNG | JPEG | BMP | TIFF | GIF (from the file's content)
+    width: int
+    height: int
+    count: int                     # number of bands
+    dtype: str                     # numpy dtype name of the stored data
+    crs: str | None = None         # CRS as WKT/EPSG string, TIFF only
+    transform: tuple | None = None  # affine (a, b, c, d, e, f), TIFF only
+    nodata: float | None = None
+    profile: dict = _field(default_factory=dict, repr=False)  # rasterio profile for writing
+
+
+@_dataclass
+class Raster:
+    array: np.ndarray   # H×W×3 uint8 RGB for the models
+    meta: RasterMeta
+
+
+def sniff_format(path: str | os.PathLike) -> str:
+    """Image format from the first bytes of the file; DglrsisError for missing/empty/unknown files."""
+    p = Path(path)
+    if not p.exists():
+        raise DglrsisError(f"{p}: no such file")
+    if p.is_dir():
+        raise DglrsisError(f"{p} is a directory, not an image")
+    try:
+        with open(p, "rb") as f:
+            head = f.read(16)
+    except OSError as exc:
+        raise DglrsisError(f"cannot read {p}: {exc.strerror or exc}") from None
+    if not head:
+        raise DglrsisError(f"{p} is empty (0 bytes)")
+    for magic, fmt in _MAGIC:
+        if head.startswith(magic):
+            return fmt
+    raise DglrsisError(f"{p} is not a supported image (PNG, JPEG, BMP, TIFF/GeoTIFF, GIF)")
+
+
+def _check_size(path, width: int, height: int) -> None:
+    if width <= 0 or height <= 0:
+        raise DglrsisError(f"{path} has an invalid size {width}×{height}")
+    if width * height > MAX_PIXELS:
+        raise DglrsisError(f"{path} claims {width}×{height} pixels, more than the {MAX_PIXELS:,} allowed "
+                           f"(a decompression bomb or a mistake)")
+
+
+def _read_pil(path, fmt: str) -> tuple[np.ndarray, RasterMeta]:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            _check_size(path, *im.size)
+            if im.mode == "P":
+                im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+            im.load()
+            arr = np.asarray(im)
+    except DglrsisError:
+        raise
+    except Image.DecompressionBombError:
+        raise DglrsisError(f"{path} is larger than Pillow allows (a decompression bomb?)") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise DglrsisError(f"{path} is truncated or corrupt ({fmt}: {exc})") from None
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.dtype == np.int32:  # PIL 'I' mode for 16-bit PNGs
+        arr = arr.astype(np.uint16) if arr.min() >= 0 and arr.max() < 65536 else arr
+    h, w, c = arr.shape
+    return arr, RasterMeta(str(path), fmt, w, h, c, arr.dtype.name)
+
+
+class RasterReader:
+    """Windowed access to a raster (rasterio for TIFF, PIL for the rest). Use as a context manager."""
+
+    def __init__(self, path, bands: list[int] | str | None = None, stretch: tuple = (2, 98)):
+        """``bands``: 1-based selection, None (automatic, see :func:`select_bands`) or "all" (raw)."""
+        self.path, self.fmt = str(path), sniff_format(path)
+        self._ds, self._arr = None, None
+        if self.fmt == "TIFF":
+            import rasterio
+
+            try:
+                self._ds = rasterio.open(self.path)
+            except Exception as exc:  # noqa: BLE001 - rasterio raises its own error types
+                raise DglrsisError(f"{path} is truncated or corrupt (TIFF: {exc})") from None
+            ds = self._ds
+            _check_size(path, ds.width, ds.height)
+            crs = ds.crs.to_string() if ds.crs else None
+            tr = tuple(ds.transform)[:6] if ds.crs or not ds.transform.is_identity else None
+            self.meta = RasterMeta(self.path, "TIFF", ds.width, ds.height, ds.count, ds.dtypes[0], crs, tr,
+                                   ds.nodata, dict(ds.profile))
+        else:
+            self._arr, self.meta = _read_pil(path, self.fmt)
+        all_bands = isinstance(bands, str) and bands == "all"
+        self.bands = list(range(self.meta.count)) if all_bands else select_bands(self.meta.count, bands, self.path)
+        self.stretch = None
+        if self.meta.dtype != "uint8" and not all_bands:
+            self.stretch = stretch_params(self.overview(), stretch, self.meta.nodata)
+
+    def overview(self, max_side: int = 2048) -> np.ndarray:
+        """A decimated read of the selected bands (h×w×3, native dtype) for global statistics."""
+        if self._ds is None:
+            return self._arr[:, :, self.bands]
+        scale = max(1, int(np.ceil(max(self.meta.width, self.meta.height) / max_side)))
+        shape = (len(self.bands), max(1, self.meta.height // scale), max(1, self.meta.width // scale))
+        data = self._ds.read([b + 1 for b in self.bands], out_shape=shape)
+        return np.moveaxis(data, 0, -1)
+
+    def read_window(self, x0: int, y0: int, x1: int, y1: int, raw: bool = False) -> np.ndarray:
+        """Pixels [y0:y1, x0:x1] as h×w×3 uint8 (or the selected bands in the native dtype with raw)."""
+        if self._ds is not None:
+            from rasterio.windows import Window
+
+            try:
+                data = self._ds.read([b + 1 for b in self.bands], window=Window(x0, y0, x1 - x0, y1 - y0))
+            except Exception as exc:  # noqa: BLE001
+                raise DglrsisError(f"{self.path} is truncated or corrupt (TIFF: {exc})") from None
+            data = np.moveaxis(data, 0, -1)
+        else:
+            data = self._arr[y0:y1, x0:x1][:, :, self.bands]
+        if raw:
+            return data
+        return apply_stretch(data, self.stretch) if self.stretch is not None else np.ascontiguousarray(data)
+
+    def read(self, raw: bool = False) -> np.ndarray:
+        return self.read_window(0, 0, self.meta.width, self.meta.height, raw=raw)
+
+    def close(self) -> None:
+        if self._ds is not None:
+            self._ds.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def select_bands(count: int, bands: list[int] | None, path: str = "") -> list[int]:
+    """0-based band indices to read. ``bands`` are 1-based (GDAL style). Without a selection: grayscale
+    is replicated to RGB, RGB(A) uses bands 1–3 (alpha dropped); 2 bands or more than 4 need a selection."""
+    if bands:
+        if len(bands) not in (1, 3):
+            raise DglrsisError(f"select one or three bands, got {len(bands)}: {bands}")
+        bad = [b for b in bands if not 1 <= b <= count]
+        if bad:
+            raise DglrsisError(f"{path} has {count} band(s); band {bad[0]} does not exist")
+        idx = [b - 1 for b in bands]
+        return idx * 3 if len(idx) == 1 else idx
+    if count == 1:
+        return [0, 0, 0]
+    if count in (3, 4):
+        return [0, 1, 2]
+    raise DglrsisError(f"{path} has {count} bands; choose three with --bands, e.g. --bands 3,2,1")
+
+
+def stretch_params(data: np.ndarray, pct: tuple = (2, 98), nodata=None) -> np.ndarray:
+    """Per-band (low, high) percentiles of h×w×C data, nodata excluded → C×2 float64."""
+    out = []
+    for c in range(data.shape[-1]):
+        v = data[..., c].ravel()
+        v = v[np.isfinite(v)] if v.dtype.kind == "f" else v
+        if nodata is not None:
+            v = v[v != nodata]
+        lo, hi = (np.percentile(v, pct) if v.size else (0.0, 1.0))
+        out.append((float(lo), float(hi) if hi > lo else float(lo) + 1.0))
+    return np.array(out)
+
+
+def apply_stretch(data: np.ndarray, params: np.ndarray) -> np.ndarray:
+    """Linear map of each band from [low, high] to [0, 255], clipped → uint8."""
+    lo, hi = params[:, 0], params[:, 1]
+    out = (data.astype(np.float64) - lo) / (hi - lo) * 255.0
+    return np.clip(np.nan_to_num(out), 0, 255).round().astype(np.uint8)
+
+
+def open_raster(path, bands: list[int] | None = None, stretch: tuple = (2, 98)) -> RasterReader:
+    """Open a raster for windowed reading (``.meta``, ``.read_window(x0, y0, x1, y1)``)."""
+    return RasterReader(path, bands, stretch)
+
+
+def read_raster(path, bands: list[int] | None = None) -> tuple[np.ndarray, RasterMeta]:
+    """All bands (or the 1-based selection) in the native dtype, H×W×C, plus metadata (exact values)."""
+    with RasterReader(path, bands=bands or "all") as r:
+        return r.read(raw=True), r.meta
+
+
+def read_image(path, bands: list[int] | None = None, stretch: tuple = (2, 98)) -> Raster:
+    """Read an image for the models: H×W×3 uint8 RGB (band selection, percentile stretch) + metadata."""
+    with RasterReader(path, bands, stretch) as r:
+        if r.meta.width * r.meta.height > MAX_IN_MEMORY:
+            raise DglrsisError(f"{path} is {r.meta.width}×{r.meta.height}; segment it with --tile")
+        return Raster(r.read(), r.meta)
+
+
+# ============================================================================================ writing
+def default_palette(n: int) -> list[tuple[int, int, int]]:
+    """``n`` distinct RGB colours; index 0 (background) is black."""
+    base = [(0, 0, 0), (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
+            (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128),
+            (220, 190, 255), (170, 110, 40), (255, 250, 200), (128, 0, 0), (170, 255, 195), (128, 128, 0),
+            (255, 215, 180), (0, 0, 128), (128, 128, 128)]
+    out = list(base[:n])
+    rng = np.random.default_rng(12345)
+    while len(out) < n:
+        out.append(tuple(int(v) for v in rng.integers(40, 256, 3)))
+    return out
+
+
+def write_index_png(path, labels: np.ndarray, palette: list | None = None) -> None:
+    """Single-channel PNG of ``labels`` (H×W, values 0–255) with an optional RGB palette, atomically."""
+    from PIL import Image
+
+    labels = np.asarray(labels)
+    if labels.ndim != 2:
+        raise DglrsisError(f"labels must be H×W, got shape {labels.shape}")
+    if labels.size and (labels.min() < 0 or labels.max() > 255):
+        raise DglrsisError(f"an index PNG holds values 0–255; got {labels.min()}–{labels.max()} (use .tif)")
+    im = Image.fromarray(labels.astype(np.uint8), mode="P" if palette else "L")
+    if palette:
+        flat = [v for rgb in palette[:256] for v in rgb]
+        im.putpalette(flat + [0] * (768 - len(flat)))
+    with atomic_path(path, suffix=".png") as tmp:
+        im.save(tmp, format="PNG")
+
+
+def write_geotiff(path, array: np.ndarray, meta: RasterMeta | None) -> None:
+    """GeoTIFF of ``array`` (H×W or H×W×C) with the source CRS and transform (LZW), atomically."""
+    import rasterio
+    from rasterio.transform import Affine
+
+    arr = np.asarray(array)
+    arr = arr[:, :, None] if arr.ndim == 2 else arr
+    h, w, c = arr.shape
+    profile = {"driver": "GTiff", "width": w, "height": h, "count": c, "dtype": arr.dtype.name,
+               "compress": "lzw"}
+    if meta is not None and meta.crs:
+        profile["crs"] = meta.crs
+    if meta is not None and meta.transform:
+        profile["transform"] = Affine(*meta.transform)
+    with atomic_path(path, suffix=".tif") as tmp:
+        with rasterio.open(tmp, "w", **profile) as dst:
+            dst.write(np.moveaxis(arr, -1, 0))
+
+
+def write_label(path, labels: np.ndarray, meta: RasterMeta | None = None, palette: list | None = None) -> None:
+    """Write a label map by extension: ``.png`` → index PNG with palette, ``.tif``/``.tiff`` → GeoTIFF."""
+    ext = Path(path).suffix.lower()
+    if ext == ".png":
+        write_index_png(path, labels, palette)
+    elif ext in (".tif", ".tiff"):
+        write_geotiff(path, labels, meta)
+    else:
+        raise DglrsisError(f"unsupported output {path}: use .png or .tif")
+
+
+def write_rgb_png(path, rgb: np.ndarray) -> None:
+    """H×W×3 uint8 RGB PNG, atomically."""
+    from PIL import Image
+
+    with atomic_path(path, suffix=".png") as tmp:
+        Image.fromarray(np.asarray(rgb, dtype=np.uint8)).save(tmp, format="PNG")
+
+
+def overlay(image: np.ndarray, labels: np.ndarray, palette: list, alpha: float = 0.5) -> np.ndarray:
+    """Blend palette colours of ``labels`` (H×W, 0 = background left as is) over ``image`` (H×W×3 uint8)."""
+    pal = np.array(palette + [(0, 0, 0)] * max(0, int(labels.max(initial=0)) + 1 - len(palette)), np.float32)
+    col = pal[labels]
+    out = image.astype(np.float32)
+    fg = labels > 0
+    out[fg] = (1 - alpha) * out[fg] + alpha * col[fg]
+    return out.round().astype(np.uint8)
+
+
+def heatmap(values: np.ndarray) -> np.ndarray:
+    """H×W values in [0, 1] → H×W×3 uint8 colour map (blue → red)."""
+    v = np.clip(np.nan_to_num(np.asarray(values, np.float32)), 0, 1)
+    r = np.clip(1.5 - np.abs(4 * v - 3), 0, 1)
+    g = np.clip(1.5 - np.abs(4 * v - 2), 0, 1)
+    b = np.clip(1.5 - np.abs(4 * v - 1), 0, 1)
+    return (np.stack([r, g, b], -1) * 255).round().astype(np.uint8)

@@ -1,0 +1,518 @@
+"""Model registry: CLIP (open_clip), SAM (segment-anything) and DINO (transformers ViT) by name or path.
+
+One flat table per family maps a public name to where its weights come from; builders call one private
+``_build_*`` each. Names:
+
+CLIP (:func:`load_clip`)
+    ``ARCH:TAG``       an open_clip architecture and pretrained tag, e.g. ``ViT-B-16:openai``,
+                       ``ViT-L-14-336:openai`` (downloaded by open_clip on a machine with network access).
+    ``hf-hub:ORG/REPO`` an open_clip model hosted on the Hugging Face hub.
+    ``RemoteCLIP-ViT-B-32``, ``GeoRSCLIP-ViT-B-32``, … RS CLIPs: a checkpoint file from a hub repo, loaded
+                       into the matching open_clip architecture.
+    ``ARCH:/path/file`` a local checkpoint (``.pt``/``.bin``/``.safetensors``) for architecture ARCH.
+    ``ARCH:random``     random weights (explicit opt-in; benchmarks and shape tests).
+    ``world-clip``     the small CLIP trained on the synthetic world, shipped with the package.
+
+SAM (:func:`load_sam`): ``vit_b | vit_l | vit_h`` + checkpoint path (or ``random``).
+
+DINO (:func:`load_dino`): ``rsib`` (DINO v1 ViT-B/8 pretrained on RS images; checkpoint key ``teacher``,
+``module.``/``backbone.`` prefixes stripped), ``dino-vitb8``, ``dinov2-{small,base,large}``,
+``dinov3-vitb16`` by name, a local path, or ``NAME:random``; ``dino-tiny:random`` is a small stand-in.
+
+Weights that are absent and cannot be fetched raise one :class:`DglrsisError` saying what to download
+and where to put it (``$DGLRSIS_WEIGHTS``, default ``~/.cache/dglrsis``). Nothing falls back silently to
+other weights. Checkpoints are loaded with ``weights_only=True`` or from safetensors.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import DglrsisError
+from .safeload import load_checkpoint
+
+OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+_MODEL_LOCKS: "weakref.WeakKeyDictionary[Any, threading.RLock]" = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+def model_lock(model) -> threading.RLock:
+    """The re-entrant lock that serialises calls into ``model`` across threads.
+
+    Grad-CAM temporarily changes a model (hooks, positional embedding, ``requires_grad`` flags), so every
+    forward pass through a shared CLIP — :class:`ClipBundle` encoders and :func:`dglrsis.cam.clip_gradcam`
+    — holds this lock; one model serves concurrent callers (e.g. the demo's queue) one at a time.
+    """
+    with _LOCKS_GUARD:
+        lock = _MODEL_LOCKS.get(model)
+        if lock is None:
+            lock = _MODEL_LOCKS[model] = threading.RLock()
+        return lock
+
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+BUNDLED_DIR = Path(__file__).parent / "weights"
+
+
+def weights_dir() -> Path:
+    """Folder searched for local weight files: ``$DGLRSIS_WEIGHTS`` or ``~/.cache/dglrsis``."""
+    return Path(os.environ.get("DGLRSIS_WEIGHTS", Path.home() / ".cache" / "dglrsis")).expanduser()
+
+
+# --------------------------------------------------------------------------------------------- tables
+@dataclass(frozen=True)
+class ClipSpec:
+    arch: str                 # open_clip architecture name (or "world-clip")
+    tag: str | None = None    # open_clip pretrained tag, when open_clip knows the weights
+    hf_repo: str | None = None  # hub repository holding a plain checkpoint file
+    hf_file: str | None = None  # that file's name inside the repository
+    note: str = ""            # one-line description for `dglrsis models`
+
+
+CLIP_MODELS: dict[str, ClipSpec] = {
+    "ViT-B-16:openai": ClipSpec("ViT-B-16", tag="openai", note="OpenAI CLIP ViT-B/16 (CAT-Seg B, 384 px)"),
+    "ViT-B-32:openai": ClipSpec("ViT-B-32", tag="openai", note="OpenAI CLIP ViT-B/32"),
+    "ViT-L-14:openai": ClipSpec("ViT-L-14", tag="openai", note="OpenAI CLIP ViT-L/14"),
+    "ViT-L-14-336:openai": ClipSpec("ViT-L-14-336", tag="openai", note="OpenAI CLIP ViT-L/14@336 (CAT-Seg L)"),
+    "ViT-B-16:laion2b_s34b_b88k": ClipSpec("ViT-B-16", tag="laion2b_s34b_b88k", note="LAION-2B ViT-B/16"),
+    "RemoteCLIP-ViT-B-32": ClipSpec("ViT-B-32", hf_repo="chendelong/RemoteCLIP",
+                                    hf_file="RemoteCLIP-ViT-B-32.pt", note="RemoteCLIP (RS) ViT-B/32"),
+    "RemoteCLIP-ViT-L-14": ClipSpec("ViT-L-14", hf_repo="chendelong/RemoteCLIP",
+                                    hf_file="RemoteCLIP-ViT-L-14.pt", note="RemoteCLIP (RS) ViT-L/14"),
+    "GeoRSCLIP-ViT-B-32": ClipSpec("ViT-B-32", hf_repo="Zilun/GeoRSCLIP", hf_file="ckpt/RS5M_ViT-B-32.pt",
+                                   note="GeoRSCLIP (RS5M) ViT-B/32"),
+    "GeoRSCLIP-ViT-L-14": ClipSpec("ViT-L-14", hf_repo="Zilun/GeoRSCLIP", hf_file="ckpt/RS5M_ViT-L-14.pt",
+                                   note="GeoRSCLIP (RS5M) ViT-L/14"),
+    "world-clip": ClipSpec("world-clip", note="small CLIP trained on the synthetic world (bundled)"),
+}
+
+SAM_CHECKPOINTS: dict[str, str] = {  # arch -> official checkpoint file name
+    "vit_b": "sam_vit_b_01ec64.pth",
+    "vit_l": "sam_vit_l_0b3195.pth",
+    "vit_h": "sam_vit_h_4b8939.pth",
+}
+SAM_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
+
+
+@dataclass(frozen=True)
+class DinoSpec:
+    arch: dict                # transformers ViT/Dinov2 config keywords
+    family: str = "vit"       # "vit" (DINO v1 layout), "dinov2" or "dinov3"
+    hf_id: str | None = None  # transformers model id, when weights are on the hub
+    file: str | None = None   # local checkpoint file name looked up in weights_dir()
+    note: str = ""
+
+
+_VIT_B8 = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
+               patch_size=8, image_size=224)
+DINO_MODELS: dict[str, DinoSpec] = {
+    "rsib": DinoSpec(_VIT_B8, file="rsib_dino_vitb8.pth",
+                     note="RSIB: DINO v1 ViT-B/8 pretrained on RS images (GSNet/RSKT-Seg)"),
+    "dino-vitb8": DinoSpec(_VIT_B8, hf_id="facebook/dino-vitb8", note="DINO v1 ViT-B/8 (ImageNet)"),
+    "dinov2-small": DinoSpec(dict(hidden_size=384, num_hidden_layers=12, num_attention_heads=6, patch_size=14,
+                                  image_size=518), "dinov2", hf_id="facebook/dinov2-small", note="DINOv2 ViT-S/14"),
+    "dinov2-base": DinoSpec(dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, patch_size=14,
+                                 image_size=518), "dinov2", hf_id="facebook/dinov2-base", note="DINOv2 ViT-B/14"),
+    "dinov2-large": DinoSpec(dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, patch_size=14,
+                                  image_size=518), "dinov2", hf_id="facebook/dinov2-large", note="DINOv2 ViT-L/14"),
+    "dinov3-vitb16": DinoSpec(dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                                   intermediate_size=3072, patch_size=16, image_size=224), "dinov3",
+                              hf_id="facebook/dinov3-vitb16-pretrain-lvd1689m", note="DINOv3 ViT-B/16 (gated)"),
+    "dino-tiny": DinoSpec(dict(hidden_size=96, num_hidden_layers=4, num_attention_heads=4, intermediate_size=384,
+                               patch_size=8, image_size=64), note="tiny ViT/8 stand-in (random weights only)"),
+}
+
+
+# --------------------------------------------------------------------------------------------- bundles
+@dataclass
+class ClipBundle:
+    """A CLIP model with everything needed to use it.
+
+    ``model`` is an open_clip ``CLIP`` (batch-first transformer: tokens B×N×D, CLS first).
+    """
+
+    name: str
+    arch: str
+    model: Any
+    preprocess: Callable       # PIL image -> 3×S×S tensor (open_clip eval transform)
+    tokenizer: Callable        # list[str] -> LongTensor B×context_length
+    image_size: int
+    mean: tuple
+    std: tuple
+    embed_dim: int
+    device: str = "cpu"
+
+    def encode_text(self, texts: list[str], batch_size: int = 256):
+        """L2-normalised text embeddings, float32 ``len(texts)×embed_dim`` (no grad)."""
+        import torch
+
+        out = []
+        with model_lock(self.model), torch.no_grad():
+            for i in range(0, len(texts), batch_size):
+                tok = self.tokenizer(texts[i:i + batch_size]).to(self.device)
+                out.append(torch.nn.functional.normalize(self.model.encode_text(tok).float(), dim=-1))
+        return torch.cat(out) if out else torch.zeros(0, self.embed_dim)
+
+    def encode_images(self, images):
+        """L2-normalised image embeddings ``B×embed_dim`` for normalised ``B×3×S×S`` input (no grad)."""
+        import torch
+
+        with model_lock(self.model), torch.no_grad():
+            dtype = next(self.model.parameters()).dtype
+            feats = self.model.encode_image(images.to(self.device, dtype)).float()
+        return torch.nn.functional.normalize(feats, dim=-1)
+
+
+@dataclass
+class DinoBundle:
+    """A DINO-family ViT (transformers module, no pooling layer)."""
+
+    name: str
+    model: Any
+    patch_size: int
+    embed_dim: int
+    mean: tuple = IMAGENET_MEAN
+    std: tuple = IMAGENET_STD
+    extra: dict = field(default_factory=dict)
+
+    def features(self, images):
+        """Patch features ``B×D×(H/p)×(W/p)`` for normalised ``B×3×H×W`` input (H, W multiples of p)."""
+        b, _, h, w = images.shape
+        out = self.model(pixel_values=images, interpolate_pos_encoding=True).last_hidden_state
+        n = (h // self.patch_size) * (w // self.patch_size)
+        tokens = out[:, -n:]  # drop CLS (and DINOv3 register) tokens
+        return tokens.transpose(1, 2).reshape(b, -1, h // self.patch_size, w // self.patch_size)
+
+
+# --------------------------------------------------------------------------------------------- CLIP
+def _offline_hint() -> str:
+    return f"put the file in {weights_dir()} (or set DGLRSIS_WEIGHTS)"
+
+
+def _check_precision(precision: str, device: str) -> None:
+    if precision not in ("fp32", "fp16", "bf16"):
+        raise DglrsisError(f"unknown precision {precision!r}; use fp32, fp16 or bf16")
+    if precision != "fp32" and not str(device).startswith("cuda"):
+        raise DglrsisError(f"precision {precision} needs a CUDA device; use fp32 on {device}")
+
+
+def _resolve_clip(name: str, checkpoint: str | None) -> tuple[ClipSpec, str]:
+    """Return (spec, mode) with mode in 'openclip', 'hf-file', 'local', 'random', 'hub', 'bundled'."""
+    import open_clip
+
+    if checkpoint:
+        arch = name.split(":")[0]
+        return ClipSpec(arch), "local"
+    if name in CLIP_MODELS:
+        spec = CLIP_MODELS[name]
+        if spec.arch == "world-clip":
+            return spec, "bundled"
+        return spec, ("hf-file" if spec.hf_repo else "openclip")
+    if name.startswith("hf-hub:"):
+        return ClipSpec(name), "hub"
+    arch, sep, tag = name.partition(":")
+    archs = set(open_clip.list_models()) | {"world-clip"}
+    if not sep or arch not in archs:
+        raise DglrsisError(
+            f"unknown CLIP {name!r}: use a registry name (dglrsis models), ARCH:TAG, ARCH:/path/to/weights, "
+            f"ARCH:random or hf-hub:ORG/REPO")
+    if tag == "random":
+        return ClipSpec(arch), "random"
+    if os.sep in tag or Path(tag).suffix in (".pt", ".pth", ".bin", ".safetensors"):
+        return ClipSpec(arch), "local"
+    if tag not in open_clip.list_pretrained_tags_by_model(arch):
+        raise DglrsisError(f"open_clip has no pretrained tag {tag!r} for {arch}; "
+                           f"known: {', '.join(open_clip.list_pretrained_tags_by_model(arch)) or 'none'}")
+    return ClipSpec(arch, tag=tag), "openclip"
+
+
+def _hub_file(repo: str, filename: str) -> Path:
+    """Find ``filename`` in weights_dir() or the HF cache, else download it (network permitting)."""
+    local = weights_dir() / Path(filename).name
+    if local.is_file():
+        return local
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return Path(hf_hub_download(repo, filename))
+    except Exception:  # noqa: BLE001 - offline, missing, gated: one clear message
+        raise DglrsisError(
+            f"weights {filename} not available offline: download it from the Hugging Face repo {repo} and "
+            f"{_offline_hint()}") from None
+
+
+def _load_state_into(model, path: Path, what: str) -> None:
+    state = load_checkpoint(path)
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise DglrsisError(f"{path} does not fit {what}: {first}") from None
+
+
+def _build_world_clip(with_weights: bool):
+    import open_clip
+
+    cfg_path = BUNDLED_DIR / "world-clip.json"
+    weights = BUNDLED_DIR / "world-clip.safetensors"
+    if not cfg_path.is_file() or (with_weights and not weights.is_file()):
+        raise DglrsisError("world-clip weights are missing from the package: regenerate them with "
+                           "`python -m trainable.world_clip` (see README)")
+    cfg = json.loads(cfg_path.read_text())
+    model = open_clip.CLIP(**cfg["model_cfg"])
+    return model, cfg
+
+
+def load_clip(name: str, checkpoint: str | None = None, device: str = "cpu",
+              precision: str = "fp32") -> ClipBundle:
+    """Build a CLIP by registry name (see module docstring); eval mode, requires_grad left on.
+
+    ``checkpoint`` (a local file) overrides where weights come from; ``name`` then only names the
+    architecture. fp16/bf16 are for CUDA devices.
+    """
+    import open_clip
+    import torch
+
+    _check_precision(precision, device)
+    spec, mode = _resolve_clip(name, checkpoint)
+    if spec.arch == "world-clip":
+        model, cfg = _build_world_clip(with_weights=mode == "bundled")
+        if mode == "bundled":
+            _load_state_into(model, BUNDLED_DIR / "world-clip.safetensors", "world-clip")
+        elif mode == "local":
+            _load_state_into(model, Path(checkpoint or name.partition(":")[2]).expanduser(), "world-clip")
+        size = cfg["model_cfg"]["vision_cfg"]["image_size"]
+        mean, std = tuple(cfg.get("mean", OPENAI_MEAN)), tuple(cfg.get("std", OPENAI_STD))
+        preprocess = open_clip.image_transform(size, is_train=False, mean=mean, std=std)
+        tokenizer = open_clip.SimpleTokenizer(context_length=cfg["model_cfg"]["text_cfg"]["context_length"])
+    else:
+        try:
+            if mode == "openclip":
+                model, _, preprocess = open_clip.create_model_and_transforms(
+                    spec.arch, pretrained=spec.tag, weights_only=True)
+            elif mode == "hub":
+                model, _, preprocess = open_clip.create_model_and_transforms(spec.arch, weights_only=True)
+            else:
+                model, _, preprocess = open_clip.create_model_and_transforms(spec.arch, pretrained=None)
+        except DglrsisError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            where = f"{spec.arch}:{spec.tag}" if spec.tag else spec.arch
+            raise DglrsisError(
+                f"CLIP weights {where} are not available ({type(exc).__name__}); on a machine with network "
+                f"access open_clip downloads them, offline pass --clip {spec.arch}:/path/to/checkpoint.pt "
+                f"(or {_offline_hint()})") from None
+        if mode == "local":
+            path = Path(checkpoint or name.partition(":")[2]).expanduser()
+            _load_state_into(model, path, f"CLIP {spec.arch}")
+        elif mode == "hf-file":
+            _load_state_into(model, _hub_file(spec.hf_repo, spec.hf_file), f"CLIP {spec.arch}")
+        tokenizer = open_clip.get_tokenizer(spec.arch if mode != "hub" else name)
+        size = model.visual.image_size
+        size = size[0] if isinstance(size, (tuple, list)) else size
+        mean = tuple(getattr(model.visual, "image_mean", None) or OPENAI_MEAN)
+        std = tuple(getattr(model.visual, "image_std", None) or OPENAI_STD)
+    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+    model = model.to(device=device, dtype=dtype).eval()
+    embed_dim = int(model.text_projection.shape[-1]) if getattr(model, "text_projection", None) is not None \
+        else int(model.visual.output_dim)
+    return ClipBundle(name=name, arch=spec.arch, model=model, preprocess=preprocess, tokenizer=tokenizer,
+                      image_size=int(size), mean=mean, std=std, embed_dim=embed_dim, device=str(device))
+
+
+# --------------------------------------------------------------------------------------------- SAM
+def load_sam(arch: str = "vit_b", checkpoint: str | None = None, device: str = "cpu"):
+    """Build a segment-anything ``Sam`` (eval mode).
+
+    ``checkpoint``: a file path, ``"random"`` (random weights), or None to look for the official file
+    name (e.g. ``sam_vit_b_01ec64.pth``) in :func:`weights_dir`.
+    """
+    from segment_anything import sam_model_registry
+
+    if arch not in SAM_CHECKPOINTS:
+        raise DglrsisError(f"unknown SAM architecture {arch!r}; use one of {', '.join(SAM_CHECKPOINTS)}")
+    model = sam_model_registry[arch](checkpoint=None)
+    if checkpoint != "random":
+        path = Path(checkpoint).expanduser() if checkpoint else weights_dir() / SAM_CHECKPOINTS[arch]
+        if not path.is_file():
+            raise DglrsisError(
+                f"SAM {arch} weights not found at {path}: download {SAM_URL}{SAM_CHECKPOINTS[arch]} and pass "
+                f"--sam-checkpoint PATH (or put it in {weights_dir()}, or set DGLRSIS_WEIGHTS)")
+        _load_state_into(model, path, f"SAM {arch}")
+    return model.to(device).eval()
+
+
+# --------------------------------------------------------------------------------------------- DINO
+# transformers renamed ViT parameters in v5; map onto whichever layout the installed version builds.
+_HF_VIT_LAYOUTS = {
+    "v5": ("layers.{i}.", {"norm1": "layernorm_before", "norm2": "layernorm_after", "attn.proj": "attention.o_proj",
+                           "mlp.fc1": "mlp.fc1", "mlp.fc2": "mlp.fc2"},
+           ("attention.q_proj", "attention.k_proj", "attention.v_proj")),
+    "v4": ("encoder.layer.{i}.", {"norm1": "layernorm_before", "norm2": "layernorm_after",
+                                  "attn.proj": "attention.output.dense", "mlp.fc1": "intermediate.dense",
+                                  "mlp.fc2": "output.dense"},
+           ("attention.attention.query", "attention.attention.key", "attention.attention.value")),
+}
+
+
+def _dino_v1_to_hf(state: dict, num_layers: int, layout: str = "v5") -> dict:
+    """Map a DINO v1 (facebookresearch/dino layout) ViT state dict onto transformers ``ViTModel`` keys.
+
+    Accepts the raw training checkpoint (``teacher``/``student`` keys, ``module.``/``backbone.``
+    prefixes) or a bare state dict; a dict already in transformers layout is returned as is.
+    """
+    for key in ("teacher", "student", "model", "state_dict"):
+        if isinstance(state.get(key), dict) and state[key]:
+            state = state[key]
+            break
+    clean = {}
+    for k, v in state.items():
+        for prefix in ("module.", "backbone."):
+            k = k.removeprefix(prefix)
+        clean[k] = v
+    if "embeddings.cls_token" in clean:  # already in transformers layout
+        return clean
+    block, names, qkv_names = _HF_VIT_LAYOUTS[layout]
+    out = {"embeddings.cls_token": clean["cls_token"], "embeddings.position_embeddings": clean["pos_embed"],
+           "embeddings.patch_embeddings.projection.weight": clean["patch_embed.proj.weight"],
+           "embeddings.patch_embeddings.projection.bias": clean["patch_embed.proj.bias"],
+           "layernorm.weight": clean["norm.weight"], "layernorm.bias": clean["norm.bias"]}
+    for i in range(num_layers):
+        src, dst = f"blocks.{i}.", block.format(i=i)
+        for a, b in names.items():
+            for p in ("weight", "bias"):
+                out[f"{dst}{b}.{p}"] = clean[f"{src}{a}.{p}"]
+        for p in ("weight", "bias"):
+            for part, t in zip(qkv_names, clean[f"{src}attn.qkv.{p}"].chunk(3, dim=0)):
+                out[f"{dst}{part}.{p}"] = t
+    return out
+
+
+def _hf_vit_layout(model) -> str:
+    return "v5" if any(k.startswith("layers.") for k in model.state_dict()) else "v4"
+
+
+def _build_dino(spec: DinoSpec):
+    if spec.family == "dinov2":
+        from transformers import Dinov2Config, Dinov2Model
+
+        return Dinov2Model(Dinov2Config(**spec.arch))
+    if spec.family == "dinov3":
+        from transformers import AutoConfig, AutoModel
+
+        try:
+            cfg = AutoConfig.for_model("dinov3_vit", **spec.arch)
+        except Exception:  # noqa: BLE001 - older transformers without DINOv3
+            raise DglrsisError("DINOv3 needs a newer transformers (>= 4.56)") from None
+        return AutoModel.from_config(cfg)
+    from transformers import ViTConfig, ViTModel
+
+    return ViTModel(ViTConfig(**spec.arch), add_pooling_layer=False)
+
+
+def load_dino(name: str, checkpoint: str | None = None, device: str = "cpu") -> DinoBundle:
+    """Build a DINO-family ViT: ``NAME``, ``NAME:random`` or ``NAME:/path``, see module docstring."""
+    base, _, tag = name.partition(":")
+    if base not in DINO_MODELS:
+        raise DglrsisError(f"unknown DINO {base!r}; use one of {', '.join(DINO_MODELS)}")
+    spec = DINO_MODELS[base]
+    checkpoint = checkpoint or (tag if tag and tag != "random" else None)
+    model = _build_dino(spec)
+    if tag != "random":
+        if checkpoint:
+            path = Path(checkpoint).expanduser()
+        elif spec.file:
+            path = weights_dir() / spec.file
+        elif spec.hf_id:
+            model = _dino_from_hub(spec, base)
+            path = None
+        else:
+            raise DglrsisError(f"{base} has no pretrained weights; use {base}:random")
+        if path is not None:
+            if not path.is_file():
+                raise DglrsisError(f"DINO {base} weights not found at {path}: download the checkpoint and pass "
+                                   f"--dino {base}:/path/to/file (or {_offline_hint()})")
+            state = load_checkpoint(path)
+            if spec.family == "vit":
+                try:
+                    state = _dino_v1_to_hf(state, spec.arch["num_hidden_layers"], _hf_vit_layout(model))
+                except KeyError as exc:
+                    raise DglrsisError(f"{path} is not a DINO ViT checkpoint (no {exc.args[0]})") from None
+            missing, unexpected = model.load_state_dict(state, strict=False)
+            if missing or unexpected:
+                raise DglrsisError(f"{path} does not fit DINO {base}: missing {list(missing)[:3]}, "
+                                   f"unexpected {list(unexpected)[:3]}")
+    model = model.to(device).eval()
+    return DinoBundle(name=name, model=model, patch_size=spec.arch["patch_size"],
+                      embed_dim=spec.arch["hidden_size"])
+
+
+def _dino_from_hub(spec: DinoSpec, base: str):
+    from transformers import AutoModel
+
+    try:
+        kwargs = {"add_pooling_layer": False} if spec.family == "vit" else {}
+        return AutoModel.from_pretrained(spec.hf_id, **kwargs)
+    except Exception:  # noqa: BLE001
+        raise DglrsisError(f"DINO {base} weights not available offline: download the Hugging Face model "
+                           f"{spec.hf_id} and pass --dino {base}:/path/to/checkpoint "
+                           f"(or {_offline_hint()})") from None
+
+
+# --------------------------------------------------------------------------------------------- listing
+def _clip_present(name: str, spec: ClipSpec) -> str:
+    if spec.arch == "world-clip":
+        return "bundled" if (BUNDLED_DIR / "world-clip.safetensors").is_file() else "missing"
+    if spec.hf_file:
+        return "yes" if (weights_dir() / Path(spec.hf_file).name).is_file() or _in_hf_cache(
+            spec.hf_repo, spec.hf_file) else "no"
+    import open_clip
+
+    cfg = open_clip.get_pretrained_cfg(spec.arch, spec.tag) or {}
+    repo = (cfg.get("hf_hub") or "").rstrip("/")
+    files = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+    return "yes" if repo and any(_in_hf_cache(repo, f) for f in files) else "no"
+
+
+def _in_hf_cache(repo: str, filename: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(repo, filename), str)
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def list_models() -> list[dict]:
+    """Rows ``{family, name, weights, present, note}`` for every registry entry (no network)."""
+    rows = []
+    for name, spec in CLIP_MODELS.items():
+        src = spec.tag and f"open_clip tag {spec.tag}" or spec.hf_repo and f"{spec.hf_repo}/{spec.hf_file}" \
+            or "package"
+        rows.append(dict(family="clip", name=name, weights=src, present=_clip_present(name, spec), note=spec.note))
+    for arch, fname in SAM_CHECKPOINTS.items():
+        rows.append(dict(family="sam", name=arch, weights=fname,
+                         present="yes" if (weights_dir() / fname).is_file() else "no",
+                         note=f"segment-anything {arch}"))
+    for name, spec in DINO_MODELS.items():
+        if spec.file:
+            src, present = spec.file, "yes" if (weights_dir() / spec.file).is_file() else "no"
+        elif spec.hf_id:
+            src = spec.hf_id
+            present = "yes" if any(_in_hf_cache(spec.hf_id, f) for f in ("model.safetensors",
+                                                                         "pytorch_model.bin")) else "no"
+        else:
+            src, present = "random only", "n/a"
+        rows.append(dict(family="dino", name=name, weights=src, present=present, note=spec.note))
+    return rows

@@ -1,0 +1,63 @@
+"""Safe loading of untrusted files: pickles through a restricted unpickler, checkpoints with
+``torch.load(weights_only=True)`` or safetensors.
+
+A pickle downloaded from the internet (RRSIS-D's ``refs(unc).p``) can execute code when loaded with
+:mod:`pickle`. :func:`load_pickle` only reconstructs builtin containers and scalars; anything else is
+refused with a :class:`~dglrsis.errors.DglrsisError`.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+from .errors import DglrsisError
+
+# (module, name) pairs a data pickle may legitimately reference: builtin containers and scalars only.
+_ALLOWED = {
+    ("builtins", n) for n in ("dict", "list", "tuple", "set", "frozenset", "str", "bytes", "int", "float",
+                               "bool", "complex", "bytearray", "NoneType")
+} | {("collections", "OrderedDict"), ("copy_reg", "_reconstructor"), ("__builtin__", "unicode")}
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+
+
+def load_pickle(path: str | os.PathLike) -> Any:
+    """Load a data-only pickle (lists/dicts/str/numbers) without executing code.
+
+    Python-2 pickles (as RRSIS-D/refcoco ship) are read with ``encoding='latin1'``.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DglrsisError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        return _RestrictedUnpickler(io.BytesIO(data), encoding="latin1").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as exc:
+        raise DglrsisError(f"{path} is not a safe data pickle ({exc})") from None
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """Load a state dict from ``.safetensors`` or a torch file with ``weights_only=True``."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise DglrsisError(f"checkpoint not found: {path}")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any failure here is a bad/untrusted file
+        raise DglrsisError(f"cannot load checkpoint {path} safely: {type(exc).__name__}: {exc}") from None
