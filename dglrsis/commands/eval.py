@@ -1,0 +1,180 @@
+"""``dglrsis eval ovss|res``: zero-shot evaluation on iSAID / OVRSISBench sets (OVSS) and RRSIS-D (RES).
+
+Resumable (per-sample results cached under ``--cache``) and splittable over processes with
+``accelerate launch -m dglrsis.cli eval …``. ``--predictions DIR`` scores saved predictions instead of
+running the model: OVSS ``{image stem}.png`` single-channel in dataset index space, RES ``{sent_id}.png``
+(non-zero = foreground). Without ``--cache`` saved predictions are scored afresh each time.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DglrsisError
+
+HELP = "evaluate OVSS (iSAID, OVRSISBench sets) or RES (RRSIS-D); resumable, accelerate-splittable"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("task", choices=("ovss", "res"))
+    parser.add_argument("--dataset", required=True, choices=("isaid", "ovrsisbench", "rrsisd"),
+                        help="ovss: isaid (raw or converted) or ovrsisbench (index PNGs + --classes-file); "
+                             "res: rrsisd")
+    parser.add_argument("--root", required=True, help="dataset folder")
+    parser.add_argument("--split", default=None, help="split (default: val for ovss, test for res)")
+    parser.add_argument("--classes-file", help="ovrsisbench: class file (one class per line, synonyms by comma)")
+    parser.add_argument("--limit", type=int, help="evaluate only the first N samples")
+    parser.add_argument("--out", help="report JSON (written atomically)")
+    parser.add_argument("--predictions", help="score saved predictions from this folder instead of the model")
+    parser.add_argument("--cache", help="per-sample result cache (model mode default: <out>.cache or "
+                                        "./.eval_cache; predictions mode default: none)")
+    parser.add_argument("--eval-background", default="ignore", choices=("include", "ignore"),
+                        help="iSAID: score background as class 0 (include) or ignore it as 255 (RSKT-Seg)")
+    parser.add_argument("--resolution", default="native", choices=("native", "480"),
+                        help="res: compare at the image's size or both masks nearest-resized to 480×480 (RMSIN)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    try:  # model options; the --predictions path works without the model stack
+        from ..predictor import add_predictor_arguments
+    except ImportError:
+        return
+    add_predictor_arguments(parser)
+    try:
+        from ..gvta import add_gvta_arguments
+    except ImportError:
+        return
+    add_gvta_arguments(parser)
+
+
+def read_prediction(folder: str | Path, key: str) -> np.ndarray:
+    """``folder/{key}.png`` → H×W int array (single-channel values; RGB is converted to L)."""
+    from PIL import Image
+
+    path = Path(folder) / f"{key}.png"
+    if not path.is_file():
+        raise DglrsisError(f"missing prediction {path}")
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im if im.mode in ("L", "P", "I", "I;16") else im.convert("L")).astype(np.int64)
+    except OSError as exc:
+        raise DglrsisError(f"unreadable prediction {path}: {exc}") from None
+
+
+def _ovss_data(args):
+    """(samples, class names incl. index order, model query names, label offset)."""
+    if args.dataset == "isaid":
+        from ..eval import isaid
+
+        samples = isaid.isaid_samples(args.root, args.split, args.eval_background, args.limit)
+        return samples, isaid.ISAID_NAMES, isaid.query_names(), 1
+    if args.dataset == "ovrsisbench":
+        from ..eval import ovrsisbench
+
+        if not args.classes_file:
+            raise DglrsisError("--dataset ovrsisbench needs --classes-file")
+        names = ovrsisbench.class_names(args.classes_file)
+        return ovrsisbench.ovrsis_samples(args.root, args.split, args.limit), names, names, 0
+    raise DglrsisError("ovss evaluation needs --dataset isaid or ovrsisbench")
+
+
+def ovss_predict_fn(pred, queries: list[str], offset: int):
+    """Model-mode OVSS predict_fn: ``labels`` −1 (background/uncovered) → 0, k → k + ``offset``.
+
+    iSAID: offset 1 (class k of the 15 queries is index k+1, background 0). OVRSISBench sets have no
+    background class: offset 0, and uncovered pixels fall to class 0.
+    """
+
+    def predict(image, sample):
+        pred.set_image(image)
+        labels = np.asarray(pred.segment(queries).labels).astype(np.int64)
+        return np.where(labels < 0, 0, labels + offset)
+
+    return predict
+
+
+def res_predict_fn(pred):
+    """Model-mode RES predict_fn: one ``set_image`` per image, one ``refer`` per sentence."""
+    last = {"path": None}
+
+    def predict(image, sample):
+        if last["path"] != sample.image_path:
+            pred.set_image(image)
+            last["path"] = sample.image_path
+        return np.asarray(pred.refer(sample.text).mask)
+
+    return predict
+
+
+def run(args) -> int:
+    from .. import io
+    from ..eval.runner import run_ovss, run_res
+
+    if args.limit is not None and args.limit < 1:
+        raise DglrsisError("--limit must be ≥ 1")
+    args.split = args.split or ("val" if args.task == "ovss" else "test")
+    model = None
+    if not args.predictions:
+        from ..predictor import predictor_from_args
+
+        model = predictor_from_args(args)
+    settings = {"task": args.task, "dataset": args.dataset, "root": str(Path(args.root).resolve()),
+                "split": args.split, "limit": args.limit,
+                "predictions": str(Path(args.predictions).resolve()) if args.predictions else None,
+                "model": model.settings() if model else None}
+    # Saved predictions without --cache: a throw-away cache, scored in one process (cheap). Everything else
+    # is split over the accelerate processes through the shared cache folder.
+    split = {"rank": 0, "world": 1} if args.predictions and not args.cache else {}
+    with tempfile.TemporaryDirectory(prefix="dglrsis-eval-") as tmp:
+        cache = Path(args.cache) if args.cache else (Path(tmp) if args.predictions else
+                                                      Path(args.out).with_suffix(".cache") if args.out
+                                                      else Path(".eval_cache"))
+        if args.task == "ovss":
+            samples, names, queries, offset = _ovss_data(args)
+            settings["eval_background"] = args.eval_background if args.dataset == "isaid" else None
+            settings["classes"] = names
+            key = {k: v for k, v in settings.items() if k != "limit"}  # --limit does not change a sample's result
+            fn = ((lambda image, s: read_prediction(args.predictions, s.key)) if args.predictions
+                  else ovss_predict_fn(model, queries, offset))
+            report = run_ovss(samples, fn, len(names), names, cache, key, read_images=model is not None,
+                              progress=not args.quiet, **split)
+        else:
+            if args.dataset != "rrsisd":
+                raise DglrsisError("res evaluation needs --dataset rrsisd")
+            from ..eval.rrsisd import rrsisd_samples
+
+            samples = rrsisd_samples(args.root, args.split, args.limit)
+            settings["resolution"] = args.resolution
+            key = {k: v for k, v in settings.items() if k != "limit"}  # --limit does not change a sample's result
+            fn = ((lambda image, s: read_prediction(args.predictions, s.key)) if args.predictions
+                  else res_predict_fn(model))
+            report = run_res(samples, fn, cache, args.resolution, key, read_images=model is not None,
+                             progress=not args.quiet, **split)
+    if report is None:  # not the main process
+        return 0
+    report["settings"] = settings
+    if args.out:
+        io.write_json(args.out, report)
+    print_summary(report, args.task)
+    return 0
+
+
+def print_summary(r: dict, task: str) -> None:
+    """Short table on stdout."""
+
+    def f(v):
+        return "  n/a" if v is None else f"{v:6.2f}"
+
+    if task == "ovss":
+        print(f"mIoU {f(r['mIoU'])}  mACC {f(r['mACC'])}  fwIoU {f(r['fwIoU'])}  pACC {f(r['pACC'])}  n={r['n']}")
+        for name, v in r["per_class"].items():
+            if v["IoU"] is not None:
+                print(f"  {name:22s} IoU {f(v['IoU'])}  Acc {f(v['Acc'])}")
+    else:
+        p = "  ".join(f"P@{k} {f(v)}" for k, v in r["precision"].items())
+        print(f"mIoU {f(r['mIoU'])}  oIoU {f(r['oIoU'])}  {p}  n={r['n']}  ({r['resolution']})")
+        for kind, v in (r.get("by_modifier") or {}).items():
+            print(f"  {kind:12s} mIoU {f(v['mIoU'])}  oIoU {f(v['oIoU'])}  n={v['n']}")
+    sys.stdout.flush()

@@ -1,0 +1,117 @@
+"""iSAID reader (OVSS): the raw devkit form or the mmseg-converted form.
+
+Raw: ``root/{split}/images/P0000.png`` + ``root/{split}/Semantic_masks/images/P0000_instance_color_RGB.png``
+(RGB colour labels; index = exact RGB match with :data:`ISAID_PALETTE`, any other colour → 255).
+Converted: ``root/img_dir/{split}/*.png`` + ``root/ann_dir/{split}/*_instance_color_RGB.png`` (or
+``*.png``), single-channel index labels (0–15, 255 = ignore). The form is detected from the folders;
+each label is decoded by its content (mode RGB → palette lookup, L/P → indices). Images are read by
+content: the converter writes BMP bytes under a ``.png`` name.
+
+Background policy: ``include`` scores background as class 0; ``ignore`` maps ground-truth 0 → 255
+(RSKT-Seg). Reports name the policy used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dglrsis.errors import DglrsisError
+
+ISAID_NAMES = ["background", "ship", "storage_tank", "baseball_diamond", "tennis_court", "basketball_court",
+               "Ground_Track_Field", "Bridge", "Large_Vehicle", "Small_Vehicle", "Helicopter", "Swimming_pool",
+               "Roundabout", "Soccer_ball_field", "plane", "Harbor"]
+ISAID_PALETTE = [(0, 0, 0), (0, 0, 63), (0, 63, 63), (0, 63, 0), (0, 63, 127), (0, 63, 191), (0, 63, 255),
+                 (0, 127, 63), (0, 127, 127), (0, 0, 127), (0, 0, 191), (0, 0, 255), (0, 191, 127),
+                 (0, 127, 191), (0, 127, 255), (0, 100, 155)]
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+BACKGROUND_POLICIES = ("include", "ignore")
+LABEL_SUFFIX = "_instance_color_RGB"
+
+
+def query_names() -> list[str]:
+    """The 15 foreground names as model queries: underscores → spaces, lower case (index k ↔ class k+1)."""
+    return [n.replace("_", " ").lower() for n in ISAID_NAMES[1:]]
+
+
+def decode_label(path: str | Path) -> np.ndarray:
+    """iSAID label file → H×W uint8 class indices (255 = ignore), decoded by content.
+
+    RGB/RGBA labels: exact palette match, other colours → 255. L/P labels: the stored indices (a P image's
+    palette is not applied). 16-bit/int labels: values > 255 → 255.
+    """
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            if im.mode in ("L", "P"):
+                return np.asarray(im).astype(np.uint8)
+            if im.mode in ("I", "I;16", "I;16B", "F"):
+                a = np.asarray(im).astype(np.int64)
+                return np.where((a < 0) | (a > 255), 255, a).astype(np.uint8)
+            rgb = np.asarray(im.convert("RGB")).astype(np.int64)
+    except OSError as exc:
+        raise DglrsisError(f"cannot read label {path}: {exc}") from None
+    key = rgb[..., 0] << 16 | rgb[..., 1] << 8 | rgb[..., 2]
+    out = np.full(key.shape, 255, np.uint8)
+    for idx, (r, g, b) in enumerate(ISAID_PALETTE):
+        out[key == (r << 16 | g << 8 | b)] = idx
+    return out
+
+
+def apply_background(label: np.ndarray, policy: str) -> np.ndarray:
+    """``include``: unchanged; ``ignore``: ground-truth background (0) → 255."""
+    if policy not in BACKGROUND_POLICIES:
+        raise DglrsisError(f"background policy must be one of {BACKGROUND_POLICIES}, got {policy!r}")
+    return np.where(label == 0, 255, label).astype(np.uint8) if policy == "ignore" else label
+
+
+@dataclass
+class IsaidSample:
+    key: str                       # image stem = prediction file name without .png
+    image_path: Path               # image file (read by content)
+    label_path: Path               # colour (raw) or index (converted) label
+    form: str                      # "raw" or "converted"
+    background: str = "include"    # background policy applied by label()
+
+    def label(self) -> np.ndarray:
+        """H×W uint8 ground truth in iSAID index space after the background policy."""
+        return apply_background(decode_label(self.label_path), self.background)
+
+
+def detect_form(root: str | Path, split: str) -> tuple[str, Path, Path]:
+    """(form, image folder, label folder) of an iSAID root for ``split``."""
+    root = Path(root)
+    if (root / split / "images").is_dir():
+        labels = root / split / "Semantic_masks" / "images"
+        return "raw", root / split / "images", labels if labels.is_dir() else root / split / "images"
+    if (root / "img_dir" / split).is_dir():
+        labels = root / "ann_dir" / split
+        if not labels.is_dir():
+            raise DglrsisError(f"{root}: img_dir/{split} exists but ann_dir/{split} does not")
+        return "converted", root / "img_dir" / split, labels
+    raise DglrsisError(f"{root} has neither {split}/images (raw iSAID) nor img_dir/{split} (converted iSAID)")
+
+
+def isaid_samples(root: str | Path, split: str, background: str = "include",
+                  limit: int | None = None) -> list[IsaidSample]:
+    """Samples of ``split`` sorted by image name; every image needs a label (else a DglrsisError)."""
+    apply_background(np.zeros(1, np.uint8), background)  # validates the policy
+    form, imgs, labels = detect_form(root, split)
+    out = []
+    for p in sorted(imgs.iterdir()):
+        if p.suffix.lower() not in IMAGE_EXTS or LABEL_SUFFIX in p.stem or not p.is_file():
+            continue
+        for cand in (labels / f"{p.stem}{LABEL_SUFFIX}.png", labels / f"{p.stem}.png"):
+            if cand.is_file() and cand != p:
+                out.append(IsaidSample(p.stem, p, cand, form, background))
+                break
+        else:
+            raise DglrsisError(f"no label for {p.name} in {labels}")
+        if limit is not None and len(out) >= limit:
+            break
+    if not out:
+        raise DglrsisError(f"no images in {imgs}")
+    return out

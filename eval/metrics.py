@@ -1,0 +1,147 @@
+"""Segmentation metrics.
+
+Semantic segmentation — detectron2 ``SemSegEvaluator`` definitions: a (K+1)×(K+1) confusion matrix
+``conf[pred, gt]`` whose last column collects ignored ground truth (255); ``tp = diag``,
+``pos_gt = column sums``, ``pos_pred = row sums`` (over the K classes); a class enters mACC/mIoU only when
+present in the ground truth; fwIoU weights IoU by ground-truth frequency; pACC = Σtp / Σpos_gt. ×100.
+
+Referring segmentation — RMSIN ``test.py``: per sample I and U; IoU = I/U and **0 when U = 0** (so an
+empty prediction of an empty target scores 0, RMSIN's convention); mIoU = mean IoU; oIoU = ΣI/ΣU;
+precision@t = share of samples with IoU ≥ t. ×100.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dglrsis.errors import DglrsisError
+
+IGNORE = 255
+THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+def confusion(pred: np.ndarray, gt: np.ndarray, num_classes: int, ignore: int = IGNORE) -> np.ndarray:
+    """(K+1)×(K+1) int64 confusion matrix ``conf[pred, gt]``; ignored gt goes to the last column."""
+    pred = np.asarray(pred).astype(np.int64).ravel()
+    gt = np.asarray(gt).astype(np.int64).ravel()
+    if pred.shape != gt.shape:
+        raise DglrsisError(f"prediction and ground truth differ in size: {pred.size} vs {gt.size} pixels")
+    if pred.size and (pred.min() < 0 or pred.max() >= num_classes):
+        raise DglrsisError(f"predictions must be class indices in [0, {num_classes}); got "
+                           f"{pred.min()}…{pred.max()}")
+    gt = np.where((gt == ignore) | (gt < 0) | (gt >= num_classes), num_classes, gt)
+    k = num_classes + 1
+    return np.bincount(pred * k + gt, minlength=k * k).reshape(k, k)
+
+
+class SemSegMetric:
+    """Accumulating (K+1)×(K+1) confusion matrix (detectron2 ``SemSegEvaluator``).
+
+    ``update(pred, gt)`` adds one image (H×W ints; pred in [0, K), gt in [0, K) or 255 = ignore);
+    ``metric_a + metric_b`` adds matrices, so per-image matrices can be cached and summed in any grouping.
+    """
+
+    def __init__(self, class_names: list[str], ignore: int = IGNORE):
+        self.class_names = list(class_names)  # K class names, index order
+        self.ignore = ignore                  # ground-truth value that is not scored
+        k = len(self.class_names) + 1
+        self.conf = np.zeros((k, k), np.int64)  # conf[pred, gt]; last column = ignored gt
+
+    def update(self, pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
+        """Add one H×W prediction/ground-truth pair; returns that image's confusion matrix."""
+        c = confusion(pred, gt, len(self.class_names), self.ignore)
+        self.conf += c
+        return c
+
+    def add_matrix(self, conf: np.ndarray) -> None:
+        """Add a (cached) confusion matrix of the same size."""
+        conf = np.asarray(conf)
+        if conf.shape != self.conf.shape:
+            raise DglrsisError(f"confusion matrix is {conf.shape}, expected {self.conf.shape}")
+        self.conf += conf.astype(np.int64)
+
+    def __add__(self, other: SemSegMetric) -> SemSegMetric:
+        out = SemSegMetric(self.class_names, self.ignore)
+        out.conf = self.conf + other.conf
+        return out
+
+    def report(self) -> dict:
+        """See :func:`semseg_report`."""
+        return semseg_report(self.conf, self.class_names)
+
+
+def semseg_report(conf: np.ndarray, class_names: list[str]) -> dict:
+    """mIoU, mACC, fwIoU, pACC and per-class IoU/Acc (None for classes absent from the ground truth)."""
+    conf = np.asarray(conf, dtype=np.float64)
+    tp = conf.diagonal()[:-1]
+    pos_gt = conf[:-1, :-1].sum(0)
+    pos_pred = conf[:-1, :-1].sum(1)
+    acc_valid = pos_gt > 0
+    union = pos_gt + pos_pred - tp
+    iou_valid = acc_valid & (union > 0)
+    acc = np.full(len(tp), np.nan)
+    iou = np.full(len(tp), np.nan)
+    acc[acc_valid] = tp[acc_valid] / pos_gt[acc_valid]
+    iou[iou_valid] = tp[iou_valid] / union[iou_valid]
+    total = pos_gt.sum()
+    weights = pos_gt / total if total else np.zeros_like(pos_gt)
+
+    def pct(x):
+        return None if x is None or not np.isfinite(x) else round(float(100 * x), 4)
+
+    return {
+        "mIoU": pct(iou[iou_valid].mean() if iou_valid.any() else np.nan),
+        "mACC": pct(acc[acc_valid].mean() if acc_valid.any() else np.nan),
+        "fwIoU": pct((iou[iou_valid] * weights[iou_valid]).sum() if iou_valid.any() else np.nan),
+        "pACC": pct(tp.sum() / total if total else np.nan),
+        "per_class": {n: {"IoU": pct(iou[i]), "Acc": pct(acc[i])} for i, n in enumerate(class_names)},
+    }
+
+
+def iou_counts(pred: np.ndarray, gt: np.ndarray) -> tuple[int, int]:
+    """Intersection and union pixel counts of two masks (non-zero = foreground)."""
+    p, g = np.asarray(pred) != 0, np.asarray(gt) != 0
+    if p.shape != g.shape:
+        raise DglrsisError(f"mask sizes differ: {p.shape} vs {g.shape}")
+    return int(np.logical_and(p, g).sum()), int(np.logical_or(p, g).sum())
+
+
+def res_sample(pred: np.ndarray, gt: np.ndarray) -> dict:
+    """One referring sample: ``{"I", "U", "IoU"}`` with IoU = I/U, 0 when U = 0 (RMSIN)."""
+    i, u = iou_counts(pred, gt)
+    return {"I": i, "U": u, "IoU": i / u if u else 0.0}
+
+
+def res_report(samples: list[dict]) -> dict:
+    """``samples``: dicts with ``I``, ``U`` (and optionally ``modifiers``) → mIoU, oIoU, precision, n, by kind."""
+
+    def summarise(rows):
+        if not rows:
+            return {"mIoU": None, "oIoU": None, "precision": {str(t): None for t in THRESHOLDS}, "n": 0}
+        ious = np.array([r["I"] / r["U"] if r["U"] > 0 else 0.0 for r in rows])
+        si, su = sum(r["I"] for r in rows), sum(r["U"] for r in rows)
+        return {"mIoU": round(100 * float(ious.mean()), 4), "oIoU": round(100 * si / su, 4) if su else 0.0,
+                "precision": {str(t): round(100 * float((ious >= t).mean()), 4) for t in THRESHOLDS},
+                "n": len(rows)}
+
+    out = summarise(samples)
+    kinds = sorted({k for r in samples for k in r.get("modifiers") or []})
+    if kinds:
+        out["by_modifier"] = {k: summarise([r for r in samples if k in (r.get("modifiers") or [])])
+                              for k in kinds}
+    return out
+
+
+def resize_nearest(mask: np.ndarray, height: int = 480, width: int = 480) -> np.ndarray:
+    """Nearest-neighbour resize of an H×W array to ``height``×``width`` (any dtype kept).
+
+    Output pixel (y, x) takes source pixel (floor((y + 0.5)·H/height), floor((x + 0.5)·W/width)) — pixel
+    centres, as PIL's NEAREST. RMSIN scores at 480×480; ``--resolution 480`` resizes prediction and target.
+    """
+    arr = np.asarray(mask)
+    if arr.ndim != 2 or arr.size == 0:
+        raise DglrsisError(f"resize_nearest expects a non-empty H×W array, got shape {arr.shape}")
+    h, w = arr.shape
+    rows = np.minimum(((np.arange(height) + 0.5) * h / height).astype(np.int64), h - 1)
+    cols = np.minimum(((np.arange(width) + 0.5) * w / width).astype(np.int64), w - 1)
+    return arr[rows[:, None], cols[None, :]]
