@@ -1,0 +1,57 @@
+"""``dglrsis refer``: referring expression segmentation (GLD text split + GVTA)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+HELP = "segment the object a free-text expression refers to (e.g. 'the large ship on the left')"
+
+
+def add_arguments(parser) -> None:
+    from ..gvta import add_gvta_arguments
+    from ..predictor import add_predictor_arguments
+
+    parser.add_argument("image", help="PNG/JPEG/BMP/TIFF/GeoTIFF (read by content)")
+    parser.add_argument("text", help="the referring expression")
+    parser.add_argument("--out", help="mask: .png (0/255) or .tif (GeoTIFF, keeps the georeference)")
+    parser.add_argument("--cam", help="PNG of the fused cross-scale Grad-CAM heatmap")
+    parser.add_argument("--overlay", help="PNG of the image with the selected mask highlighted")
+    parser.add_argument("--scores", help="JSON with the decomposition and the scored candidates")
+    parser.add_argument("--classes-file", help="vocabulary of class nouns (default: --vocabulary)")
+    parser.add_argument("--bands", help="band selection for multi-band rasters, 1-based, e.g. 3,2,1")
+    add_predictor_arguments(parser)
+    add_gvta_arguments(parser)
+
+
+def run(args) -> int:
+    from .. import io
+    from ..errors import DglrsisError
+    from ..predictor import predictor_from_args
+    from .segment import parse_bands
+
+    if not (args.out or args.cam or args.overlay or args.scores):
+        raise DglrsisError("nothing to write: give --out, --cam, --overlay and/or --scores")
+    from ..text import decompose
+
+    decompose(args.text)  # validate the expression before any model is loaded
+    if args.classes_file:
+        args.vocabulary = args.classes_file
+    pred = predictor_from_args(args)
+    raster = io.read_image(args.image, bands=parse_bands(args.bands))
+    pred.set_image(raster.array)
+    ref = pred.refer(args.text)
+    mask = ref.mask.astype(np.uint8)
+    if args.out:
+        if str(args.out).lower().endswith((".tif", ".tiff")):
+            io.write_label(args.out, mask, raster.meta, None)
+        else:
+            io.write_label(args.out, mask * 255, raster.meta, None)
+    if args.cam:
+        io.write_rgb_png(args.cam, io.heatmap(ref.cam))
+    if args.overlay:
+        io.write_rgb_png(args.overlay, io.overlay(raster.array, mask, [(0, 0, 0), (255, 40, 40)]))
+    if args.scores:
+        io.write_json(args.scores, {"image": str(args.image), **ref.to_json(), "settings": pred.settings()})
+    print(f"referred: {ref.target or '(no class noun)'}; {int(mask.sum())} pixels "
+          f"({100 * mask.mean():.2f}% of the image)")
+    return 0

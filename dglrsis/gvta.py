@@ -1,0 +1,328 @@
+"""GVTA — Global Visual–Textual Alignment (DGL-RSIS, RES branch).
+
+1. **GLD text split** (:func:`dglrsis.text.decompose`): local class nouns + global context tokens.
+2. **Global-enhanced Grad-CAM**: Grad-CAM of the CLIP image–text similarity where the text embedding is
+   the expression's, enhanced with one embedding per global token composed with the local noun
+   ("white ship", "ship on the left"): ``t = normalise(t_expr + λ·Σ_i t_i)``. (The paper names the
+   mechanism but not its formula; this is our reading. Switch: ``global_enhance``.)
+3. **Cross-scale fusion**: the CAM of the whole image (scale 1) plus CAMs of overlapping crops at finer
+   scales (scale s → windows of side s·max(H, W) on a grid with 50 % overlap), pasted back, averaged per
+   scale, each scale min–max normalised, then averaged over scales. (Switch: ``scales``.)
+4. **Mask selection**: every cached proposal is scored by its LVTA probability for the local noun and its
+   mean CAM activation; nested proposals are grouped into instances (greedy by score, a proposal covered
+   ≥ 50 % by a better one joins it); instances are then scored by each global token (position, size rank,
+   colour, relation to the anchor's best mask, ordinal). The best instance is returned, or the union of
+   the good ones when the expression asks for several. (Switches: ``cam``, ``modifiers``.)
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .errors import DglrsisError
+
+COLOURS = {  # named colour → RGB prototype
+    "white": (235, 235, 235), "grey": (128, 128, 128), "gray": (128, 128, 128), "black": (25, 25, 25),
+    "red": (200, 40, 40), "blue": (40, 70, 200), "green": (40, 150, 60), "yellow": (230, 210, 40),
+    "orange": (235, 130, 30), "brown": (130, 85, 45), "dark": (45, 45, 45), "light": (210, 210, 210),
+    "silver": (190, 190, 195), "purple": (120, 50, 150),
+}
+
+
+@dataclass
+class GVTAConfig:
+    cam: bool = True               # use Grad-CAM in mask scoring (ablation "no CAM")
+    scales: tuple = (1.0, 0.5)     # cross-scale Grad-CAM window sizes relative to the image (ablation: (1.0,))
+    global_enhance: bool = True    # enhance the CAM text embedding with the global tokens (ablation)
+    enhance_weight: float = 0.5    # λ in t = normalise(t_expr + λ Σ t_i)
+    modifiers: bool = True         # score instances by the global tokens (ablation "no modifier scoring")
+    vocabulary: str = "rrsisd"     # vocabulary for mapping nouns and competing classes in LVTA
+    w_class: float = 1.0           # weight of the LVTA probability of the local noun
+    w_cam: float = 1.0             # weight of the mean CAM activation inside a proposal
+    w_mod: float = 0.75            # weight of the mean modifier score
+    group_overlap: float = 0.5     # a proposal covered this much by a better one joins its instance
+    multi_keep: float = 0.6        # multiple targets: keep instances scoring ≥ this × the best
+    class_keep: float = 0.6        # candidate instances need a noun probability ≥ this × the best one
+
+
+@dataclass
+class ReferResult:
+    mask: np.ndarray                   # H×W bool, the referred region
+    cam: np.ndarray                    # H×W float32 in [0, 1] (zeros when CAM is off)
+    decomposition: object              # dglrsis.text.Decomposition
+    target: str                        # the class noun used for LVTA
+    selected: list[int] = field(default_factory=list)      # proposal indices in the mask
+    candidates: list[dict] = field(default_factory=list)   # scored instances, best first
+
+    def to_json(self) -> dict:
+        return {"text": self.decomposition.text, "target": self.target, "selected": self.selected,
+                "decomposition": self.decomposition.to_json(), "candidates": self.candidates,
+                "area": int(self.mask.sum())}
+
+
+# --------------------------------------------------------------------------------------------- CAM
+def _square_resize(image: np.ndarray, size: int, mean, std) -> tuple[torch.Tensor, int]:
+    """Pad ``h×w×3`` uint8 to a square (mean colour), resize to ``size``; returns 1×3×S×S and the side."""
+    h, w = image.shape[:2]
+    side = max(h, w)
+    m = torch.tensor(mean).view(1, 3, 1, 1)
+    s = torch.tensor(std).view(1, 3, 1, 1)
+    t = (torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255 - m) / s
+    t = F.pad(t, (0, side - w, 0, side - h))
+    return F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False, antialias=True), side
+
+
+def _windows(h: int, w: int, scale: float) -> list[tuple[int, int, int, int]]:
+    """Square windows (x0, y0, x1, y1) of side scale·max(h, w) covering the image with 50 % overlap."""
+    side = max(2, int(round(scale * max(h, w))))
+    if side >= max(h, w):
+        return [(0, 0, w, h)]
+    step = max(1, side // 2)
+    xs = sorted({*range(0, max(w - side, 0) + 1, step), max(w - side, 0)})
+    ys = sorted({*range(0, max(h - side, 0) + 1, step), max(h - side, 0)})
+    return [(x, y, min(x + side, w), min(y + side, h)) for y in ys for x in xs]
+
+
+def cross_scale_cam(clip, image: np.ndarray, text_emb: torch.Tensor, scales=(1.0, 0.5)) -> np.ndarray:
+    """Fused Grad-CAM ``H×W`` in [0, 1] of ``image`` (H×W×3 uint8) for a ``1×D`` text embedding."""
+    from .cam import clip_gradcam
+
+    h, w = image.shape[:2]
+    fused = np.zeros((h, w), np.float32)
+    for scale in scales:
+        wins = _windows(h, w, scale)
+        batch, sides = zip(*[_square_resize(image[y0:y1, x0:x1], clip.image_size, clip.mean, clip.std)
+                             for x0, y0, x1, y1 in wins])
+        cams = clip_gradcam(clip, torch.cat(batch), text_emb.expand(len(wins), -1))
+        acc = np.zeros((h, w), np.float32)
+        cnt = np.zeros((h, w), np.float32)
+        for (x0, y0, x1, y1), side, cam in zip(wins, sides, cams):
+            c = torch.as_tensor(cam, dtype=torch.float32)[None, None]
+            c = F.interpolate(c, size=(side, side), mode="bilinear", align_corners=False)[0, 0].numpy()
+            acc[y0:y1, x0:x1] += c[: y1 - y0, : x1 - x0]
+            cnt[y0:y1, x0:x1] += 1
+        level = acc / np.maximum(cnt, 1)
+        rng = level.max() - level.min()
+        fused += (level - level.min()) / rng if rng > 1e-8 else 0.0
+    return fused / max(len(scales), 1)
+
+
+def enhanced_text_embedding(clip, dec, target: str, cfg: GVTAConfig) -> torch.Tensor:
+    """``1×D`` text embedding of the expression, enhanced with its global tokens (module docstring)."""
+    texts = [dec.text]
+    if cfg.global_enhance:
+        texts += [f"{g.text} {target}" if g.kind in ("colour", "size") else f"{target} {g.text}"
+                  for g in dec.global_]
+    emb = clip.encode_text(texts)
+    t = emb[0] + cfg.enhance_weight * emb[1:].sum(0) if len(texts) > 1 else emb[0]
+    return F.normalize(t, dim=-1)[None]
+
+
+# --------------------------------------------------------------------------------------------- modifiers
+def _rank_score(values: np.ndarray, higher_is_better: bool) -> np.ndarray:
+    """Scores in [0, 1] by rank (best → 1); a single value scores 1."""
+    n = len(values)
+    if n <= 1:
+        return np.ones(n)
+    order = np.argsort(values if higher_is_better else -values, kind="stable")
+    ranks = np.empty(n)
+    ranks[order] = np.arange(n)
+    return ranks / (n - 1)
+
+
+def _axis_score(c: np.ndarray, want: str | None) -> np.ndarray:
+    """Position score of normalised coordinates ``c`` (0 = left/top) for left/right/top/bottom/center."""
+    if want in ("left", "top"):
+        return 0.5 * _rank_score(-c, True) + 0.5 * (1 - c)
+    if want in ("right", "bottom"):
+        return 0.5 * _rank_score(c, True) + 0.5 * c
+    if want == "center":
+        return 1 - 2 * np.abs(c - 0.5)
+    return np.ones_like(c)
+
+
+def modifier_scores(inst: dict, tokens, image: np.ndarray, anchor_centroid) -> tuple[np.ndarray, list[str]]:
+    """Per-instance mean score over the global tokens; ``inst`` holds arrays cx, cy, area, rgb (n-long)."""
+    h, w = image.shape[:2]
+    cx, cy = inst["cx"] / w, inst["cy"] / h
+    parts, used = [], []
+    for g in tokens:
+        v = g.value if isinstance(g.value, dict) else {}
+        if g.kind == "position":
+            parts.append(_axis_score(cx, _norm_dir(v.get("x"))) * _axis_score(cy, _norm_dir(v.get("y"))))
+        elif g.kind == "size":
+            want_small = (v.get("extreme") or v.get("degree") or "") in ("smallest", "small", "tiny", "short",
+                                                                          "shortest")
+            parts.append(_rank_score(inst["area"], not want_small))
+        elif g.kind == "colour":
+            proto = COLOURS.get(str(g.value).lower() if not isinstance(g.value, dict) else "", None)
+            if proto is None:
+                continue
+            d = np.linalg.norm(inst["rgb"] - np.array(proto, dtype=np.float32), axis=1) / 441.7
+            parts.append(0.5 * np.exp(-d / 0.15) + 0.5 * _rank_score(-d, True))
+        elif g.kind == "relation" and anchor_centroid is not None:
+            parts.append(_relation_score(inst, v.get("type"), anchor_centroid, w, h))
+        elif g.kind == "ordinal":
+            key = {"left": cx, "right": -cx, "top": cy, "bottom": -cy}.get(_norm_dir(v.get("direction")), cx)
+            n = int(v.get("n") or 1)
+            order = np.argsort(key, kind="stable")
+            s = np.zeros(len(key))
+            if n - 1 < len(order):
+                s[order[n - 1]] = 1.0
+            parts.append(s)
+        else:
+            continue
+        used.append(g.kind)
+    if not parts:
+        return np.zeros(len(cx)), used
+    return np.mean(parts, axis=0), used
+
+
+def _norm_dir(d):
+    return {"middle": "center", "centre": "center", "upper": "top", "lower": "bottom"}.get(d, d)
+
+
+def _relation_score(inst: dict, kind: str | None, anchor, w: int, h: int) -> np.ndarray:
+    ax, ay = anchor
+    dx, dy = (inst["cx"] - ax) / w, (inst["cy"] - ay) / h
+    dist = np.hypot(dx, dy)
+    near = _rank_score(-dist, True) * 0.5 + 0.5 * np.exp(-dist / 0.2)
+    side = {"above": -dy, "below": dy, "left_of": -dx, "right_of": dx}.get(kind or "")
+    if side is None:
+        return near
+    return near * (1 / (1 + np.exp(-side / 0.03)))
+
+
+# --------------------------------------------------------------------------------------------- selection
+def _target_and_vocab(dec, cfg: GVTAConfig, classes) -> tuple[str, list[str]]:
+    from .vocab import load_vocabulary
+
+    names = list(classes) if classes else list(load_vocabulary(cfg.vocabulary).names)
+    target = dec.local[0] if dec.local else None
+    if target is None:
+        return "", names
+    lower = [n.lower() for n in names]
+    if target.lower() not in lower:
+        names = names + [target]
+    return target, names
+
+
+def group_instances(masks: np.ndarray, order: np.ndarray, overlap: float) -> list[list[int]]:
+    """Greedy grouping of nested proposals: in ``order`` (best first) a proposal covered ≥ ``overlap`` of
+    its area by an existing group's leader joins that group. Returns lists of indices, leader first."""
+    groups: list[list[int]] = []
+    flat = masks.reshape(len(masks), -1)
+    areas = flat.sum(1).astype(np.float64)
+    for i in order:
+        for g in groups:
+            inter = np.logical_and(flat[i], flat[g[0]]).sum()
+            if inter >= overlap * min(areas[i], areas[g[0]]):
+                g.append(int(i))
+                break
+        else:
+            groups.append([int(i)])
+    return groups
+
+
+def refer(pred, expression: str, classes=None) -> ReferResult:
+    """Select the mask referred to by ``expression`` on ``pred``'s cached image (see module docstring)."""
+    from .text import decompose
+    from .vocab import load_vocabulary
+
+    cfg = pred.cfg.gvta or GVTAConfig()
+    dec = decompose(expression, load_vocabulary(cfg.vocabulary))
+    target, names = _target_and_vocab(dec, cfg, classes)
+    image, props = pred.image, pred.proposals
+    h, w = image.shape[:2]
+    n = len(props.masks)
+    cam = np.zeros((h, w), np.float32)
+    if n == 0:
+        return ReferResult(np.zeros((h, w), bool), cam, dec, target)
+    probs = pred.classify_masks(names).numpy()
+    p_cls = probs[:, [x.lower() for x in names].index(target.lower())] if target else probs.max(1)
+    score = cfg.w_class * p_cls
+    if cfg.cam:
+        key = (expression, target, cfg.scales, cfg.global_enhance)
+        if key not in pred._cam_cache:
+            text = enhanced_text_embedding(pred.clip, dec, target or dec.text, cfg)
+            pred._cam_cache[key] = cross_scale_cam(pred.clip, image, text, cfg.scales)
+        cam = pred._cam_cache[key]
+        flat = props.masks.reshape(n, -1)
+        cam_in = (flat * cam.reshape(1, -1)).sum(1) / np.maximum(flat.sum(1), 1)
+        score = score + cfg.w_cam * cam_in
+    groups = group_instances(props.masks, np.argsort(-score, kind="stable"), cfg.group_overlap)
+    leaders = np.array([g[0] for g in groups])
+    # candidate instances: those whose class probability is close to the best one's
+    keep = p_cls[leaders] >= cfg.class_keep * p_cls[leaders].max()
+    leaders = leaders[keep]
+    total = score[leaders].copy()
+    used: list[str] = []
+    if cfg.modifiers and dec.global_:
+        inst = _instance_stats(image, props.masks[leaders])
+        anchor = _anchor_centroid(pred, dec, names, props, leaders)
+        mod, used = modifier_scores(inst, dec.global_, image, anchor)
+        total = total + cfg.w_mod * mod
+    order = np.argsort(-total, kind="stable")
+    best = total[order[0]]
+    chosen = [int(leaders[i]) for i in order
+              if i == order[0] or (dec.wants_multiple and total[i] >= cfg.multi_keep * best)]
+    mask = np.logical_or.reduce(props.masks[chosen], axis=0)
+    cands = [{"mask": int(leaders[i]), "score": round(float(total[i]), 4), "class_prob": round(float(
+        p_cls[leaders[i]]), 4), "area": int(props.areas[leaders[i]]), "modifiers": used} for i in order[:10]]
+    return ReferResult(mask=mask, cam=cam.astype(np.float32), decomposition=dec, target=target,
+                       selected=chosen, candidates=cands)
+
+
+def _instance_stats(image: np.ndarray, masks: np.ndarray) -> dict:
+    ys, xs = np.mgrid[: image.shape[0], : image.shape[1]]
+    area = masks.reshape(len(masks), -1).sum(1).astype(np.float64)
+    safe = np.maximum(area, 1)
+    cx = (masks * xs).reshape(len(masks), -1).sum(1) / safe
+    cy = (masks * ys).reshape(len(masks), -1).sum(1) / safe
+    rgb = np.stack([image[m].mean(0) if m.any() else np.zeros(3) for m in masks]).astype(np.float32)
+    return {"cx": cx, "cy": cy, "area": area, "rgb": rgb}
+
+
+def _anchor_centroid(pred, dec, names, props, leaders):
+    """Centroid of the best proposal for the first relation's anchor class (not a candidate itself)."""
+    rel = next((g for g in dec.global_ if g.kind == "relation" and isinstance(g.value, dict)
+                and g.value.get("anchor")), None)
+    if rel is None:
+        return None
+    anchor = rel.value["anchor"]
+    query = names if anchor.lower() in [x.lower() for x in names] else names + [anchor]
+    probs = pred.classify_masks(query).numpy()[:, [x.lower() for x in query].index(anchor.lower())]
+    # the anchor is another object: skip proposals lying mostly inside a target candidate
+    flat = props.masks.reshape(len(props.masks), -1)
+    cand = np.logical_or.reduce(flat[leaders], axis=0)
+    inside = (flat & cand).sum(1) / np.maximum(flat.sum(1), 1)
+    probs[inside > 0.5] = -1
+    a = int(np.argmax(probs))
+    ys, xs = np.nonzero(props.masks[a])
+    return (float(xs.mean()), float(ys.mean())) if len(xs) else None
+
+
+# --------------------------------------------------------------------------------------------- CLI glue
+def add_gvta_arguments(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("GVTA ablations")
+    g.add_argument("--scales", default="1.0,0.5", help="cross-scale CAM window sizes, e.g. 1.0 (single scale)")
+    g.add_argument("--no-cam", action="store_true", help="do not use Grad-CAM in mask selection")
+    g.add_argument("--no-global", action="store_true", help="no global-token enhancement of the CAM text")
+    g.add_argument("--no-modifiers", action="store_true", help="no modifier (global token) scoring")
+    g.add_argument("--vocabulary", default="rrsisd", help="vocabulary for class nouns (bundled name or file)")
+
+
+def gvta_config_from_args(args: argparse.Namespace) -> GVTAConfig:
+    try:
+        scales = tuple(float(s) for s in str(args.scales).split(",") if s.strip())
+    except ValueError:
+        raise DglrsisError(f"bad --scales {args.scales!r}: comma-separated numbers in (0, 1]") from None
+    if not scales or any(not 0 < s <= 1 for s in scales):
+        raise DglrsisError(f"bad --scales {args.scales!r}: comma-separated numbers in (0, 1]")
+    return GVTAConfig(cam=not args.no_cam, scales=scales, global_enhance=not args.no_global,
+                      modifiers=not args.no_modifiers, vocabulary=args.vocabulary)

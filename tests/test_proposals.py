@@ -1,0 +1,128 @@
+"""GLD image side: superpixel-hierarchy and SAM proposals on synthetic scenes."""
+import numpy as np
+import pytest
+
+from dglrsis.proposals import ProposalConfig, Proposals, generate_proposals, mask_nms, pixel_coverage
+
+
+def scene(seed=0, size=128):
+    """Textured grass background with a grey rectangle, a white disk and a blue rectangle."""
+    rng = np.random.default_rng(seed)
+    img = np.empty((size, size, 3), np.uint8)
+    img[:] = (60, 120, 50)
+    img = np.clip(img + rng.normal(0, 6, img.shape), 0, 255).astype(np.uint8)
+    truth = []
+    m = np.zeros((size, size), bool); m[20:50, 15:60] = True; truth.append(m)
+    img[m] = (150, 150, 150)
+    yy, xx = np.mgrid[:size, :size]
+    m = (yy - 90) ** 2 + (xx - 40) ** 2 <= 15 ** 2; truth.append(m)
+    img[m] = (235, 235, 235)
+    m = np.zeros((size, size), bool); m[70:115, 75:120] = True; truth.append(m)
+    img[m] = (30, 60, 170)
+    return img, truth
+
+
+def iou(a, b):
+    return (a & b).sum() / max((a | b).sum(), 1)
+
+
+@pytest.fixture(scope="module")
+def result():
+    img, truth = scene()
+    before = img.copy()
+    cfg = ProposalConfig(method="slic")
+    props = generate_proposals(img, cfg)
+    return img, before, truth, cfg, props
+
+
+def test_shapes_recovered(result):
+    _, _, truth, _, props = result
+    for t in truth:
+        assert max(iou(m, t) for m in props.masks) >= 0.8
+
+
+def test_every_pixel_covered_and_input_untouched(result):
+    img, before, _, _, props = result
+    assert pixel_coverage(props).all()
+    assert np.array_equal(img, before)
+
+
+def test_no_duplicates_and_consistency(result):
+    _, _, _, cfg, props = result
+    n, h, w = props.masks.shape
+    assert props.masks.dtype == bool and (h, w) == (128, 128) and 0 < n <= cfg.max_masks
+    assert props.boxes.shape == (n, 4) and props.scores.shape == (n,) and props.areas.shape == (n,)
+    assert np.array_equal(props.areas, props.masks.reshape(n, -1).sum(1))
+    for m, b in zip(props.masks, props.boxes):
+        ys, xs = np.nonzero(m)
+        assert np.allclose(b, [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
+    flat = props.masks.reshape(n, -1).astype(np.float32)
+    inter = flat @ flat.T
+    union = props.areas[:, None] + props.areas[None] - inter
+    off = ~np.eye(n, dtype=bool)
+    assert (inter / union)[off].max() <= cfg.nms_iou + 1e-6
+    sub = props.select([0, n - 1])
+    assert isinstance(sub, Proposals) and len(sub) == 2 and np.array_equal(sub.masks[1], props.masks[-1])
+
+
+def test_felzenszwalb_covers():
+    img, _ = scene(1, 96)
+    props = generate_proposals(img, ProposalConfig(method="felzenszwalb"))
+    assert pixel_coverage(props).all() and props.source == "felzenszwalb"
+
+
+@pytest.mark.parametrize("img", [np.full((1, 1, 3), 7, np.uint8), np.full((40, 30, 3), 128, np.uint8)])
+def test_degenerate_images_one_full_mask(img):
+    """A 1-pixel or constant image yields proposals covering it, one of them the whole image."""
+    props = generate_proposals(img, ProposalConfig(method="slic"))
+    assert len(props) >= 1 and pixel_coverage(props).all()
+    assert props.masks.reshape(len(props), -1).all(1).any()
+
+
+def test_mask_nms_hand_case():
+    a = np.zeros((4, 4), bool); a[:2] = True          # 8 px
+    b = a.copy(); b[2, 0] = True                       # 9 px, IoU(a, b) = 8/9
+    c = np.zeros((4, 4), bool); c[3] = True            # disjoint
+    masks, scores = np.stack([a, b, c]), np.array([0.5, 0.9, 0.1])
+    assert sorted(mask_nms(masks, scores, 0.85).tolist()) == [1, 2]
+    assert sorted(mask_nms(masks, scores, 0.95).tolist()) == [0, 1, 2]
+
+
+@pytest.mark.slow
+def test_sam_random_weights():
+    """Real vit_b at random weights (~1 min on 2 busy cores; test_sam_conversion is the light twin)."""
+    sam_mod = pytest.importorskip("segment_anything")
+    import torch
+
+    torch.manual_seed(0)
+    sam = sam_mod.sam_model_registry["vit_b"]()
+    img, _ = scene(2, 64)
+    cfg = ProposalConfig(method="sam", points_per_side=4, points_per_batch=16, pred_iou_thresh=0.0,
+                         stability_score_thresh=0.0)
+    props = generate_proposals(img, cfg, sam=sam)
+    n = len(props)
+    assert props.source == "sam" and props.masks.shape == (n, 64, 64) and props.boxes.shape == (n, 4)
+    assert props.masks.dtype == bool and props.scores.shape == (n,)
+
+
+def test_sam_conversion(monkeypatch):
+    """SAM records → Proposals: config passed through, tiny masks dropped, duplicates removed."""
+    sam_mod = pytest.importorskip("segment_anything")
+    seen = {}
+    a = np.zeros((32, 32), bool); a[2:20, 2:20] = True
+    b = a.copy(); b[2, 20] = True                      # near-duplicate of a, lower score
+    tiny = np.zeros((32, 32), bool); tiny[30, 30] = True
+
+    class FakeGen:
+        def __init__(self, model, **kw):
+            seen.update(kw)
+
+        def generate(self, image):
+            return [{"segmentation": m, "predicted_iou": s} for m, s in [(a, 0.9), (b, 0.8), (tiny, 0.99)]]
+
+    monkeypatch.setattr(sam_mod, "SamAutomaticMaskGenerator", FakeGen)
+    cfg = ProposalConfig(method="sam", points_per_side=5, points_per_batch=7, min_area=4)
+    props = generate_proposals(np.zeros((32, 32, 3), np.uint8), cfg, sam=object())
+    assert seen["points_per_side"] == 5 and seen["points_per_batch"] == 7
+    assert len(props) == 1 and np.array_equal(props.masks[0], a) and props.scores[0] == pytest.approx(0.9)
+    assert props.boxes[0].tolist() == [2, 2, 20, 20] and props.areas[0] == 324
