@@ -1,0 +1,114 @@
+"""world-clip: the committed weights classify unseen crops; the training script runs, saves and repeats."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dglrsis.models import BUNDLED_DIR, load_clip
+from dglrsis.trainable import world_clip as wc
+from dglrsis.trainable import world_clip_data as wcd
+
+
+def _class_embeddings(clip, kind):
+    from dglrsis.vocab import build_prompts, load_vocabulary
+
+    groups = build_prompts(load_vocabulary(kind))
+    emb = clip.encode_text([p for g in groups for p in g])
+    sizes = [len(g) for g in groups]
+    return torch.stack([F.normalize(e.mean(0), dim=-1) for e in emb.split(sizes)])
+
+
+def test_committed_world_clip_classifies_unseen_crops():
+    from dglrsis.eval.world import SCENE_CLASSES, iter_scenes
+    from dglrsis.lvta import LVTAConfig, context_crops
+
+    assert (BUNDLED_DIR / "world-clip.safetensors").stat().st_size <= 20 * 2 ** 20
+    clip = load_clip("world-clip")
+    hits = total = 0
+    for kind in ("isaid", "rrsisd"):
+        text = _class_embeddings(clip, kind)
+        classes = SCENE_CLASSES[kind]
+        for scene in iter_scenes(seed=3, n=8, size=512, kind=kind):  # world seed 3: never used in training
+            if not scene.instances:
+                continue
+            masks = np.stack([i.mask for i in scene.instances])
+            boxes = np.array([i.bbox for i in scene.instances], dtype=float)
+            crops = context_crops(scene.image, masks, boxes, clip.image_size, clip.mean, clip.std, LVTAConfig())
+            pred = (clip.encode_images(crops) @ text.T).argmax(1).tolist()
+            hits += sum(classes[p] == i.category for p, i in zip(pred, scene.instances))
+            total += len(pred)
+    assert total >= 40
+    # goal 0.90 (issue 3); the current 450-step weights reach ~0.8 (card figures): regression guard at 0.70
+    assert hits / total >= 0.70, f"{hits}/{total}"
+
+
+def test_committed_json_matches_trainer_architecture():
+    cfg = json.loads((BUNDLED_DIR / "world-clip.json").read_text())
+    assert cfg["model_cfg"] == wc.ARCH
+
+
+def test_multi_positive_loss_hand_computed():
+    img = torch.eye(2)
+    txt = torch.eye(2)
+    scale = torch.tensor(1.0)
+    pos = torch.eye(2, dtype=torch.bool)
+    # logits = I: each row softmax = [e, 1] / (e + 1); loss = -log(e / (e + 1)) both ways
+    expected = -np.log(np.e / (np.e + 1))
+    assert float(wc.multi_positive_loss(img, txt, scale, pos)) == pytest.approx(expected, rel=1e-6)
+    # all pairs positive: uniform target over 2 → -(log p_same + log p_other) / 2
+    full = torch.ones(2, 2, dtype=torch.bool)
+    exp_full = -(np.log(np.e / (np.e + 1)) + np.log(1 / (np.e + 1))) / 2
+    assert float(wc.multi_positive_loss(img, txt, scale, full)) == pytest.approx(exp_full, rel=1e-6)
+
+
+def test_positives_are_class_and_colour_aware():
+    captions = [("ship", None), ("ship", "red"), ("plane", None)]
+    labels = [[("ship", "white")], [("ship", "red"), ("Harbor", "grey")], [("plane", "grey")]]
+    pos = wcd.positives(captions, labels).tolist()
+    assert pos == [[True, False, False], [True, True, False], [False, False, True]]
+    assert wcd.concept_of("airplane") == wcd.concept_of("plane") == "plane"
+
+
+def test_position_phrases():
+    assert wcd._position(0.1, 0.1) == "in the upper left corner"
+    assert wcd._position(0.9, 0.5) == "on the right"
+    assert wcd._position(0.5, 0.9) == "at the bottom"
+    assert wcd._position(0.5, 0.5) == "in the middle"
+    assert wcd._move(0.2, 0.7, (True, False, True)) == pytest.approx((0.3, 0.2))
+
+
+def _tiny(seed, out):
+    cfg = wc.WorldClipConfig(seed=seed, steps=2, batch_size=8, scenes_per_kind=2, landcover_crops=4,
+                             crops_per_instance=1, threads=1)
+    return wc.train(cfg, out, progress=False)
+
+
+def test_tiny_training_run_is_deterministic_and_loadable(tmp_path):
+    from safetensors.torch import load_file
+
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    card = _tiny(0, a)
+    _tiny(0, b)
+    _tiny(1, c)
+    assert sorted(p.name for p in a.iterdir()) == ["world-clip.card.json", "world-clip.json",
+                                                    "world-clip.safetensors"]  # no temp files left
+    wa, wb, wcc = (load_file(str(d / "world-clip.safetensors")) for d in (a, b, c))
+    assert all(v.dtype == torch.float16 for v in wa.values())
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert any(not torch.equal(wa[k], wcc[k]) for k in wa)
+    assert card["world"]["train_world_seed"] == wc.WORLD_SEED_OFFSET and card["config"]["steps"] == 2
+    assert json.loads((a / "world-clip.card.json").read_text())["pool"]["object_crops"] > 0
+    clip = load_clip(f"world-clip:{a / 'world-clip.safetensors'}")
+    emb = clip.encode_images(torch.zeros(1, 3, 96, 96))
+    assert emb.shape == (1, clip.embed_dim) and torch.isfinite(emb).all()
+
+
+def test_bad_config(tmp_path):
+    from dglrsis.errors import DglrsisError
+
+    with pytest.raises(DglrsisError):
+        wc.train(wc.WorldClipConfig(steps=0), Path(tmp_path), progress=False)

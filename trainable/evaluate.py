@@ -1,0 +1,170 @@
+"""Evaluate a trained model on OVRSISBench sets (seeds' Table 1 layout: per set mIoU/mACC, m-mIoU, m-mACC).
+
+    python -m trainable.evaluate --checkpoint RUN_DIR --sets dlrsd,isaid,potsdam,world [--root DATA_ROOT]
+        [--sliding] [--out DIR] [--limit N]
+
+Scores with the same metric code as ``dglrsis eval ovss`` (``dglrsis.eval.metrics.SemSegMetric``).
+Set ``NAME`` reads ``ROOT/NAME`` (index PNGs, vocabulary ``NAME``); ``isaid`` reads raw or converted
+iSAID under ``ROOT/isaid``; ``world`` renders held-out synthetic-world scenes in memory.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from dglrsis.errors import DglrsisError
+from dglrsis.io import atomic_path, write_json
+
+from .config import DataConfig, config_from_dict
+from .data import SegDataset, background_lut, build_source
+
+
+def _forward(model, image: torch.Tensor, names: list[str]) -> torch.Tensor:
+    """Logits of one view resized to the model input size, returned at the view's size (B×K×H×W)."""
+    s = model.input_size
+    x = F.interpolate(image, (s, s), mode="bilinear", align_corners=False)
+    return F.interpolate(model(x, names).float(), image.shape[-2:], mode="bilinear", align_corners=False)
+
+
+@torch.no_grad()
+def predict_logits(model, image: torch.Tensor, names: list[str], sliding: bool = False,
+                   overlap: float = 1 / 3) -> torch.Tensor:
+    """B×K×H×W logits for a normalised B×3×H×W image. ``sliding``: windows of the input size with
+    ``overlap`` (padded image, averaged where they overlap) plus the whole image as a global view
+    (CAT-Seg style; final = mean of the window and global sigmoid maps)."""
+    if not sliding:
+        return _forward(model, image, names)
+    s, (h, w) = model.input_size, image.shape[-2:]
+    stride = max(1, int(s * (1 - overlap)))
+    ph, pw = max(s, h), max(s, w)
+    x = F.pad(image, (0, pw - w, 0, ph - h))
+    acc = count = None
+    for y0 in sorted({*range(0, ph - s + 1, stride), ph - s}):
+        for x0 in sorted({*range(0, pw - s + 1, stride), pw - s}):
+            out = model(x[..., y0:y0 + s, x0:x0 + s], names).float().sigmoid()
+            out = F.interpolate(out, (s, s), mode="bilinear", align_corners=False)
+            if acc is None:
+                acc = out.new_zeros(out.shape[0], out.shape[1], ph, pw)
+                count = out.new_zeros(1, 1, ph, pw)
+            acc[..., y0:y0 + s, x0:x0 + s] += out
+            count[..., y0:y0 + s, x0:x0 + s] += 1
+    local = (acc / count)[..., :h, :w]
+    prob = (local + _forward(model, image, names).sigmoid()) / 2
+    return torch.logit(prob.clamp(1e-6, 1 - 1e-6))
+
+
+def evaluate_dataset(model, ds: SegDataset, names: list[str], sliding: bool = False) -> dict:
+    """``SemSegMetric`` report (mIoU, mACC, fwIoU, pACC, per_class) of ``model`` on an eval dataset."""
+    from dglrsis.eval.metrics import SemSegMetric
+
+    metric = SemSegMetric(names)
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    for i in range(len(ds)):
+        item = ds[i]
+        logits = predict_logits(model, item["image"][None].to(device), names, sliding)
+        metric.update(logits.argmax(1)[0].cpu().numpy().astype(np.int64), item["label"].numpy())
+    model.train(was_training)
+    return metric.report()
+
+
+def set_config(name: str, root: str | None, world_seed: int = 0, world_size: int = 128,
+               world_n: int = 16) -> tuple[DataConfig, str]:
+    """(DataConfig, split) of one benchmark set name (``world``: scenes from index 10 000 of the training
+    world seed — held out of training, the same scenes as the periodic evaluation in trainable.train)."""
+    if name == "world":
+        return DataConfig(kind="world", world_seed=world_seed, world_size=world_size, world_n=world_n), "val"
+    if root is None:
+        raise DglrsisError(f"set {name!r} needs --root DATA_ROOT")
+    if name == "isaid":
+        return DataConfig(kind="isaid", root=str(Path(root) / "isaid")), "val"
+    return DataConfig(kind="ovrsis", root=str(Path(root) / name), classes=name), "val"
+
+
+def load_trained(checkpoint: str | Path):
+    """(model, Config) from a run folder (``config.json`` + ``model.safetensors``) or a checkpoint folder
+    ``run/checkpoints/step_XXXXX`` (``model.safetensors`` inside, config two levels up)."""
+    from dglrsis.safeload import load_checkpoint
+
+    from .models import build_model
+
+    ckpt = Path(checkpoint)
+    cfg_file = next((p / "config.json" for p in (ckpt, ckpt.parent.parent) if (p / "config.json").is_file()), None)
+    weights = ckpt / "model.safetensors"
+    if cfg_file is None or not weights.is_file():
+        raise DglrsisError(f"{ckpt} has no config.json / model.safetensors (train it with trainable.train)")
+    import json
+    cfg = config_from_dict(json.loads(cfg_file.read_text()))
+    model = build_model(cfg.name, cfg.model)
+    state = load_checkpoint(weights)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise DglrsisError(f"{weights} does not match model {cfg.name}: {str(exc).splitlines()[0]}") from None
+    return model.eval(), cfg
+
+
+def table(results: dict[str, dict]) -> dict:
+    """Table-1 summary: per set mIoU/mACC plus m-mIoU/m-mACC (means over sets)."""
+    sets = {k: {"mIoU": v["mIoU"], "mACC": v["mACC"]} for k, v in results.items()}
+    mean = lambda key: round(float(np.mean([v[key] for v in sets.values()])), 4) if sets else None
+    return {"sets": sets, "m-mIoU": mean("mIoU"), "m-mACC": mean("mACC")}
+
+
+def markdown(summary: dict) -> str:
+    """One-row Markdown table in the seeds' Table 1 layout."""
+    names = list(summary["sets"])
+    head = "| " + " | ".join(f"{n} mIoU | {n} mACC" for n in names) + " | m-mIoU | m-mACC |"
+    sep = "|" + "---|" * (2 * len(names) + 2)
+    row = "| " + " | ".join(f"{summary['sets'][n]['mIoU']:.2f} | {summary['sets'][n]['mACC']:.2f}"
+                            for n in names) + f" | {summary['m-mIoU']:.2f} | {summary['m-mACC']:.2f} |"
+    return f"{head}\n{sep}\n{row}" + "\n"
+
+
+def evaluate(checkpoint, sets: list[str], root=None, sliding=False, out=None, limit=None) -> dict:
+    """Evaluate every set; writes ``results.json`` and ``results.md`` atomically under ``out``."""
+    model, cfg = load_trained(checkpoint)
+    results = {}
+    for name in sets:
+        dcfg, split = set_config(name, root, cfg.data.world_seed, cfg.data.world_size, limit or 16)
+        src = build_source(dcfg, split, limit=limit, world_start=10_000) if name == "world" else \
+            build_source(dcfg, split, limit=limit)
+        lut, names = background_lut(src.names, cfg.data.background)
+        ds = SegDataset(src, lut, model.input_size, model.mean, model.std, train=False)
+        results[name] = evaluate_dataset(model, ds, names, sliding)
+    summary = table(results)
+    summary["per_set"] = results
+    out = Path(out or Path(checkpoint) / "eval")
+    write_json(out / "results.json", summary)
+    with atomic_path(out / "results.md") as tmp:
+        tmp.write_text(markdown(summary))
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="trainable.evaluate", description=__doc__.splitlines()[0])
+    p.add_argument("--checkpoint", required=True, help="run folder or checkpoints/step_XXXXX")
+    p.add_argument("--sets", required=True, help="comma-separated set names (dlrsd,isaid,potsdam,...,world)")
+    p.add_argument("--root", default=None, help="folder holding one sub-folder per set")
+    p.add_argument("--sliding", action="store_true", help="sliding-window + global-view inference")
+    p.add_argument("--out", default=None, help="output folder (default CHECKPOINT/eval)")
+    p.add_argument("--limit", type=int, default=None, help="images per set")
+    args = p.parse_args(argv)
+    try:
+        s = evaluate(args.checkpoint, [x for x in args.sets.split(",") if x], args.root, args.sliding,
+                     args.out, args.limit)
+    except DglrsisError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(markdown(s), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

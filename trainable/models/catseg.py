@@ -1,0 +1,166 @@
+"""CAT-Seg: cosine cost volume between dense CLIP tokens and class text, spatial (Swin) + class
+(linear attention) aggregation, two up blocks guided by intermediate CLIP layers.
+
+forward(images B×3×S×S, class_names list[str]) → logits B×K×(S/4·…)=B×K×4h×4w (h = S/patch)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .blocks import ClassAggregation, SpatialAggregation, Up
+from .clip_dense import count_trainable_clip, dense_clip_features, select_clip_finetune
+from .config import ModelConfig
+
+
+class Aggregator(nn.Module):
+    """Cost embedding, aggregation layers, decoder. cost: B×P×K×h×w → logits B×K×4h×4w."""
+
+    def __init__(self, cfg: ModelConfig, prompts: int, embed: int, grid: int, cost_in: int | None = None):
+        super().__init__()
+        hd = cfg.hidden
+        self.conv1 = nn.Conv2d(cost_in or prompts, hd, 7, padding=3)
+        self.guidance_proj = nn.Sequential(nn.Conv2d(embed, cfg.guidance_dim, 3, padding=1), nn.ReLU())
+        self.text_guidance_proj = nn.Sequential(nn.Linear(embed, cfg.text_guidance_dim), nn.ReLU())
+        self.layers = nn.ModuleList()
+        for _ in range(cfg.num_layers):
+            self.layers.append(nn.ModuleList([
+                SpatialAggregation(hd, cfg.guidance_dim, cfg.heads, cfg.window, grid),
+                ClassAggregation(hd, cfg.text_guidance_dim, cfg.heads, cfg.class_pool)]))
+        gd, gp, dd = cfg.decoder_guidance_dims, cfg.decoder_guidance_proj_dims, cfg.decoder_dims
+        self.decoder_guidance = nn.ModuleList(
+            [nn.Sequential(nn.Conv2d(a, b, 3, padding=1), nn.ReLU()) for a, b in zip(gd, gp)])
+        self.decoder1 = Up(hd, dd[0], gp[0])
+        self.decoder2 = Up(dd[0], dd[1], gp[1])
+        self.head = nn.Conv2d(dd[1], 1, 3, padding=1)
+
+    def embed_cost(self, cost: torch.Tensor) -> torch.Tensor:
+        """cost B×P×K×h×w → B×C×K×h×w."""
+        b, p, k, h, w = cost.shape
+        x = self.conv1(cost.transpose(1, 2).reshape(b * k, p, h, w))
+        return x.view(b, k, -1, h, w).transpose(1, 2)
+
+    def aggregate(self, x, img_guid, text_guid):
+        """x B×C×K×h×w, img_guid B×E×h×w, text_guid B×K×E → B×C×K×h×w."""
+        g = self.guidance_proj(img_guid)
+        t = self.text_guidance_proj(text_guid)
+        for spatial, cls in self.layers:
+            x = spatial(x, g)
+            x = cls(x, t)
+        return x
+
+    def decode(self, x, dec_guid):
+        """x B×C×K×h×w, dec_guid [B×256×2h×2w, B×128×4h×4w] → B×K×4h×4w."""
+        b, c, k, h, w = x.shape
+        x = x.transpose(1, 2).reshape(b * k, c, h, w)
+        gs = [proj(g).repeat_interleave(k, 0) for proj, g in zip(self.decoder_guidance, dec_guid)]
+        x = self.decoder1(x, gs[0])
+        x = self.decoder2(x, gs[1])
+        return self.head(x).view(b, k, 4 * h, 4 * w)
+
+    def forward(self, cost, img_guid, text_guid, dec_guid):
+        return self.decode(self.aggregate(self.embed_cost(cost), img_guid, text_guid), dec_guid)
+
+
+def default_input_size(clip_model, clip_size: int) -> int:
+    """384 for patch 16, 336 for patch 14 (CAT-Seg's 24×24 grid), else the CLIP's own size."""
+    patch = clip_model.visual.conv1.kernel_size[0]
+    return {16: 384, 14: 336}.get(patch, clip_size)
+
+
+class CATSeg(nn.Module):
+    """CAT-Seg with a registry CLIP (``dglrsis.models.load_clip``)."""
+
+    def __init__(self, cfg: ModelConfig, clip_bundle=None):
+        super().__init__()
+        if clip_bundle is None:
+            from dglrsis.models import load_clip
+            clip_bundle = load_clip(cfg.clip)
+        self.cfg = cfg
+        self.clip = clip_bundle.model
+        self.tokenizer = clip_bundle.tokenizer
+        self.mean, self.std = tuple(clip_bundle.mean), tuple(clip_bundle.std)
+        self.input_size = cfg.input_size or default_input_size(self.clip, clip_bundle.image_size)
+        vis = self.clip.visual
+        patch = vis.conv1.kernel_size[0]
+        self.grid = self.input_size // patch
+        width = vis.conv1.out_channels
+        nl = len(vis.transformer.resblocks)
+        self.guidance_layers = tuple(cfg.guidance_layers or (max(nl // 3 - 1, 0), max(2 * nl // 3 - 1, 0)))
+        embed = clip_bundle.embed_dim
+        self.clip_trainable = select_clip_finetune(self.clip, text=cfg.finetune_text)
+        gd = cfg.decoder_guidance_dims
+        self.upsample1 = nn.ConvTranspose2d(width, gd[0], 2, stride=2)
+        self.upsample2 = nn.ConvTranspose2d(width, gd[1], 4, stride=4)
+        self.aggregator = self._make_aggregator(cfg, embed)
+        self._text_cache: dict = {}
+
+    def _make_aggregator(self, cfg, embed):
+        return Aggregator(cfg, len(cfg.templates), embed, self.grid)
+
+    # ------------------------------------------------------------------ text
+    def text_embeddings(self, class_names: list[str]) -> torch.Tensor:
+        """K×P×E L2-normalised text features (cached when the text tower is frozen or in eval mode)."""
+        key = tuple(class_names)
+        cacheable = not (self.training and self.cfg.finetune_text)
+        if cacheable and key in self._text_cache:
+            return self._text_cache[key]
+        prompts = [t.format(c) for c in class_names for t in self.cfg.templates]
+        dev = self.clip.visual.conv1.weight.device
+        tokens = self.tokenizer(prompts).to(dev)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not cacheable):
+            emb = F.normalize(self.clip.encode_text(tokens), dim=-1)
+        emb = emb.view(len(class_names), len(self.cfg.templates), -1)
+        if cacheable:
+            self._text_cache = {key: emb.detach()}
+        return emb
+
+    def train(self, mode: bool = True):
+        self._text_cache = {}
+        return super().train(mode)
+
+    # ------------------------------------------------------------------ image
+    def image_features(self, images: torch.Tensor):
+        """→ (dense B×h×w×E, [B×W×h×w at the guidance layers])."""
+        return dense_clip_features(self.clip.visual, images, self.guidance_layers)
+
+    @staticmethod
+    def cost_volume(img: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        """img B×h×w×E, text K×P×E (or B×K×P×E) → cosine cost B×P×K×h×w."""
+        img = F.normalize(img, dim=-1)
+        text = F.normalize(text, dim=-1)
+        if text.dim() == 3:
+            return torch.einsum("bhwe,kpe->bpkhw", img, text)
+        return torch.einsum("bhwe,bkpe->bpkhw", img, text)
+
+    def decoder_guidance(self, inter):
+        return [self.upsample1(inter[0]), self.upsample2(inter[1])]
+
+    def forward(self, images: torch.Tensor, class_names: list[str]) -> torch.Tensor:
+        """images B×3×S×S normalised with self.mean/std → logits B×K×(4·S/patch)²."""
+        text = self.text_embeddings(class_names)  # K×P×E
+        img, inter = self.image_features(images)
+        cost = self.cost_volume(img, text)
+        text_guid = text.mean(1)[None].expand(images.shape[0], -1, -1)
+        return self.aggregator(cost, img.permute(0, 3, 1, 2), text_guid, self.decoder_guidance(inter))
+
+    # ------------------------------------------------------------------ optimisation
+    def param_groups(self, lr: float, clip_lr_mult: float = 0.01, weight_decay: float = 1e-4) -> list[dict]:
+        """Head params at lr (AdamW wd), CLIP q/v + positional embeddings at lr×clip_lr_mult, wd 0
+        (so the masked k rows of the fused in_proj stay unchanged)."""
+        clip_ids = {id(p) for p in self.clip.parameters()}
+        clip_ids |= {id(p) for n, p in self.named_parameters() if n.startswith("dino.")}
+        head = [p for p in self.parameters() if p.requires_grad and id(p) not in clip_ids]
+        clip = [p for p in self.clip_trainable if p.requires_grad]
+        return [{"params": head, "lr": lr, "weight_decay": weight_decay, "name": "head"},
+                {"params": clip, "lr": lr * clip_lr_mult, "weight_decay": 0.0, "name": "clip"}]
+
+    def count_trainable(self) -> int:
+        """Trained elements: head + CLIP (fused in_proj counted as its q and v slices)."""
+        clip_ids = {id(p) for p in self.clip.parameters()}
+        head = sum(p.numel() for p in self.parameters() if p.requires_grad and id(p) not in clip_ids)
+        return head + count_trainable_clip(self.clip_trainable)
+
+
+def build_catseg(cfg: ModelConfig) -> CATSeg:
+    return CATSeg(cfg)

@@ -1,0 +1,203 @@
+"""Train world-clip, the small open_clip CLIP of the synthetic world (``python -m trainable.world_clip``).
+
+Data (rendered once per run into an in-memory pool, then sampled): scenes of both kinds from
+``dglrsis.eval.world.iter_scenes`` with **world seeds 1000 + seed** (evaluation uses world seeds < 1000,
+e.g. 0 and 7), rendered at 512 px like the world's default.
+
+* **object crops** — every instance, ``crops_per_instance`` times: the LVTA context-aware crop
+  (:func:`dglrsis.lvta.context_crops`) of the mask box enlarged by a random context ratio 1.0–2.0 (centre
+  jittered), with a random background treatment (keep / blur / mean / mask), 96 px;
+* **land-cover crops** — windows dominated (≥ 80 %) by one land cover without objects, the land-cover mask
+  as proposal, random background treatment;
+* **scenes** — the whole scene or a random 40–80 % window of it, 96 px, captioned with one object inside
+  ("an aerial image with a storage tank", "the white ship on the left").
+
+Captions: RS templates × class synonyms (``dglrsis.vocab``: ``prompts/templates/rs.txt``,
+``prompts/vocab/{isaid,rrsisd}.txt``) × optional colour word × optional knowledge description, the way
+``build_prompts`` composes them, so knowledge-enriched prompts at inference are in-distribution. Every
+sample is flipped/transposed at random (all 8 top-down orientations; caption positions follow).
+
+Loss: symmetric InfoNCE with the CLIP's learnable temperature and a **multi-positive** target: image i
+and caption j are a positive pair when j's class (and colour, if it names one) is present in i; both
+directions use the row/column-normalised positive mask as soft target. AdamW, linear warm-up + cosine.
+Accelerate (``Accelerator``, ``prepare``, ``accelerator.backward``, ``set_seed``) runs the loop; the same
+seed and thread count give identical weights. Output: fp16 safetensors (atomic), the architecture json
+and a card json with the recipe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from dglrsis.errors import DglrsisError
+from dglrsis.io import atomic_path, write_json
+
+from . import world_clip_data as wcd
+
+WORLD_SEED_OFFSET = 1000  # training world seed = WORLD_SEED_OFFSET + seed; evaluation seeds stay below it
+ARCH = {
+    "embed_dim": 128,
+    "vision_cfg": {"image_size": 96, "patch_size": 8, "width": 128, "layers": 4, "head_width": 32,
+                   "mlp_ratio": 4.0},
+    "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 128, "heads": 2, "layers": 4},
+}
+OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+@dataclass
+class WorldClipConfig:
+    seed: int = 0                    # model init, training world (1000 + seed), sampling and captions
+    steps: int = 450                 # optimisation steps
+    batch_size: int = 128            # samples per step
+    lr: float = 2e-3                 # AdamW peak learning rate
+    warmup: float = 0.05             # share of the steps with linear warm-up (then cosine to 0)
+    weight_decay: float = 0.05       # AdamW weight decay on matrices (not on gains, biases, embeddings)
+    scenes_per_kind: int = 150       # scenes rendered per kind (isaid, rrsisd) into the pool
+    scene_size: int = 512            # rendered scene side (pixels)
+    crops_per_instance: int = 2      # object crops per instance (different context / background)
+    landcover_crops: int = 600       # land-cover crops in the pool
+    mix: tuple = (0.50, 0.10, 0.40)  # share of object crops, land-cover crops and scenes in a batch
+    threads: int = 1                 # torch CPU threads (1: no thread thrashing on a shared CPU)
+    arch: dict = field(default_factory=lambda: json.loads(json.dumps(ARCH)))  # open_clip CLIP(**arch)
+
+
+def _lr_lambda(steps: int, warmup: float):
+    warm = max(1, int(round(steps * warmup)))
+
+    def f(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        return 0.5 * (1 + np.cos(np.pi * min(1.0, (step - warm) / max(1, steps - warm))))
+    return f
+
+
+def _param_groups(model, weight_decay: float) -> list[dict]:
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        skip = p.ndim < 2 or "embedding" in name or name in ("logit_scale", "visual.proj", "text_projection")
+        (no_decay if skip else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def multi_positive_loss(img: torch.Tensor, txt: torch.Tensor, scale: torch.Tensor,
+                        pos: torch.Tensor) -> torch.Tensor:
+    """Symmetric InfoNCE with soft multi-positive targets.
+
+    img, txt: ``B×D`` L2-normalised embeddings; scale: the (exponentiated) logit scale; pos: ``B×B`` bool,
+    ``pos[i, j]`` = caption j describes image i (the diagonal must be True).
+    """
+    logits = scale * img @ txt.T
+    t = pos.float()
+    i2t = -(t / t.sum(1, keepdim=True) * logits.log_softmax(1)).sum(1).mean()
+    t2i = -(t / t.sum(0, keepdim=True) * logits.log_softmax(0)).sum(0).mean()
+    return (i2t + t2i) / 2
+
+
+def _save(model, cfg: WorldClipConfig, out: Path, card: dict) -> Path:
+    from safetensors.torch import save_file
+
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in model.state_dict().items()}
+    path = out / "world-clip.safetensors"
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata={"format": "pt", "seed": str(cfg.seed)})
+    write_json(out / "world-clip.json", {
+        "note": "architecture of world-clip, the small CLIP trained on the synthetic world by trainable/world_clip.py",
+        "model_cfg": cfg.arch, "mean": list(OPENAI_MEAN), "std": list(OPENAI_STD)})
+    write_json(out / "world-clip.card.json", card)
+    return path
+
+
+def train(cfg: WorldClipConfig, out: str | Path = "dglrsis/weights", progress: bool = True) -> dict:
+    """Render the pool, train, save ``world-clip.{safetensors,json,card.json}`` into ``out``; returns the card."""
+    if cfg.steps < 1 or cfg.batch_size < 2:
+        raise DglrsisError("world-clip training needs steps >= 1 and batch_size >= 2")
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(cfg.threads)
+    try:
+        return _train(cfg, Path(out), progress)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _train(cfg: WorldClipConfig, out: Path, progress: bool) -> dict:
+    import open_clip
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from tqdm.auto import tqdm
+
+    t0 = time.time()
+    accelerator = Accelerator()
+    set_seed(cfg.seed)
+    texts = wcd.TextSource.load()
+    pool = wcd.build_pool(WORLD_SEED_OFFSET + cfg.seed, cfg.scenes_per_kind, cfg.scene_size,
+                          cfg.crops_per_instance, cfg.landcover_crops, OPENAI_MEAN, OPENAI_STD, progress)
+    t_pool = time.time() - t0
+    tokenizer = open_clip.SimpleTokenizer(context_length=cfg.arch["text_cfg"]["context_length"])
+    data = wcd.PoolDataset(pool, texts, cfg.steps * cfg.batch_size, cfg.seed, cfg.mix, OPENAI_MEAN, OPENAI_STD)
+    loader = torch.utils.data.DataLoader(data, batch_size=cfg.batch_size, shuffle=False, num_workers=0,
+                                         collate_fn=wcd.make_collate(tokenizer))
+    model = open_clip.CLIP(**cfg.arch)
+    opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg.steps, cfg.warmup))
+    model, opt, loader, sched = accelerator.prepare(model, opt, loader, sched)
+    model.train()
+    losses = []
+    bar = tqdm(loader, total=cfg.steps, desc="world-clip", disable=not (progress and accelerator.is_main_process))
+    for images, tokens, pos in bar:
+        img, txt, scale = model(images, tokens)[:3]
+        loss = multi_positive_loss(img, txt, scale, pos)
+        accelerator.backward(loss)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            accelerator.unwrap_model(model).logit_scale.clamp_(0, float(np.log(100)))
+        losses.append(float(loss.detach()))
+        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+    accelerator.wait_for_everyone()
+    net = accelerator.unwrap_model(model).eval()
+    card = {"model": "world-clip", "trainer": "python -m trainable.world_clip", "config": asdict(cfg),
+            "world": {"generator": "dglrsis.eval.world.iter_scenes", "kinds": ["isaid", "rrsisd"],
+                      "train_world_seed": WORLD_SEED_OFFSET + cfg.seed,
+                      "eval_world_seeds": f"< {WORLD_SEED_OFFSET} (benchmark: 7)"},
+            "pool": pool.summary(), "prompt_source": texts.source,
+            "final_loss": float(np.mean(losses[-20:])), "logit_scale": float(net.logit_scale.detach().exp()),
+            "pool_seconds": round(t_pool, 1), "wall_seconds": round(time.time() - t0, 1),
+            "torch": torch.__version__, "threads": cfg.threads}
+    if accelerator.is_main_process:
+        _save(net, cfg, out, card)
+    return card
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m trainable.world_clip", description=__doc__.splitlines()[0])
+    d = WorldClipConfig()
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--steps", type=int, default=d.steps)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--scenes-per-kind", type=int, default=d.scenes_per_kind)
+    p.add_argument("--landcover-crops", type=int, default=d.landcover_crops)
+    p.add_argument("--threads", type=int, default=d.threads)
+    p.add_argument("--out", default="dglrsis/weights", help="folder for world-clip.{safetensors,json,card.json}")
+    p.add_argument("--no-progress", action="store_true")
+    a = p.parse_args(argv)
+    cfg = WorldClipConfig(seed=a.seed, steps=a.steps, batch_size=a.batch_size, lr=a.lr,
+                          scenes_per_kind=a.scenes_per_kind, landcover_crops=a.landcover_crops, threads=a.threads)
+    card = train(cfg, a.out, progress=not a.no_progress)
+    print(json.dumps({k: card[k] for k in ("final_loss", "logit_scale", "pool", "wall_seconds")}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
