@@ -1,0 +1,57 @@
+"""Aggregation + decoder time of CAT-Seg ÷ RSKT-Seg at ViT-B sizes (24×24 cost grid, 15 classes, random
+weights, backbone features precomputed and excluded). Last line: one JSON object."""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+
+def _time(fn, reps: int) -> float:
+    with torch.no_grad():
+        fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        for _ in range(reps):
+            fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+    return (time.perf_counter() - t) / reps * 1000
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--reps", type=int, default=5, help="timed repetitions")
+    ap.add_argument("--classes", type=int, default=15, help="number of classes K")
+    a = ap.parse_args(argv)
+    from dglrsis.trainable.models import ModelConfig
+    from dglrsis.trainable.models.catseg import Aggregator
+    from dglrsis.trainable.models.rsktseg import RSKTAggregator
+
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    cfg, k, h, e, p = ModelConfig(), a.classes, 24, 512, 1
+    cat = Aggregator(cfg, p, e, h).to(dev).eval()
+    rsk = RSKTAggregator(cfg, e, h, 768, 48).to(dev).eval()
+    r = lambda *s: torch.randn(*s, device=dev)  # noqa: E731
+    img, text = r(1, e, h, h), r(1, k, e)
+    guid = [r(1, 256, 2 * h, 2 * h), r(1, 128, 4 * h, 4 * h)]
+    rguid = [r(1, 256 + 96 + 256, 2 * h, 2 * h), r(1, 128 + 48 + 128, 4 * h, 4 * h)]
+    cost, cost4, dcost, dino = r(1, p, k, h, h), r(1, 4 * p, k, h, h), r(1, p, k, 48, 48), r(1, 768, 48, 48)
+
+    def run_rskt():
+        x = rsk.fuse_dino(rsk.embed_cost(cost4), dcost)
+        return rsk.decode(rsk.aggregate(x, img, text, dino), rguid)
+
+    t_cat = _time(lambda: cat(cost, img, text, guid), a.reps)
+    t_rsk = _time(run_rskt, a.reps)
+    print(f"CAT-Seg {t_cat:.1f} ms, RSKT-Seg {t_rsk:.1f} ms on {dev}")
+    print(json.dumps({"catseg_ms": t_cat, "rsktseg_ms": t_rsk, "rsktseg_vs_catseg_speedup": t_cat / t_rsk,
+                      "device": dev, "classes": k}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

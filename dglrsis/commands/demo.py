@@ -1,0 +1,21 @@
+"""``dglrsis demo``: the Gradio app (free-text OVSS and RES in the browser)."""
+
+from __future__ import annotations
+
+HELP = "launch the Gradio demo (upload an image, type classes or an expression)"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="address to serve on (default: this machine only)")
+    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--clip", help="CLIP registry name; default ViT-B-16:openai, else world-clip with a note")
+    parser.add_argument("--proposals", default="slic", choices=("slic", "felzenszwalb", "sam"))
+    parser.add_argument("--sam-checkpoint", help="SAM vit_b checkpoint for --proposals sam")
+
+
+def run(args) -> int:
+    from ..demos.app import launch
+
+    print(f"dglrsis demo on http://{args.host}:{args.port} (Ctrl+C to stop)", flush=True)
+    launch(args.host, args.port, args.clip, args.proposals, args.sam_checkpoint, block=True)
+    return 0
