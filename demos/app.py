@@ -71,6 +71,13 @@ class DemoModels:
         return dglrsis.Predictor(replace(self.base, background=background), clip=self.clip, sam=self.sam)
 
 
+def _save_png(rgb: np.ndarray, path: Path) -> str:
+    from PIL import Image
+
+    Image.fromarray(np.asarray(rgb, dtype=np.uint8)).save(path)
+    return str(path)
+
+
 def _legend_html(names, palette) -> str:
     items = "".join(f'<span class="legend-item" style="margin-right:12px"><span style="display:inline-block;'
                     f'width:14px;height:14px;background:rgb{tuple(palette[i + 1])};margin-right:4px"></span>'
@@ -127,6 +134,10 @@ def run_query(models: DemoModels, state: dict | None, image_path: str | None, te
             msg = f"Referring expression (RES): target '{ref.target or '-'}', {int(mask.sum())} pixels."
     except dglrsis.DglrsisError as exc:
         raise gr.Error(str(exc)) from None
+    # Images go back as files in this request's own folder: gradio caches a returned array by rewriting
+    # one content-addressed file in place, which races with a concurrent download of identical output.
+    over = _save_png(over, out_dir / "overlay.png")
+    cam = None if cam is None else _save_png(cam, out_dir / "cam.png")
     if models.note:
         msg = models.note + "\n" + msg
     if state.get("reused"):
@@ -157,10 +168,10 @@ def build_app(models: DemoModels, examples: list[str] | None = None):
                 if examples:
                     gr.Examples(examples=[[e] for e in examples], inputs=[image], label="Synthetic world examples")
             with gr.Column():
-                overlay = gr.Image(label="Overlay", type="numpy", elem_id="overlay", interactive=False)
+                overlay = gr.Image(label="Overlay", type="filepath", elem_id="overlay", interactive=False)
                 legend = gr.HTML(elem_id="legend-box")
                 message = gr.Markdown(elem_id="message")
-                cam = gr.Image(label="Grad-CAM (RES)", type="numpy", interactive=False)
+                cam = gr.Image(label="Grad-CAM (RES)", type="filepath", interactive=False)
                 table = gr.Dataframe(headers=["mask", "class", "score", "area"], label="Per-mask scores")
                 download = gr.File(label="Download mask")
         run.click(lambda *a: run_query(models, *a), [state, image, text, mode, bands, background],

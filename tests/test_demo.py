@@ -58,11 +58,12 @@ def test_both_modes_match_the_pipeline(demo):
     labels = np.asarray(Image.open(out[4]))
     assert np.array_equal(labels, (ref_pred.segment("ship, storage tank, harbor").labels + 1).astype(np.uint8))
     assert "OVSS" in out[5] and "legend" in out[1]
+    assert np.asarray(Image.open(out[0])).shape == image.shape    # overlay at the image's size
 
     out = _predict(demo["url"], img_path, "the storage tank on the left")
     mask = np.asarray(Image.open(out[4])) > 0
     assert np.array_equal(mask, ref_pred.refer("the storage tank on the left").mask)
-    assert "RES" in out[5] and out[3] is not None  # CAM heatmap returned
+    assert "RES" in out[5] and np.asarray(Image.open(out[3])).shape == image.shape  # CAM heatmap returned
 
 
 def test_bad_inputs_give_a_message(demo, tmp_path):
