@@ -1,8 +1,11 @@
 """Trainable cost-aggregation models: shapes, gradient selection, parameter budgets (Pi-Seg Table XII)."""
 import json
+from pathlib import Path
 
 import pytest
 import torch
+
+from dglrsis.errors import DglrsisError
 
 from dglrsis.trainable.models import ModelConfig, build_model
 
@@ -210,11 +213,29 @@ def test_spsd_ranking_prefers_selective_channel(tmp_path):
     rank = spsd_ranking(feats, labels)
     assert rank["order"][0] == 0 and rank["order"][-1] == 1
     assert rank["entropy"][1] == pytest.approx(torch.log(torch.tensor(3.0)).item(), rel=1e-4)
-    from safetensors.torch import save_file
-    save_file({"features": feats, "labels": labels}, str(tmp_path / "f.safetensors"))
-    assert main([str(tmp_path / "f.safetensors"), str(tmp_path / "o.json")]) == 0
     e = build_model("catseg", ModelConfig(clip="world-clip", input_size=32)).aggregator.text_guidance_proj[0].in_features
     order = list(range(e))[::-1]
     (tmp_path / "r.json").write_text(json.dumps({"order": order}))
     m = build_model("drseg", ModelConfig(**SMALL_DR, spsd_path=str(tmp_path / "r.json")))
     assert m.spsd_order.tolist() == order
+
+
+def test_spsd_script_ranks_from_a_training_set(tmp_path, capsys):
+    from dglrsis.trainable.spsd import main
+    cfg = Path(__file__).resolve().parents[1] / "trainable" / "configs" / "world_drseg.yaml"
+    out = tmp_path / "spsd.json"
+    assert main(["--config", str(cfg), str(out), "data.world_n=3", "data.world_size=96", "--pixels", "40"]) == 0
+    r = json.loads(out.read_text())
+    e = len(r["entropy"])
+    assert sorted(r["order"]) == list(range(e)) and e == len(r["similarity"])
+    assert {"bridge", "helicopter", "harbor"}.isdisjoint(r["pixels"])          # held out of training
+    assert len(r["pixels"]) >= 2 and all(0 < n <= 40 for n in r["pixels"].values())
+    m = build_model("drseg", ModelConfig(**SMALL_DR, spsd_path=str(out)))
+    assert m.spsd_order.tolist() == r["order"]
+    (tmp_path / "bad.json").write_text(json.dumps({"order": [0, 0, 1]}))
+    for bad in ("bad.json", "absent.json"):
+        with pytest.raises(DglrsisError, match="SPSD ranking"):
+            build_model("drseg", ModelConfig(**SMALL_DR, spsd_path=str(tmp_path / bad)))
+    assert main(["--config", str(tmp_path / "missing.yaml"), str(tmp_path / "x.json")]) == 2
+    assert not (tmp_path / "x.json").exists()
+    assert "error:" in capsys.readouterr().err

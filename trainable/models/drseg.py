@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dglrsis.errors import DglrsisError
+
 from .catseg import CATSeg
 from .config import ModelConfig
 
@@ -53,7 +55,13 @@ class DRSeg(CATSeg):
         embed = self.aggregator.text_guidance_proj[0].in_features
         order = torch.arange(embed)
         if cfg.spsd_path:
-            order = torch.tensor(json.loads(open(cfg.spsd_path).read())["order"])
+            try:
+                order = torch.tensor(json.loads(open(cfg.spsd_path).read())["order"])
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise DglrsisError(f"cannot read the SPSD ranking {cfg.spsd_path} ({type(exc).__name__}: {exc}); "
+                                   "compute it with python -m trainable.spsd") from None
+            if sorted(order.tolist()) != list(range(embed)):
+                raise DglrsisError(f"SPSD ranking {cfg.spsd_path} is not a permutation of the {embed} CLIP channels")
         else:
             log.warning("DR-Seg: no SPSD ranking given (spsd_path); using identity channel order")
         self.register_buffer("spsd_order", order, persistent=True)
