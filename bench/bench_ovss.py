@@ -6,7 +6,7 @@ Figures (printed as one JSON object on the last line):
   inside the model forwards it needs (SAM image encoder, SAM prompt encoder + mask decoder, CLIP image
   and text towers), measured with forward hooks in the same run (goal ≤ 1.15).
 
-Usage: python bench/bench_ovss.py [--size 512] [--threads 2]
+Usage: python bench/bench_ovss.py [--size 512] [--threads 2] [--device cuda]   (default: cuda when available)
 """
 
 from __future__ import annotations
@@ -20,11 +20,18 @@ import numpy as np
 import torch
 
 
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
 def _timed(fn, repeat: int = 3) -> float:
     best = float("inf")
     for _ in range(repeat):
+        _sync()
         t = time.perf_counter()
         fn()
+        _sync()
         best = min(best, time.perf_counter() - t)
     return best
 
@@ -32,7 +39,7 @@ def _timed(fn, repeat: int = 3) -> float:
 def crop_batching(clip, n: int = 64) -> dict:
     from dglrsis.lvta import encode_crops
 
-    crops = torch.randn(n, 3, clip.image_size, clip.image_size)
+    crops = torch.randn(n, 3, clip.image_size, clip.image_size)  # CPU, as LVTA builds them
     encode_crops(clip, crops[:2], 2)  # warm-up
     batched = _timed(lambda: encode_crops(clip, crops, n), repeat=2)
     looped = _timed(lambda: [encode_crops(clip, crops[i:i + 1], 1) for i in range(n)], repeat=1)
@@ -53,11 +60,13 @@ class ForwardTimer:
 
     def _pre(self, name):
         def hook(module, args):
+            _sync()
             self._start[name] = time.perf_counter()
         return hook
 
     def _post(self, name):
         def hook(module, args, out):
+            _sync()
             self.total[name] += time.perf_counter() - self._start.pop(name)
         return hook
 
@@ -66,13 +75,13 @@ class ForwardTimer:
             h.remove()
 
 
-def ovss_overhead(clip, size: int) -> dict:
+def ovss_overhead(clip, size: int, device: str) -> dict:
     from dglrsis.models import load_sam
     from dglrsis.predictor import Predictor, PredictorConfig
     from dglrsis.proposals import ProposalConfig
 
-    sam = load_sam("vit_b", checkpoint="random")
-    cfg = PredictorConfig(clip="ViT-B-16:random", proposals="sam",
+    sam = load_sam("vit_b", checkpoint="random", device=device)
+    cfg = PredictorConfig(clip="ViT-B-16:random", proposals="sam", device=device,
                           proposal_cfg=ProposalConfig(method="sam", points_per_side=16, points_per_batch=64,
                                                        pred_iou_thresh=0.0, stability_score_thresh=0.0))
     pred = Predictor(cfg, clip=clip, sam=sam)
@@ -87,9 +96,11 @@ def ovss_overhead(clip, size: int) -> dict:
                           "sam_mask_decoder": sam.mask_decoder, "clip_image": clip.model.visual,
                           "clip_text": clip.model.transformer})
     pred.text_bank._cache.clear()
+    _sync()
     t = time.perf_counter()
     pred.set_image(image)
     seg = pred.segment(classes)
+    _sync()
     wall = time.perf_counter() - t
     timer.remove()
     forwards = sum(timer.total.values())
@@ -102,15 +113,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from dglrsis.models import load_clip
 
-    clip = load_clip("ViT-B-16:random")
-    out = {"device": "cpu", "threads": args.threads, "torch": torch.__version__}
+    clip = load_clip("ViT-B-16:random", device=args.device)
+    name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
+    out = {"device": name, "threads": args.threads, "torch": torch.__version__}
     out.update(crop_batching(clip))
     print(json.dumps(out), flush=True)
-    out.update(ovss_overhead(clip, args.size))
+    out.update(ovss_overhead(clip, args.size, args.device))
     print(json.dumps(out))
 
 

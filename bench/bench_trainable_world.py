@@ -30,7 +30,7 @@ def _split_miou(report: dict, seen: list[str]) -> dict:
     return {"mIoU": round(float(report["mIoU"]), 2), "seen": mean(seen), "unseen": mean(unseen)}
 
 
-def run_one(name: str, iterations: int, out: Path, overrides: list[str]) -> dict:
+def run_one(name: str, iterations: int, out: Path, overrides: list[str], sliding: bool = True) -> dict:
     from accelerate.utils import set_seed
 
     from dglrsis.trainable.config import load_config
@@ -42,15 +42,15 @@ def run_one(name: str, iterations: int, out: Path, overrides: list[str]) -> dict
                                  "train.eval_every=0", *overrides])
     set_seed(cfg.train.seed)                       # the same initialisation train() starts from
     model, _, eval_ds, names, seen = build_training(cfg)
-    before = _split_miou(evaluate_dataset(model, eval_ds, names), seen)
+    before = _split_miou(evaluate_dataset(model, eval_ds, names, sliding), seen)
     del model
     t0 = time.perf_counter()
     result = train(cfg, out / name)
     seconds = time.perf_counter() - t0
     from dglrsis.trainable.evaluate import load_trained
     trained = load_trained(out / name)[0]
-    after = _split_miou(evaluate_dataset(trained, eval_ds, names), seen)
-    return {"model": name, "iterations": iterations, "train_s": round(seconds, 1),
+    after = _split_miou(evaluate_dataset(trained, eval_ds, names, sliding), seen)
+    return {"model": name, "iterations": iterations, "sliding": sliding, "train_s": round(seconds, 1),
             "s_per_step": round(seconds / iterations, 3), "final_loss": round(result["losses"][-1], 4),
             "before": before, "after": after, "held_out": [n for n in names if n not in seen]}
 
@@ -60,11 +60,13 @@ def main(argv=None) -> int:
     ap.add_argument("--models", default=",".join(MODELS), help="comma-separated model names")
     ap.add_argument("--iterations", type=int, default=300, help="training steps per model")
     ap.add_argument("--out", default="runs/world", help="run folders go under OUT/<model>")
+    ap.add_argument("--no-sliding", action="store_true", help="evaluate the whole image resized to the input "
+                    "size instead of sliding windows at native resolution plus a global view")
     ap.add_argument("overrides", nargs="*", help="config overrides key=value applied to every model")
     a = ap.parse_args(argv)
     rows = []
     for name in [m.strip() for m in a.models.split(",") if m.strip()]:
-        r = run_one(name, a.iterations, Path(a.out), a.overrides)
+        r = run_one(name, a.iterations, Path(a.out), a.overrides, not a.no_sliding)
         b, f = r["before"], r["after"]
         print(f"{name:8s} {r['iterations']} steps {r['s_per_step']:.2f} s/step | mIoU {b['mIoU']:5.1f} -> "
               f"{f['mIoU']:5.1f} | seen {b['seen']:5.1f} -> {f['seen']:5.1f} | "
