@@ -34,7 +34,7 @@ def run_one(name: str, iterations: int, out: Path, overrides: list[str], sliding
     from accelerate.utils import set_seed
 
     from dglrsis.trainable.config import load_config
-    from dglrsis.trainable.evaluate import evaluate_dataset
+    from dglrsis.trainable.evaluate import evaluate_dataset, load_trained
     from dglrsis.trainable.train import build_training, train
 
     cfg_path = Path(__file__).resolve().parents[1] / "trainable" / "configs" / f"world_{name}.yaml"
@@ -47,7 +47,6 @@ def run_one(name: str, iterations: int, out: Path, overrides: list[str], sliding
     t0 = time.perf_counter()
     result = train(cfg, out / name)
     seconds = time.perf_counter() - t0
-    from dglrsis.trainable.evaluate import load_trained
     trained = load_trained(out / name)[0]
     after = _split_miou(evaluate_dataset(trained, eval_ds, names, sliding), seen)
     return {"model": name, "iterations": iterations, "sliding": sliding, "train_s": round(seconds, 1),

@@ -71,13 +71,6 @@ class DemoModels:
         return dglrsis.Predictor(replace(self.base, background=background), clip=self.clip, sam=self.sam)
 
 
-def _save_png(rgb: np.ndarray, path: Path) -> str:
-    from PIL import Image
-
-    Image.fromarray(np.asarray(rgb, dtype=np.uint8)).save(path)
-    return str(path)
-
-
 def _legend_html(names, palette) -> str:
     items = "".join(f'<span class="legend-item" style="margin-right:12px"><span style="display:inline-block;'
                     f'width:14px;height:14px;background:rgb{tuple(palette[i + 1])};margin-right:4px"></span>'
@@ -136,8 +129,11 @@ def run_query(models: DemoModels, state: dict | None, image_path: str | None, te
         raise gr.Error(str(exc)) from None
     # Images go back as files in this request's own folder: gradio caches a returned array by rewriting
     # one content-addressed file in place, which races with a concurrent download of identical output.
-    over = _save_png(over, out_dir / "overlay.png")
-    cam = None if cam is None else _save_png(cam, out_dir / "cam.png")
+    dglrsis.write_rgb_png(out_dir / "overlay.png", over)
+    over = str(out_dir / "overlay.png")
+    if cam is not None:
+        dglrsis.write_rgb_png(out_dir / "cam.png", cam)
+        cam = str(out_dir / "cam.png")
     if models.note:
         msg = models.note + "\n" + msg
     if state.get("reused"):

@@ -9,7 +9,7 @@ from .errors import DglrsisError
 
 __version__ = "0.1.0"
 __all__ = ["DglrsisError", "Predictor", "PredictorConfig", "SegmentResult", "read_image", "load_clip",
-           "load_sam", "load_dino", "decompose", "write_label", "overlay", "heatmap", "default_palette",
+           "load_sam", "load_dino", "decompose", "write_label", "write_rgb_png", "overlay", "heatmap", "default_palette",
            "__version__"]
 
 
@@ -22,7 +22,7 @@ def __getattr__(name):  # lazy: `import dglrsis` stays cheap (no torch) until a 
         from . import models
 
         return getattr(models, name)
-    if name in ("read_image", "write_label", "overlay", "heatmap", "default_palette"):
+    if name in ("read_image", "write_label", "write_rgb_png", "overlay", "heatmap", "default_palette"):
         from . import io
 
         return getattr(io, name)

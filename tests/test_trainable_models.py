@@ -153,21 +153,29 @@ def test_rsktseg_param_conventions_vit_b():
     assert abs(c["rsktseg-readme"] - 334.62e6) / 334.62e6 < 0.01, c
 
 
-SMALL_GS = dict(clip="world-clip", dino="dino-tiny:random", input_size=32)
+SMALL = dict(clip="world-clip", dino="dino-tiny:random", input_size=32)   # GSNet / DR-Seg at toy size
+
+
+def _with_and_without(name: str, switch: dict):
+    """Train-mode forward + backward of ``name`` as configured and with ``switch`` (same init, same
+    input): yields (model, output) for each; the caller asserts on both and that they differ."""
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    for kw in ({}, switch):
+        torch.manual_seed(0)
+        m = build_model(name, ModelConfig(**SMALL, **kw)).train()
+        y = m(x, CLASSES)
+        assert y.shape == (2, 3, 4 * m.grid, 4 * m.grid)
+        y.square().mean().backward()
+        yield m, y.detach()
 
 
 @pytest.mark.parametrize("switch", [{"qgff": False}, {"ripd": False}])
 def test_gsnet_frozen_dino_and_switches(switch):
-    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
     outs = []
-    for kw in ({}, switch):
-        torch.manual_seed(0)
-        m = build_model("gsnet", ModelConfig(**SMALL_GS, **kw)).train()
-        y = m(x, CLASSES)
-        assert y.shape == (2, 3, 4 * m.grid, 4 * m.grid) and not m.dino.training
-        y.square().mean().backward()
+    for m, y in _with_and_without("gsnet", switch):
+        assert not m.dino.training
         assert all(p.grad is None and not p.requires_grad for p in m.dino.parameters())
-        outs.append(y.detach())
+        outs.append(y)
     assert not torch.allclose(outs[0], outs[1])
 
 
@@ -184,21 +192,12 @@ def test_params_report_small(capsys):
     assert main(["--model", "nope", "--clip", "world-clip"]) == 2
 
 
-SMALL_DR = dict(clip="world-clip", dino="dino-tiny:random", input_size=32)
-
-
 @pytest.mark.parametrize("switch", [{"pdgr_k": 0}, {"ugaf": False}, {"spsd_ratio": 0.25}])
 def test_drseg_shape_frozen_and_switches(switch):
-    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
     outs = []
-    for kw in ({}, switch):
-        torch.manual_seed(0)
-        m = build_model("drseg", ModelConfig(**SMALL_DR, **kw)).train()
-        y = m(x, CLASSES)
-        assert y.shape == (2, 3, 4 * m.grid, 4 * m.grid)
-        y.square().mean().backward()
+    for m, y in _with_and_without("drseg", switch):
         assert all(p.grad is None for p in m.dino.parameters())
-        outs.append(y.detach())
+        outs.append(y)
     assert not torch.allclose(outs[0], outs[1])
 
 
@@ -216,7 +215,7 @@ def test_spsd_ranking_prefers_selective_channel(tmp_path):
     e = build_model("catseg", ModelConfig(clip="world-clip", input_size=32)).aggregator.text_guidance_proj[0].in_features
     order = list(range(e))[::-1]
     (tmp_path / "r.json").write_text(json.dumps({"order": order}))
-    m = build_model("drseg", ModelConfig(**SMALL_DR, spsd_path=str(tmp_path / "r.json")))
+    m = build_model("drseg", ModelConfig(**SMALL, spsd_path=str(tmp_path / "r.json")))
     assert m.spsd_order.tolist() == order
 
 
@@ -230,12 +229,12 @@ def test_spsd_script_ranks_from_a_training_set(tmp_path, capsys):
     assert sorted(r["order"]) == list(range(e)) and e == len(r["similarity"])
     assert {"bridge", "helicopter", "harbor"}.isdisjoint(r["pixels"])          # held out of training
     assert len(r["pixels"]) >= 2 and all(0 < n <= 40 for n in r["pixels"].values())
-    m = build_model("drseg", ModelConfig(**SMALL_DR, spsd_path=str(out)))
+    m = build_model("drseg", ModelConfig(**SMALL, spsd_path=str(out)))
     assert m.spsd_order.tolist() == r["order"]
     (tmp_path / "bad.json").write_text(json.dumps({"order": [0, 0, 1]}))
     for bad in ("bad.json", "absent.json"):
         with pytest.raises(DglrsisError, match="SPSD ranking"):
-            build_model("drseg", ModelConfig(**SMALL_DR, spsd_path=str(tmp_path / bad)))
+            build_model("drseg", ModelConfig(**SMALL, spsd_path=str(tmp_path / bad)))
     assert main(["--config", str(tmp_path / "missing.yaml"), str(tmp_path / "x.json")]) == 2
     assert not (tmp_path / "x.json").exists()
     assert "error:" in capsys.readouterr().err

@@ -80,6 +80,16 @@ def seen_lut(names: list[str], train_classes: list[str] | None) -> tuple[np.ndar
     return lut, seen
 
 
+def training_labels(cfg) -> tuple[Source, np.ndarray, np.ndarray, list[str], list[str]]:
+    """The training split of ``cfg`` (a DataConfig) under its class policies:
+    (source, training LUT — background policy then seen classes —, evaluation LUT — background policy
+    only —, all class names, seen class names indexed by the training LUT)."""
+    src = build_source(cfg, cfg.split)
+    bg, names = background_lut(src.names, cfg.background)
+    seen, seen_names = seen_lut(names, cfg.train_classes)
+    return src, seen[bg], bg, names, seen_names
+
+
 def _load_rgb(path) -> np.ndarray:
     from PIL import Image
     with Image.open(path) as im:

@@ -60,15 +60,12 @@ def sample_features(cfg, pixels: int = 512, seed: int = 0) -> tuple[torch.Tensor
 
     from dglrsis.models import load_clip
 
-    from .data import SegDataset, background_lut, build_source, seen_lut
+    from .data import SegDataset, training_labels
     from .models.clip_dense import dense_clip_features
 
     clip = load_clip(cfg.model.clip)
-    src = build_source(cfg.data, cfg.data.split)
-    bg, names = background_lut(src.names, cfg.data.background)
-    seen, names = seen_lut(names, cfg.data.train_classes)   # labels index the seen classes
-    size = cfg.model.input_size or clip.image_size
-    ds = SegDataset(src, seen[bg], size, clip.mean, clip.std, train=False)
+    src, lut, _, _, names = training_labels(cfg.data)   # labels index the seen classes
+    ds = SegDataset(src, lut, clip.image_size, clip.mean, clip.std, train=False)  # size unused: no resizing
     feats: dict[int, list[torch.Tensor]] = {}
     visual = clip.model.visual.eval()
     with torch.no_grad():

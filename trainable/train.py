@@ -24,7 +24,7 @@ from dglrsis.errors import DglrsisError
 from dglrsis.io import atomic_path, write_json
 
 from .config import Config, load_config
-from .data import IGNORE, SegDataset, StepBatchSampler, background_lut, build_source, collate, seen_lut
+from .data import IGNORE, SegDataset, StepBatchSampler, build_source, collate, training_labels
 
 LOG_FIELDS = ("step", "loss", "lr", "miou")
 
@@ -106,11 +106,9 @@ def build_training(cfg: Config):
     from .models import build_model
 
     model = build_model(cfg.name, cfg.model)
-    src = build_source(cfg.data, cfg.data.split)
-    bg, names = background_lut(src.names, cfg.data.background)
-    seen, seen_names = seen_lut(names, cfg.data.train_classes)
+    src, train_lut, bg, names, seen_names = training_labels(cfg.data)
     aug = {"scale": tuple(cfg.data.scale), "hflip": cfg.data.hflip, "vflip": cfg.data.vflip, "rot90": cfg.data.rot90}
-    train_ds = SegDataset(src, seen[bg], model.input_size, model.mean, model.std, True, aug)
+    train_ds = SegDataset(src, train_lut, model.input_size, model.mean, model.std, True, aug)
     if cfg.data.kind == "world":
         vsrc = build_source(cfg.data, "val", world_start=10_000, world_n=cfg.data.val_n)
     else:
