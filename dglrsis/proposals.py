@@ -1,6 +1,7 @@
 """GLD, image side: class-agnostic mask proposals.
 
-- ``sam``: segment-anything's automatic mask generator (points batched, thresholds configurable).
+- ``sam``: segment-anything's automatic mask generator (points batched, thresholds configurable), keeping
+  its boolean masks bit-packed instead of round-tripping every candidate through RLE.
 - ``slic`` / ``felzenszwalb``: weight-free superpixels from scikit-image, merged bottom-up into a
   hierarchy on a region-adjacency graph of mean colours (``skimage.graph.rag_mean_color`` +
   ``cut_threshold`` at several thresholds), so that whole objects and whole land-cover regions each
@@ -12,6 +13,7 @@ by box IoU prefilter + mask IoU non-maximum suppression, capped at ``max_masks``
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -225,22 +227,87 @@ def _superpixel_proposals(image: np.ndarray, cfg: ProposalConfig) -> Proposals:
     return Proposals(masks, masks_to_boxes(masks), scores, areas, cfg.method, levels)
 
 
-def _sam_proposals(image: np.ndarray, cfg: ProposalConfig, sam) -> Proposals:
+@functools.cache
+def _mask_generator():
+    """segment-anything's automatic mask generator, keeping the boolean masks it thresholds (bit-packed)
+    instead of encoding every candidate to RLE and decoding the survivors again. Same masks, same order,
+    same filters (predicted IoU, stability, crop edge, box NMS); only ``min_mask_region_area=0``."""
+    import torch
     from segment_anything import SamAutomaticMaskGenerator
+    from segment_anything.utils.amg import (MaskData, batch_iterator, batched_mask_to_box,
+                                            calculate_stability_score, is_box_near_crop_edge, uncrop_boxes_xyxy,
+                                            uncrop_masks, uncrop_points)
+    from torchvision.ops.boxes import batched_nms
 
+    class BoolMaskGenerator(SamAutomaticMaskGenerator):
+        @torch.no_grad()
+        def generate_masks(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            """image H×W×3 uint8 → (masks N×H×W bool, predicted IoU N float32), in SAM's record order."""
+            h, w = image.shape[:2]
+            data = dict(self._generate_masks(image).items())
+            packed = data.get("packed", np.zeros((0, (h * w + 7) // 8), np.uint8))
+            masks = np.unpackbits(packed, axis=1, count=h * w).reshape(-1, h, w).view(bool)
+            return masks, np.asarray(data.get("iou_preds", []), np.float32)
+
+        def _process_crop(self, image, crop_box, crop_layer_idx, orig_size) -> MaskData:
+            # as the parent's, counting records by "iou_preds" (there are no "rles")
+            x0, y0, x1, y1 = crop_box
+            cropped = image[y0:y1, x0:x1, :]
+            self.predictor.set_image(cropped)
+            points_for_image = self.point_grids[crop_layer_idx] * np.array(cropped.shape[:2])[None, ::-1]
+            data = MaskData()
+            for (points,) in batch_iterator(self.points_per_batch, points_for_image):
+                data.cat(self._process_batch(points, cropped.shape[:2], crop_box, orig_size))
+            self.predictor.reset_image()
+            keep = batched_nms(data["boxes"].float(), data["iou_preds"], torch.zeros(len(data["boxes"])),
+                               iou_threshold=self.box_nms_thresh)
+            data.filter(keep)
+            data["boxes"] = uncrop_boxes_xyxy(data["boxes"], crop_box)
+            data["points"] = uncrop_points(data["points"], crop_box)
+            data["crop_boxes"] = torch.tensor([crop_box for _ in range(len(data["iou_preds"]))])
+            return data
+
+        def _process_batch(self, points, im_size, crop_box, orig_size) -> MaskData:
+            # as the parent's, but the thresholded masks are stored bit-packed (N×⌈HW/8⌉ uint8) on the CPU
+            orig_h, orig_w = orig_size
+            pts = torch.as_tensor(self.predictor.transform.apply_coords(points, im_size), device=self.predictor.device)
+            labels = torch.ones(pts.shape[0], dtype=torch.int, device=pts.device)
+            masks, iou_preds, _ = self.predictor.predict_torch(pts[:, None, :], labels[:, None],
+                                                               multimask_output=True, return_logits=True)
+            data = MaskData(masks=masks.flatten(0, 1), iou_preds=iou_preds.flatten(0, 1),
+                            points=torch.as_tensor(points.repeat(masks.shape[1], axis=0)))
+            del masks
+            if self.pred_iou_thresh > 0.0:
+                data.filter(data["iou_preds"] > self.pred_iou_thresh)
+            thr = self.predictor.model.mask_threshold
+            data["stability_score"] = calculate_stability_score(data["masks"], thr, self.stability_score_offset)
+            if self.stability_score_thresh > 0.0:
+                data.filter(data["stability_score"] >= self.stability_score_thresh)
+            data["masks"] = data["masks"] > thr
+            data["boxes"] = batched_mask_to_box(data["masks"])
+            keep = ~is_box_near_crop_edge(data["boxes"], crop_box, [0, 0, orig_w, orig_h])
+            if not torch.all(keep):
+                data.filter(keep)
+            full = uncrop_masks(data["masks"], crop_box, orig_h, orig_w).cpu().numpy()  # N×H×W bool
+            data["packed"] = torch.from_numpy(np.packbits(full.reshape(len(full), orig_h * orig_w), axis=1))
+            del data["masks"]
+            return data
+
+    return BoolMaskGenerator
+
+
+def _sam_proposals(image: np.ndarray, cfg: ProposalConfig, sam) -> Proposals:
     if sam is None:
         raise DglrsisError("SAM proposals need a SAM model (--sam vit_b --sam-checkpoint PATH)")
     h, w = image.shape[:2]
-    gen = SamAutomaticMaskGenerator(
+    gen = _mask_generator()(
         sam, points_per_side=cfg.points_per_side, points_per_batch=cfg.points_per_batch,
         pred_iou_thresh=cfg.pred_iou_thresh, stability_score_thresh=cfg.stability_score_thresh,
         crop_n_layers=cfg.crop_n_layers, min_mask_region_area=0)
-    records = gen.generate(image)
-    if not records:
+    masks, scores = gen.generate_masks(image)
+    if not len(masks):
         empty = np.zeros((0, h, w), bool)
         return Proposals(empty, np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, int), "sam")
-    masks = np.stack([r["segmentation"] for r in records]).astype(bool)
-    scores = np.array([r["predicted_iou"] for r in records], np.float32)
     min_px = _min_area_px(cfg, h, w)
     areas = masks.reshape(len(masks), -1).sum(1)
     ok = areas >= max(min_px, 1)

@@ -105,9 +105,30 @@ def test_sam_random_weights():
     assert props.masks.dtype == bool and props.scores.shape == (n,)
 
 
-def test_sam_conversion(monkeypatch):
-    """SAM records → Proposals: config passed through, tiny masks dropped, duplicates removed."""
+@pytest.mark.slow
+def test_sam_bool_masks_match_library():
+    """The bit-packed generator returns exactly segment-anything's binary masks and scores, in order."""
     sam_mod = pytest.importorskip("segment_anything")
+    import torch
+
+    from dglrsis.proposals import _mask_generator
+
+    torch.manual_seed(0)
+    sam = sam_mod.sam_model_registry["vit_b"]().eval()
+    img, _ = scene(3, 40)
+    kw = dict(points_per_side=4, points_per_batch=7, pred_iou_thresh=0.0, stability_score_thresh=0.0,
+              box_nms_thresh=1.0, min_mask_region_area=0)  # no NMS: every candidate mask is compared
+    recs = sam_mod.SamAutomaticMaskGenerator(sam, **kw).generate(img)
+    masks, scores = _mask_generator()(sam, **kw).generate_masks(img)
+    assert len(recs) > 1 and masks.shape == (len(recs), 40, 40) and masks.dtype == bool
+    assert np.array_equal(masks, np.stack([r["segmentation"] for r in recs]))
+    assert np.array_equal(scores, np.array([r["predicted_iou"] for r in recs], np.float32))
+
+
+def test_sam_conversion(monkeypatch):
+    """SAM masks → Proposals: config passed through, tiny masks dropped, duplicates removed."""
+    from dglrsis import proposals
+
     seen = {}
     a = np.zeros((32, 32), bool); a[2:20, 2:20] = True
     b = a.copy(); b[2, 20] = True                      # near-duplicate of a, lower score
@@ -117,10 +138,10 @@ def test_sam_conversion(monkeypatch):
         def __init__(self, model, **kw):
             seen.update(kw)
 
-        def generate(self, image):
-            return [{"segmentation": m, "predicted_iou": s} for m, s in [(a, 0.9), (b, 0.8), (tiny, 0.99)]]
+        def generate_masks(self, image):
+            return np.stack([a, b, tiny]), np.array([0.9, 0.8, 0.99], np.float32)
 
-    monkeypatch.setattr(sam_mod, "SamAutomaticMaskGenerator", FakeGen)
+    monkeypatch.setattr(proposals, "_mask_generator", lambda: FakeGen)
     cfg = ProposalConfig(method="sam", points_per_side=5, points_per_batch=7, min_area=4)
     props = generate_proposals(np.zeros((32, 32, 3), np.uint8), cfg, sam=object())
     assert seen["points_per_side"] == 5 and seen["points_per_batch"] == 7
