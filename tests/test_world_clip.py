@@ -112,3 +112,63 @@ def test_bad_config(tmp_path):
 
     with pytest.raises(DglrsisError):
         wc.train(wc.WorldClipConfig(steps=0), Path(tmp_path), progress=False)
+
+
+def test_dense_patch_target_and_loss():
+    from dglrsis.trainable import world_clip_dense as wd
+
+    keys, names = wd.concepts()
+    assert keys[:5] == ["bare soil", "vegetation", "water", "road", "built-up"] and len(set(keys)) == len(keys)
+    assert "airplane" not in keys and names["plane"] in ("plane", "airplane")
+    lab = torch.zeros(16, 16, dtype=torch.uint8)
+    lab[:8, :4] = 3  # left half of the top-left patch
+    t = wd.patch_target(lab, 5, 2)
+    assert t.shape == (5, 2, 2) and torch.allclose(t.sum(0), torch.ones(2, 2))
+    assert float(t[3, 0, 0]) == pytest.approx(0.5) and float(t[0, 1, 1]) == 1.0
+    # one labelled patch with target on concept 0; logits = [1, 0] → -log(e / (e + 1)); unlabelled rows ignored
+    patches = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])
+    target = torch.tensor([[[1.0, 0.0], [0.0, 0.0]]])
+    expected = -np.log(np.e / (np.e + 1))
+    assert float(wd.dense_loss(patches, torch.eye(2), torch.tensor(1.0), target)) == pytest.approx(expected)
+    assert float(wd.dense_loss(patches, torch.eye(2), torch.tensor(1.0), torch.zeros(1, 2, 2))) == 0.0
+
+
+def test_scene_samples_carry_flipped_dense_targets():
+    from dglrsis.trainable import world_clip_dense as wd
+
+    keys, _ = wd.concepts()
+    pool = wcd.build_pool(1000, 1, 512, 1, 2, wc.OPENAI_MEAN, wc.OPENAI_STD)
+    assert pool.labels.shape == (len(pool.scenes), wcd.SCENE, wcd.SCENE) and int(pool.labels.max()) < len(keys)
+    data = wcd.PoolDataset(pool, wcd.TextSource.load(), 40, 0, (0.0, 0.0, 1.0), wc.OPENAI_MEAN, wc.OPENAI_STD,
+                           grid=12)
+    items = [data[k] for k in range(8)]
+    assert all(it[4] is not None and it[4].shape == (len(keys), 12, 12) for it in items)
+    assert all(torch.allclose(it[4].sum(0), torch.ones(12, 12), atol=1e-5) for it in items)
+    # the whole-scene target is the label map's patch shares under the sample's flips
+    full = wd.patch_target(pool.labels[0], len(keys), 12)
+    variants = [wcd._flip(full, (h, v, t)) for h in (0, 1) for v in (0, 1) for t in (0, 1)]
+    whole = [it[4] for it in items if any(torch.allclose(it[4], f) for f in variants)]
+    assert whole, "no whole-scene sample matched a flip of the full label map"
+    batch = wcd.dense_targets([items[0][4], None])
+    assert batch.shape == (2, 144, len(keys)) and float(batch[1].sum()) == 0.0
+
+
+def test_dense_features_and_symmetric_loss():
+    import open_clip
+
+    from dglrsis.trainable import world_clip_dense as wd
+
+    torch.manual_seed(0)
+    model = open_clip.CLIP(**wc.ARCH).eval()
+    x = torch.randn(2, 3, 96, 96)
+    with torch.no_grad():
+        ref = model.visual(x)
+        for feature in ("none", "output", "cls"):
+            pooled, toks = wd._visual(model.visual, x, feature)
+            assert torch.allclose(pooled, ref, atol=1e-5)
+            assert (toks is None) == (feature == "none") and (toks is None or toks.shape == (2, 144, 128))
+    # symmetric: concept → patch CE over the patches, averaged with patch → concept
+    patches = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])
+    target = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])
+    one = -np.log(np.e / (np.e + 1))  # both directions: a softmax over [1, 0]
+    assert float(wd.dense_loss(patches, torch.eye(2), torch.tensor(1.0), target, True)) == pytest.approx(one)

@@ -19,7 +19,12 @@ sample is flipped/transposed at random (all 8 top-down orientations; caption pos
 
 Loss: symmetric InfoNCE with the CLIP's learnable temperature and a **multi-positive** target: image i
 and caption j are a positive pair when j's class (and colour, if it names one) is present in i; both
-directions use the row/column-normalised positive mask as soft target. AdamW, linear warm-up + cosine.
+directions use the row/column-normalised positive mask as soft target. Plus (``dense_weight`` > 0) a
+**dense region–text loss** on scene samples (:mod:`trainable.world_clip_dense`): every patch's feature
+(default ``"cls"``: the CLS output were the last block's CLS token to attend to that patch alone, the
+quantity the Grad-CAM at the last block's ``ln_1`` linearises) is classified against one caption per
+concept (land covers and object classes) with the patch's concept shares as soft target, and (symmetric)
+each present concept's text picks its patches. AdamW, linear warm-up + cosine.
 Accelerate (``Accelerator``, ``prepare``, ``accelerator.backward``, ``set_seed``) runs the loop; the same
 seed and thread count give identical weights. Output: fp16 safetensors (atomic), the architecture json
 and a card json with the recipe.
@@ -41,6 +46,7 @@ from dglrsis.errors import DglrsisError
 from dglrsis.io import atomic_path, write_json
 
 from . import world_clip_data as wcd
+from . import world_clip_dense as wdense
 
 WORLD_SEED_OFFSET = 1000  # training world seed = WORLD_SEED_OFFSET + seed; evaluation seeds stay below it
 ARCH = {
@@ -66,6 +72,9 @@ class WorldClipConfig:
     crops_per_instance: int = 2      # object crops per instance (different context / background)
     landcover_crops: int = 600       # land-cover crops in the pool
     mix: tuple = (0.50, 0.10, 0.40)  # share of object crops, land-cover crops and scenes in a batch
+    dense_weight: float = 1.0        # weight of the dense patch–concept loss on scene samples (0: off)
+    dense_feature: str = "cls"       # patch feature of the dense loss: "cls" (CLS attending to one patch) | "output"
+    dense_symmetric: bool = True     # also the concept → patch direction of the dense loss
     threads: int = 1                 # torch CPU threads (1: no thread thrashing on a shared CPU)
     arch: dict = field(default_factory=lambda: json.loads(json.dumps(ARCH)))  # open_clip CLIP(**arch)
 
@@ -143,7 +152,9 @@ def _train(cfg: WorldClipConfig, out: Path, progress: bool) -> dict:
                           cfg.crops_per_instance, cfg.landcover_crops, OPENAI_MEAN, OPENAI_STD, progress)
     t_pool = time.time() - t0
     tokenizer = open_clip.SimpleTokenizer(context_length=cfg.arch["text_cfg"]["context_length"])
-    data = wcd.PoolDataset(pool, texts, cfg.steps * cfg.batch_size, cfg.seed, cfg.mix, OPENAI_MEAN, OPENAI_STD)
+    grid = cfg.arch["vision_cfg"]["image_size"] // cfg.arch["vision_cfg"]["patch_size"]
+    data = wcd.PoolDataset(pool, texts, cfg.steps * cfg.batch_size, cfg.seed, cfg.mix, OPENAI_MEAN, OPENAI_STD,
+                           grid=grid if cfg.dense_weight > 0 else 0)
     loader = torch.utils.data.DataLoader(data, batch_size=cfg.batch_size, shuffle=False, num_workers=0,
                                          collate_fn=wcd.make_collate(tokenizer))
     model = open_clip.CLIP(**cfg.arch)
@@ -151,18 +162,28 @@ def _train(cfg: WorldClipConfig, out: Path, progress: bool) -> dict:
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg.steps, cfg.warmup))
     model, opt, loader, sched = accelerator.prepare(model, opt, loader, sched)
     model.train()
-    losses = []
+    losses, dense_losses = [], []
+    keys, names = wdense.concepts()
     bar = tqdm(loader, total=cfg.steps, desc="world-clip", disable=not (progress and accelerator.is_main_process))
-    for images, tokens, pos in bar:
-        img, txt, scale = model(images, tokens)[:3]
-        loss = multi_positive_loss(img, txt, scale, pos)
+    for step, (images, tokens, pos, dense) in enumerate(bar):
+        net = accelerator.unwrap_model(model)
+        use_dense = cfg.dense_weight > 0 and dense is not None
+        if use_dense:  # one caption per concept, encoded with the batch's captions
+            tokens = torch.cat([tokens, tokenizer(wdense.concept_captions(texts, keys, names, cfg.seed, step))])
+        img, txt, patches = wdense.encode(net, images, tokens, cfg.dense_feature if use_dense else "none")
+        scale = net.logit_scale.exp()
+        loss = multi_positive_loss(img, txt[:len(img)], scale, pos)
+        losses.append(float(loss.detach()))
+        if use_dense:
+            d = wdense.dense_loss(patches, txt[len(img):], scale, dense, cfg.dense_symmetric)
+            dense_losses.append(float(d.detach()))
+            loss = loss + cfg.dense_weight * d
         accelerator.backward(loss)
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
         with torch.no_grad():
             accelerator.unwrap_model(model).logit_scale.clamp_(0, float(np.log(100)))
-        losses.append(float(loss.detach()))
         bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
     accelerator.wait_for_everyone()
     net = accelerator.unwrap_model(model).eval()
@@ -171,7 +192,9 @@ def _train(cfg: WorldClipConfig, out: Path, progress: bool) -> dict:
                       "train_world_seed": WORLD_SEED_OFFSET + cfg.seed,
                       "eval_world_seeds": f"< {WORLD_SEED_OFFSET} (benchmark: 7)"},
             "pool": pool.summary(), "prompt_source": texts.source,
-            "final_loss": float(np.mean(losses[-20:])), "logit_scale": float(net.logit_scale.detach().exp()),
+            "final_loss": float(np.mean(losses[-20:])),
+            "final_dense_loss": float(np.mean(dense_losses[-20:])) if dense_losses else None,
+            "logit_scale": float(net.logit_scale.detach().exp()),
             "pool_seconds": round(t_pool, 1), "wall_seconds": round(time.time() - t0, 1),
             "torch": torch.__version__, "threads": cfg.threads}
     if accelerator.is_main_process:
@@ -189,11 +212,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scenes-per-kind", type=int, default=d.scenes_per_kind)
     p.add_argument("--landcover-crops", type=int, default=d.landcover_crops)
     p.add_argument("--threads", type=int, default=d.threads)
+    p.add_argument("--mix", type=float, nargs=3, default=list(d.mix), metavar=("CROPS", "LANDCOVER", "SCENES"))
+    p.add_argument("--dense-weight", type=float, default=d.dense_weight, help="dense patch loss weight (0: off)")
+    p.add_argument("--dense-feature", choices=("cls", "output"), default=d.dense_feature)
+    p.add_argument("--no-dense-symmetric", action="store_true", help="patch → concept direction only")
     p.add_argument("--out", default="dglrsis/weights", help="folder for world-clip.{safetensors,json,card.json}")
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
     cfg = WorldClipConfig(seed=a.seed, steps=a.steps, batch_size=a.batch_size, lr=a.lr,
-                          scenes_per_kind=a.scenes_per_kind, landcover_crops=a.landcover_crops, threads=a.threads)
+                          scenes_per_kind=a.scenes_per_kind, landcover_crops=a.landcover_crops, threads=a.threads,
+                          mix=tuple(a.mix), dense_weight=a.dense_weight, dense_feature=a.dense_feature,
+                          dense_symmetric=not a.no_dense_symmetric)
     card = train(cfg, a.out, progress=not a.no_progress)
     print(json.dumps({k: card[k] for k in ("final_loss", "logit_scale", "pool", "wall_seconds")}))
     return 0

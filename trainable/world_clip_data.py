@@ -81,6 +81,7 @@ class Pool:
     lc_meta: list                       # land-cover name per crop
     scenes: torch.Tensor                # M×3×192×192 uint8 scenes
     scene_meta: list = field(default_factory=list)  # per scene: [(class, colour, (x0, y0, x1, y1) in [0,1])]
+    labels: torch.Tensor = None         # M×192×192 uint8 concept index per pixel (world_clip_dense.concepts)
 
     def summary(self) -> dict:
         return {"object_crops": len(self.crops), "landcover_crops": len(self.lc), "scenes": len(self.scenes),
@@ -149,8 +150,11 @@ def build_pool(world_seed: int, scenes_per_kind: int, scene_size: int, crops_per
 
     from dglrsis.eval.world import iter_scenes
 
+    from .world_clip_dense import concepts, label_map
+
+    index = {k: i for i, k in enumerate(concepts()[0])}
     rng = np.random.default_rng([world_seed, 7919])
-    crops, crop_meta, lcs, lc_meta, scenes, scene_meta = [], [], [], [], [], []
+    crops, crop_meta, lcs, lc_meta, scenes, scene_meta, labels = [], [], [], [], [], [], []
     lc_per_scene = math.ceil(landcover_crops / max(1, 2 * scenes_per_kind))
     total = 2 * scenes_per_kind
     bar = tqdm(total=total, desc="rendering pool", disable=not progress)
@@ -169,12 +173,13 @@ def build_pool(world_seed: int, scenes_per_kind: int, scene_size: int, crops_per
             img = torch.from_numpy(scene.image).permute(2, 0, 1)[None].float()
             scenes.append(F.interpolate(img, size=(SCENE, SCENE), mode="bilinear", antialias=True,
                                         align_corners=False).round().clamp(0, 255).to(torch.uint8))
+            labels.append(label_map(scene, SCENE, index)[None])
             s = float(scene_size)
             scene_meta.append([(i.category, i.colour, tuple(v / s for v in i.bbox)) for i in scene.instances])
     bar.close()
     empty = torch.zeros(0, 3, CROP, CROP, dtype=torch.uint8)
     return Pool(torch.cat(crops) if crops else empty, crop_meta, torch.cat(lcs) if lcs else empty, lc_meta,
-                torch.cat(scenes), scene_meta)
+                torch.cat(scenes), scene_meta, torch.cat(labels))
 
 
 # --------------------------------------------------------------------------------------------- captions
@@ -227,14 +232,20 @@ def scene_caption(rng, texts: TextSource, name: str, colour: str, centre, unique
 # --------------------------------------------------------------------------------------------- samples
 def _dihedral(img: torch.Tensor, rng) -> tuple[torch.Tensor, tuple]:
     """Random flips/transpose of a ``3×S×S`` image; returns it and the (hflip, vflip, transpose) flags."""
-    h, v, t = (bool(rng.random() < 0.5) for _ in range(3))
+    flags = tuple(bool(rng.random() < 0.5) for _ in range(3))
+    return _flip(img, flags), flags
+
+
+def _flip(img: torch.Tensor, flags) -> torch.Tensor:
+    """Apply (hflip, vflip, transpose) flags to a ``C×S×S`` tensor (transpose first, as :func:`_move`)."""
+    h, v, t = flags
     if t:
         img = img.transpose(1, 2)
     if h:
         img = img.flip(2)
     if v:
         img = img.flip(1)
-    return img, (h, v, t)
+    return img
 
 
 def _move(cx: float, cy: float, flags) -> tuple[float, float]:
@@ -245,10 +256,20 @@ def _move(cx: float, cy: float, flags) -> tuple[float, float]:
 
 
 class PoolDataset(torch.utils.data.Dataset):
-    """Item k → (image 3×96×96 float normalised, caption, caption (concept, colour), image labels)."""
+    """Item k → (image 3×96×96 float normalised, caption, caption (concept, colour), image labels, dense).
 
-    def __init__(self, pool: Pool, texts: TextSource, n: int, seed: int, mix, mean, std):
+    dense: the soft patch target ``K×grid×grid`` of a scene sample (:func:`world_clip_dense.patch_target`)
+    when ``grid > 0`` and the pool has label maps, else ``None``.
+    """
+
+    def __init__(self, pool: Pool, texts: TextSource, n: int, seed: int, mix, mean, std, grid: int = 0):
         self.pool, self.texts, self.n, self.seed = pool, texts, n, seed
+        self.grid = grid if pool.labels is not None else 0
+        self.k = 0
+        if self.grid:
+            from .world_clip_dense import concepts
+
+            self.k = len(concepts()[0])  # concepts in the label maps
         p = np.array(mix, dtype=float) * [len(pool.crops) > 0, len(pool.lc) > 0, len(pool.scenes) > 0]
         self.mix = p / p.sum()
         self.mean = torch.tensor(mean).view(3, 1, 1)
@@ -272,10 +293,11 @@ class PoolDataset(torch.utils.data.Dataset):
             img, _ = _dihedral(self.pool.lc[j], rng)
             text, with_colour = object_caption(rng, self.texts, name, None)
             cls, colour, labels = name, None, [(name, None)]
-        else:
-            img, text, cls, colour, with_colour, labels = self._scene(rng)
+        dense = None
+        if source == 2:
+            img, text, cls, colour, with_colour, labels, dense = self._scene(rng)
         x = (img.float() / 255 - self.mean) / self.std
-        return x, text, (concept_of(cls), colour if with_colour else None), labels
+        return x, text, (concept_of(cls), colour if with_colour else None), labels, dense
 
     def _scene(self, rng):
         j = int(rng.integers(len(self.pool.scenes)))
@@ -299,12 +321,17 @@ class PoolDataset(torch.utils.data.Dataset):
         img = self.pool.scenes[j, :, a:a + s, b:b + s].float()[None]
         img = F.interpolate(img, size=(CROP, CROP), mode="bilinear", antialias=True, align_corners=False)[0]
         img, flags = _dihedral(img, rng)
+        dense = None
+        if self.grid:
+            from .world_clip_dense import patch_target
+
+            dense = _flip(patch_target(self.pool.labels[j, a:a + s, b:b + s], self.k, self.grid), flags)
         cls, colour, _, centre = targets[int(rng.integers(len(targets)))]
         present = [o for o in inside if o[2] >= 0.3]
         unique = sum(o[0] == cls for o in present) == 1
         text, with_colour = scene_caption(rng, self.texts, cls, colour, _move(*centre, flags), unique)
         labels = [(concept_of(o[0]), o[1]) for o in present]
-        return img.round().clamp(0, 255), text, cls, colour, with_colour, labels
+        return img.round().clamp(0, 255), text, cls, colour, with_colour, labels, dense
 
 
 def positives(captions: list, labels: list) -> torch.Tensor:
@@ -320,8 +347,19 @@ def positives(captions: list, labels: list) -> torch.Tensor:
     return pos
 
 
+def dense_targets(dense: list) -> torch.Tensor | None:
+    """Stack per-item ``K×g×g`` targets (``None`` → zeros) into ``B×g²×K``; ``None`` when all are ``None``."""
+    ref = next((d for d in dense if d is not None), None)
+    if ref is None:
+        return None
+    out = torch.stack([ref.new_zeros(ref.shape) if d is None else d for d in dense])
+    return out.flatten(2).transpose(1, 2).contiguous()
+
+
 def make_collate(tokenizer):
+    """Batch → (images B×3×96×96, tokens, positives B×B, dense targets B×g²×K or None)."""
     def collate(items):
-        images, texts, caps, labels = zip(*items)
-        return torch.stack(images), tokenizer(list(texts)), positives(list(caps), list(labels))
+        images, texts, caps, labels, dense = zip(*items)
+        return (torch.stack(images), tokenizer(list(texts)), positives(list(caps), list(labels)),
+                dense_targets(list(dense)))
     return collate
