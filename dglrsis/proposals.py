@@ -26,7 +26,7 @@ METHODS = ("slic", "felzenszwalb", "sam")
 @dataclass
 class ProposalConfig:
     method: str = "slic"                  # slic | felzenszwalb | sam
-    slic_segments: int = 700              # SLIC: approximate number of superpixels (for 512² images)
+    slic_segments: int = 3000             # SLIC: approximate number of superpixels (for 512² images)
     slic_compactness: float = 12.0        # SLIC: colour vs space trade-off
     fz_scale: float = 120.0               # Felzenszwalb: observation scale
     fz_sigma: float = 0.8                 # Felzenszwalb: pre-smoothing
