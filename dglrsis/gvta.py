@@ -8,11 +8,19 @@
 3. **Cross-scale fusion**: the CAM of the whole image (scale 1) plus CAMs of overlapping crops at finer
    scales (scale s → windows of side s·max(H, W) on a grid with 50 % overlap), pasted back, averaged per
    scale, each scale min–max normalised, then averaged over scales. (Switch: ``scales``.)
-4. **Mask selection**: every cached proposal is scored by its LVTA probability for the local noun and its
-   mean CAM activation; nested proposals are grouped into instances (greedy by score, a proposal covered
-   ≥ 50 % by a better one joins it); instances are then scored by each global token (position, size rank,
-   colour, relation to the anchor's best mask, ordinal). The best instance is returned, or the union of
-   the good ones when the expression asks for several. (Switches: ``cam``, ``modifiers``.)
+4. **Mask selection**: every cached proposal is scored by its probability for the local noun and by its
+   agreement with the CAM (IoU of the proposal with the CAM's hot region, CAM ≥ ``cam_threshold``);
+   nested proposals are grouped into instances (greedy by score, a proposal covered ≥ 50 % by a better
+   one joins it); instances whose noun probability is far below the best one's are dropped, the rest are
+   scored by each global token (position, size rank, colour, relation to the anchor's best mask,
+   ordinal). The best instance is returned, or the union of the good ones when the expression asks for
+   several. (Switches: ``cam``, ``modifiers``, ``mask_crops``.)
+
+   The noun probability is the geometric mean of the LVTA context-crop probability and that of a
+   *masked* crop (same window, everything outside the proposal blanked): a fragment's context crop sees
+   the whole object around it and scores like the object, its masked crop does not. The paper selects
+   by the CAM and is silent on how class evidence enters; the masked crop, the CAM-IoU statistic and the
+   weights are our choices, tuned on the synthetic world's train split (README, RES figures).
 """
 
 from __future__ import annotations
@@ -43,11 +51,13 @@ class GVTAConfig:
     modifiers: bool = True         # score instances by the global tokens (ablation "no modifier scoring")
     vocabulary: str = "rrsisd"     # vocabulary for mapping nouns and competing classes in LVTA
     w_class: float = 1.0           # weight of the LVTA probability of the local noun
-    w_cam: float = 1.0             # weight of the mean CAM activation inside a proposal
+    w_cam: float = 1.0             # weight of the proposal's IoU with the CAM's hot region
+    cam_threshold: float = 0.5     # the CAM's hot region: fused CAM ≥ this (the CAM is min–max normalised)
+    mask_crops: bool = True        # noun probability also from masked crops (geometric mean; ablation)
     w_mod: float = 0.75            # weight of the mean modifier score
     group_overlap: float = 0.5     # a proposal covered this much by a better one joins its instance
     multi_keep: float = 0.6        # multiple targets: keep instances scoring ≥ this × the best
-    class_keep: float = 0.6        # candidate instances need a noun probability ≥ this × the best one
+    class_keep: float = 0.5        # candidate instances need a noun probability ≥ this × the best one
 
 
 @dataclass
@@ -212,6 +222,20 @@ def _target_and_vocab(dec, cfg: GVTAConfig, classes) -> tuple[str, list[str]]:
     return target, names
 
 
+def _noun_probability(probs: np.ndarray, col: int | None) -> np.ndarray:
+    """``N`` probability of the noun's column of ``N×K`` class probabilities (no noun: the top class's)."""
+    return probs[:, col] if col is not None else probs.max(1)
+
+
+def cam_agreement(masks: np.ndarray, cam: np.ndarray, threshold: float) -> np.ndarray:
+    """``N`` IoU of each proposal (``N×H×W`` bool) with the CAM's hot region ``cam ≥ threshold`` (H×W)."""
+    flat = masks.reshape(len(masks), -1)
+    hot = cam.reshape(1, -1) >= threshold
+    inter = np.logical_and(flat, hot).sum(1)
+    union = np.logical_or(flat, hot).sum(1)
+    return inter / np.maximum(union, 1)
+
+
 def group_instances(masks: np.ndarray, order: np.ndarray, overlap: float) -> list[list[int]]:
     """Greedy grouping of nested proposals: in ``order`` (best first) a proposal covered ≥ ``overlap`` of
     its area by an existing group's leader joins that group. Returns lists of indices, leader first."""
@@ -243,8 +267,10 @@ def refer(pred, expression: str, classes=None) -> ReferResult:
     cam = np.zeros((h, w), np.float32)
     if n == 0:
         return ReferResult(np.zeros((h, w), bool), cam, dec, target)
-    probs = pred.classify_masks(names).numpy()
-    p_cls = probs[:, [x.lower() for x in names].index(target.lower())] if target else probs.max(1)
+    col = [x.lower() for x in names].index(target.lower()) if target else None
+    p_cls = _noun_probability(pred.classify_masks(names).numpy(), col)
+    if cfg.mask_crops:
+        p_cls = np.sqrt(p_cls * _noun_probability(pred.classify_masks(names, masked=True).numpy(), col))
     score = cfg.w_class * p_cls
     if cfg.cam:
         key = (expression, target, cfg.scales, cfg.global_enhance)
@@ -252,9 +278,7 @@ def refer(pred, expression: str, classes=None) -> ReferResult:
             text = enhanced_text_embedding(pred.clip, dec, target or dec.text, cfg)
             pred._cam_cache[key] = cross_scale_cam(pred.clip, image, text, cfg.scales)
         cam = pred._cam_cache[key]
-        flat = props.masks.reshape(n, -1)
-        cam_in = (flat * cam.reshape(1, -1)).sum(1) / np.maximum(flat.sum(1), 1)
-        score = score + cfg.w_cam * cam_in
+        score = score + cfg.w_cam * cam_agreement(props.masks, cam, cfg.cam_threshold)
     groups = group_instances(props.masks, np.argsort(-score, kind="stable"), cfg.group_overlap)
     leaders = np.array([g[0] for g in groups])
     # candidate instances: those whose class probability is close to the best one's
@@ -314,6 +338,7 @@ def add_gvta_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--no-cam", action="store_true", help="do not use Grad-CAM in mask selection")
     g.add_argument("--no-global", action="store_true", help="no global-token enhancement of the CAM text")
     g.add_argument("--no-modifiers", action="store_true", help="no modifier (global token) scoring")
+    g.add_argument("--no-mask-crops", action="store_true", help="noun probability from context crops only")
     g.add_argument("--vocabulary", default="rrsisd", help="vocabulary for class nouns (bundled name or file)")
 
 
@@ -325,4 +350,5 @@ def gvta_config_from_args(args: argparse.Namespace) -> GVTAConfig:
     if not scales or any(not 0 < s <= 1 for s in scales):
         raise DglrsisError(f"bad --scales {args.scales!r}: comma-separated numbers in (0, 1]")
     return GVTAConfig(cam=not args.no_cam, scales=scales, global_enhance=not args.no_global,
-                      modifiers=not args.no_modifiers, vocabulary=args.vocabulary)
+                      modifiers=not args.no_modifiers, mask_crops=not args.no_mask_crops,
+                      vocabulary=args.vocabulary)

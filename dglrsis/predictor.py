@@ -17,7 +17,7 @@ Example::
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
@@ -99,6 +99,7 @@ class Predictor:
         self.image: np.ndarray | None = None
         self.proposals = None
         self.crop_emb: torch.Tensor | None = None
+        self._masked_emb: torch.Tensor | None = None
 
     # -- models (loaded lazily, once) --------------------------------------------------------------
     @property
@@ -138,6 +139,7 @@ class Predictor:
         crops = context_crops(image, props.masks, props.boxes, clip.image_size, clip.mean, clip.std, self.cfg.lvta)
         self.crop_emb = encode_crops(clip, crops, self.cfg.lvta.batch_size)
         self.image, self.proposals = image, props
+        self._masked_emb = None
         self._cam_cache: dict = {}
         return self
 
@@ -146,11 +148,24 @@ class Predictor:
             raise DglrsisError("call set_image() before segment() or refer()")
 
     # -- OVSS ----------------------------------------------------------------------------------------
-    def classify_masks(self, class_names: list[str]) -> torch.Tensor:
-        """``N×K`` probabilities of every cached proposal over ``class_names`` (no background)."""
+    def classify_masks(self, class_names: list[str], masked: bool = False) -> torch.Tensor:
+        """``N×K`` probabilities of every cached proposal over ``class_names`` (no background).
+
+        ``masked``: classify crops with everything outside the proposal blanked instead of the configured
+        background treatment (encoded on first use, cached with the image; GVTA's mask selection).
+        """
         self._require_image()
         text, owner = self.text_bank.embed(class_names, self.cfg.lvta)
-        return classify(self.crop_emb, text, logit_scale(self.clip), owner)
+        return classify(self._masked_embeddings() if masked else self.crop_emb, text, logit_scale(self.clip), owner)
+
+    def _masked_embeddings(self) -> torch.Tensor:
+        if self.cfg.lvta.background == "mask":
+            return self.crop_emb
+        if self._masked_emb is None:
+            clip, props, lvta = self.clip, self.proposals, replace(self.cfg.lvta, background="mask")
+            crops = context_crops(self.image, props.masks, props.boxes, clip.image_size, clip.mean, clip.std, lvta)
+            self._masked_emb = encode_crops(clip, crops, lvta.batch_size)
+        return self._masked_emb
 
     def segment(self, classes, background: str | None = None) -> SegmentResult:
         """Open-vocabulary semantic segmentation of the cached image.
