@@ -42,8 +42,9 @@ def test_committed_world_clip_classifies_unseen_crops():
             hits += sum(classes[p] == i.category for p, i in zip(pred, scene.instances))
             total += len(pred)
     assert total >= 40
-    # goal 0.90 (issue 3); the current 450-step weights reach ~0.8 (card figures): regression guard at 0.70
-    assert hits / total >= 0.70, f"{hits}/{total}"
+    # the committed 600-step weights classify 67/77 (0.87) of these crops (the benchmark's 125: 0.944);
+    # regression guard at 0.80
+    assert hits / total >= 0.80, f"{hits}/{total}"
 
 
 def test_committed_json_matches_trainer_architecture():

@@ -62,12 +62,12 @@ OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 @dataclass
 class WorldClipConfig:
     seed: int = 0                    # model init, training world (1000 + seed), sampling and captions
-    steps: int = 450                 # optimisation steps
+    steps: int = 600                 # optimisation steps
     batch_size: int = 128            # samples per step
-    lr: float = 2e-3                 # AdamW peak learning rate
+    lr: float = 1e-3                 # AdamW peak learning rate
     warmup: float = 0.05             # share of the steps with linear warm-up (then cosine to 0)
     weight_decay: float = 0.05       # AdamW weight decay on matrices (not on gains, biases, embeddings)
-    scenes_per_kind: int = 150       # scenes rendered per kind (isaid, rrsisd) into the pool
+    scenes_per_kind: int = 300       # scenes rendered per kind (isaid, rrsisd) into the pool
     scene_size: int = 512            # rendered scene side (pixels)
     crops_per_instance: int = 2      # object crops per instance (different context / background)
     landcover_crops: int = 600       # land-cover crops in the pool
