@@ -20,11 +20,12 @@ sample is flipped/transposed at random (all 8 top-down orientations; caption pos
 Loss: symmetric InfoNCE with the CLIP's learnable temperature and a **multi-positive** target: image i
 and caption j are a positive pair when j's class (and colour, if it names one) is present in i; both
 directions use the row/column-normalised positive mask as soft target. Plus (``dense_weight`` > 0) a
-**dense region–text loss** on scene samples (:mod:`trainable.world_clip_dense`): every patch's feature
-(default ``"cls"``: the CLS output were the last block's CLS token to attend to that patch alone, the
-quantity the Grad-CAM at the last block's ``ln_1`` linearises) is classified against one caption per
+**dense region–text loss** on scene samples (:mod:`trainable.world_clip_dense`): every patch's features
+(default ``"both"``: the CLS output were the last block's CLS token to attend to that patch alone — the
+quantity the Grad-CAM at the last block's ``ln_1`` linearises — and the patch token itself — what
+dense-CLIP models such as CAT-Seg build their cost volume from) are classified against one caption per
 concept (land covers and object classes) with the patch's concept shares as soft target, and (symmetric)
-each present concept's text picks its patches. AdamW, linear warm-up + cosine.
+each present concept's text picks its patches; the two features' losses are averaged. AdamW, linear warm-up + cosine.
 Accelerate (``Accelerator``, ``prepare``, ``accelerator.backward``, ``set_seed``) runs the loop; the same
 seed and thread count give identical weights. Output: fp16 safetensors (atomic), the architecture json
 and a card json with the recipe.
@@ -73,7 +74,8 @@ class WorldClipConfig:
     landcover_crops: int = 600       # land-cover crops in the pool
     mix: tuple = (0.50, 0.10, 0.40)  # share of object crops, land-cover crops and scenes in a batch
     dense_weight: float = 1.0        # weight of the dense patch–concept loss on scene samples (0: off)
-    dense_feature: str = "cls"       # patch feature of the dense loss: "cls" (CLS attending to one patch) | "output"
+    dense_feature: str = "both"      # patch features of the dense loss: "cls" (CLS attending to one patch, what the
+                                     # Grad-CAM reads) | "output" (patch tokens, what dense-CLIP models read) | "both"
     dense_symmetric: bool = True     # also the concept → patch direction of the dense loss
     threads: int = 1                 # torch CPU threads (1: no thread thrashing on a shared CPU)
     arch: dict = field(default_factory=lambda: json.loads(json.dumps(ARCH)))  # open_clip CLIP(**arch)
@@ -175,7 +177,8 @@ def _train(cfg: WorldClipConfig, out: Path, progress: bool) -> dict:
         loss = multi_positive_loss(img, txt[:len(img)], scale, pos)
         losses.append(float(loss.detach()))
         if use_dense:
-            d = wdense.dense_loss(patches, txt[len(img):], scale, dense, cfg.dense_symmetric)
+            d = torch.stack([wdense.dense_loss(p, txt[len(img):], scale, dense, cfg.dense_symmetric)
+                             for p in patches]).mean()
             dense_losses.append(float(d.detach()))
             loss = loss + cfg.dense_weight * d
         accelerator.backward(loss)
@@ -214,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=d.threads)
     p.add_argument("--mix", type=float, nargs=3, default=list(d.mix), metavar=("CROPS", "LANDCOVER", "SCENES"))
     p.add_argument("--dense-weight", type=float, default=d.dense_weight, help="dense patch loss weight (0: off)")
-    p.add_argument("--dense-feature", choices=("cls", "output"), default=d.dense_feature)
+    p.add_argument("--dense-feature", choices=("cls", "output", "both"), default=d.dense_feature)
     p.add_argument("--no-dense-symmetric", action="store_true", help="patch → concept direction only")
     p.add_argument("--out", default="dglrsis/weights", help="folder for world-clip.{safetensors,json,card.json}")
     p.add_argument("--no-progress", action="store_true")

@@ -93,13 +93,15 @@ def dense_loss(patches: torch.Tensor, concept_txt: torch.Tensor, scale: torch.Te
     return loss
 
 
-def _visual(visual, images: torch.Tensor, feature: str) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """open_clip ``VisionTransformer`` forward (CLS pooling) → pooled ``B×D`` and patch features ``B×N×D``.
+def _visual(visual, images: torch.Tensor, feature: str) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """open_clip ``VisionTransformer`` forward (CLS pooling) → pooled ``B×D`` and a list of patch features
+    ``B×N×D``, one per kind named by ``feature``.
 
-    feature ``"output"``: the last block's patch tokens; ``"cls"``: for each patch j, the CLS output the last
-    block would give if the CLS token attended to j alone (CLS residual + value path of j, then the MLP) —
-    the quantity the Grad-CAM of the similarity at the last block's ``ln_1`` linearises; ``"none"``: no
-    patch features. Both go through ``ln_post`` and the projection like the CLS token.
+    ``"output"``: the last block's patch tokens (what dense-CLIP models such as CAT-Seg read); ``"cls"``: for
+    each patch j, the CLS output the last block would give if the CLS token attended to j alone (CLS
+    residual + value path of j, then the MLP) — the quantity the Grad-CAM of the similarity at the last
+    block's ``ln_1`` linearises; ``"both"``: both; ``"none"``: an empty list. Every kind goes through
+    ``ln_post`` and the projection like the CLS token.
     """
     h = visual._embeds(images)
     blocks = visual.transformer.resblocks
@@ -108,22 +110,25 @@ def _visual(visual, images: torch.Tensor, feature: str) -> tuple[torch.Tensor, t
     last = blocks[-1]
     out = last(h)
     pooled = visual.ln_post(out[:, 0]) @ visual.proj
-    if feature == "none":
-        return pooled, None
-    if feature == "output":
-        return pooled, visual.ln_post(out[:, 1:]) @ visual.proj
-    attn, d = last.attn, h.shape[-1]
-    value = attn.out_proj(F.linear(last.ln_1(h[:, 1:]), attn.in_proj_weight[2 * d:], attn.in_proj_bias[2 * d:]))
-    y = h[:, :1] + last.ls_1(value)
-    y = y + last.ls_2(last.mlp(last.ln_2(y)))
-    return pooled, visual.ln_post(y) @ visual.proj
+    kinds = {"none": (), "output": ("output",), "cls": ("cls",), "both": ("cls", "output")}[feature]
+    feats = []
+    for kind in kinds:
+        if kind == "output":
+            feats.append(visual.ln_post(out[:, 1:]) @ visual.proj)
+            continue
+        attn, d = last.attn, h.shape[-1]
+        value = attn.out_proj(F.linear(last.ln_1(h[:, 1:]), attn.in_proj_weight[2 * d:], attn.in_proj_bias[2 * d:]))
+        y = h[:, :1] + last.ls_1(value)
+        y = y + last.ls_2(last.mlp(last.ln_2(y)))
+        feats.append(visual.ln_post(y) @ visual.proj)
+    return pooled, feats
 
 
 def encode(model, images: torch.Tensor, tokens: torch.Tensor, feature: str = "none"):
-    """Normalised image ``B×D`` and caption ``T×D`` embeddings, plus projected patch features ``B×N×D``
-    (L2-normalised; ``None`` when ``feature == "none"``, see :func:`_visual`). ``model``: an unwrapped
-    open_clip ``CLIP``."""
-    pooled, toks = _visual(model.visual, images, feature)
+    """Normalised image ``B×D`` and caption ``T×D`` embeddings, plus the list of L2-normalised projected
+    patch features ``B×N×D`` named by ``feature`` (see :func:`_visual`). ``model``: an unwrapped open_clip
+    ``CLIP``."""
+    pooled, feats = _visual(model.visual, images, feature)
     img = F.normalize(pooled, dim=-1)
     txt = F.normalize(model.encode_text(tokens), dim=-1)
-    return img, txt, (F.normalize(toks, dim=-1) if toks is not None else None)
+    return img, txt, [F.normalize(f, dim=-1) for f in feats]
