@@ -135,10 +135,8 @@ class Predictor:
         if min(image.shape[:2]) < 2:
             raise DglrsisError(f"image of {image.shape[1]}×{image.shape[0]} pixels is too small to segment")
         props = generate_proposals(image, self._proposal_cfg(), sam=self._sam_model())
-        clip = self.clip
-        crops = context_crops(image, props.masks, props.boxes, clip.image_size, clip.mean, clip.std, self.cfg.lvta)
-        self.crop_emb = encode_crops(clip, crops, self.cfg.lvta.batch_size)
-        self.image, self.proposals = image, props
+        crop_emb = self._embed_crops(image, props, self.cfg.lvta)
+        self.image, self.proposals, self.crop_emb = image, props, crop_emb
         self._masked_emb = None
         self._cam_cache: dict = {}
         return self
@@ -162,10 +160,14 @@ class Predictor:
         if self.cfg.lvta.background == "mask":
             return self.crop_emb
         if self._masked_emb is None:
-            clip, props, lvta = self.clip, self.proposals, replace(self.cfg.lvta, background="mask")
-            crops = context_crops(self.image, props.masks, props.boxes, clip.image_size, clip.mean, clip.std, lvta)
-            self._masked_emb = encode_crops(clip, crops, lvta.batch_size)
+            self._masked_emb = self._embed_crops(self.image, self.proposals, replace(self.cfg.lvta, background="mask"))
         return self._masked_emb
+
+    def _embed_crops(self, image: np.ndarray, props, lvta: LVTAConfig) -> torch.Tensor:
+        """``N×D`` CLIP embeddings of the context crops (made with ``lvta``) of ``props`` on ``image``."""
+        clip = self.clip
+        crops = context_crops(image, props.masks, props.boxes, clip.image_size, clip.mean, clip.std, lvta)
+        return encode_crops(clip, crops, lvta.batch_size)
 
     def segment(self, classes, background: str | None = None) -> SegmentResult:
         """Open-vocabulary semantic segmentation of the cached image.

@@ -234,41 +234,25 @@ def _mask_generator():
     same filters (predicted IoU, stability, crop edge, box NMS); only ``min_mask_region_area=0``."""
     import torch
     from segment_anything import SamAutomaticMaskGenerator
-    from segment_anything.utils.amg import (MaskData, batch_iterator, batched_mask_to_box,
-                                            calculate_stability_score, is_box_near_crop_edge, uncrop_boxes_xyxy,
-                                            uncrop_masks, uncrop_points)
-    from torchvision.ops.boxes import batched_nms
+    from segment_anything.utils.amg import (MaskData, batched_mask_to_box, calculate_stability_score,
+                                            is_box_near_crop_edge, uncrop_masks)
 
     class BoolMaskGenerator(SamAutomaticMaskGenerator):
+        """Only ``_process_batch`` differs from the library's: the records' ``"rles"`` slot holds each
+        mask bit-packed (a ``N×⌈HW/8⌉`` uint8 tensor) instead of its RLE, so the library's crop loop, box
+        NMS and filtering run unchanged on it."""
+
         @torch.no_grad()
         def generate_masks(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             """image H×W×3 uint8 → (masks N×H×W bool, predicted IoU N float32), in SAM's record order."""
             h, w = image.shape[:2]
             data = dict(self._generate_masks(image).items())
-            packed = data.get("packed", np.zeros((0, (h * w + 7) // 8), np.uint8))
+            packed = data.get("rles", np.zeros((0, (h * w + 7) // 8), np.uint8))
             masks = np.unpackbits(packed, axis=1, count=h * w).reshape(-1, h, w).view(bool)
             return masks, np.asarray(data.get("iou_preds", []), np.float32)
 
-        def _process_crop(self, image, crop_box, crop_layer_idx, orig_size) -> MaskData:
-            # as the parent's, counting records by "iou_preds" (there are no "rles")
-            x0, y0, x1, y1 = crop_box
-            cropped = image[y0:y1, x0:x1, :]
-            self.predictor.set_image(cropped)
-            points_for_image = self.point_grids[crop_layer_idx] * np.array(cropped.shape[:2])[None, ::-1]
-            data = MaskData()
-            for (points,) in batch_iterator(self.points_per_batch, points_for_image):
-                data.cat(self._process_batch(points, cropped.shape[:2], crop_box, orig_size))
-            self.predictor.reset_image()
-            keep = batched_nms(data["boxes"].float(), data["iou_preds"], torch.zeros(len(data["boxes"])),
-                               iou_threshold=self.box_nms_thresh)
-            data.filter(keep)
-            data["boxes"] = uncrop_boxes_xyxy(data["boxes"], crop_box)
-            data["points"] = uncrop_points(data["points"], crop_box)
-            data["crop_boxes"] = torch.tensor([crop_box for _ in range(len(data["iou_preds"]))])
-            return data
-
         def _process_batch(self, points, im_size, crop_box, orig_size) -> MaskData:
-            # as the parent's, but the thresholded masks are stored bit-packed (N×⌈HW/8⌉ uint8) on the CPU
+            # as the parent's, but the thresholded masks are stored bit-packed on the CPU in place of RLEs
             orig_h, orig_w = orig_size
             pts = torch.as_tensor(self.predictor.transform.apply_coords(points, im_size), device=self.predictor.device)
             labels = torch.ones(pts.shape[0], dtype=torch.int, device=pts.device)
@@ -289,7 +273,7 @@ def _mask_generator():
             if not torch.all(keep):
                 data.filter(keep)
             full = uncrop_masks(data["masks"], crop_box, orig_h, orig_w).cpu().numpy()  # N×H×W bool
-            data["packed"] = torch.from_numpy(np.packbits(full.reshape(len(full), orig_h * orig_w), axis=1))
+            data["rles"] = torch.from_numpy(np.packbits(full.reshape(len(full), orig_h * orig_w), axis=1))
             del data["masks"]
             return data
 

@@ -25,7 +25,8 @@ directions use the row/column-normalised positive mask as soft target. Plus (``d
 quantity the Grad-CAM at the last block's ``ln_1`` linearises — and the patch token itself — what
 dense-CLIP models such as CAT-Seg build their cost volume from) are classified against one caption per
 concept (land covers and object classes) with the patch's concept shares as soft target, and (symmetric)
-each present concept's text picks its patches; the two features' losses are averaged. AdamW, linear warm-up + cosine.
+each present concept's text picks its patches; the two features' losses are averaged.
+AdamW, linear warm-up + cosine.
 Accelerate (``Accelerator``, ``prepare``, ``accelerator.backward``, ``set_seed``) runs the loop; the same
 seed and thread count give identical weights. Output: fp16 safetensors (atomic), the architecture json
 and a card json with the recipe.

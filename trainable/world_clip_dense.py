@@ -3,11 +3,11 @@
 Every pool scene keeps a label map (``S×S`` uint8 index into :func:`concepts`: the land cover under each
 pixel, overwritten by the concept of the object drawn there). A scene sample (a window of the scene,
 flipped like the image) gets a soft patch target ``K×g×g``: the share of each concept's pixels in each of
-the ``g×g`` patches of the model input. The loss classifies every patch's feature (:func:`_visual`;
+the ``g×g`` patches of the model input. The loss classifies every patch's features (:func:`_visual`;
 passed through ``ln_post`` and the visual projection, exactly as the CLS token is) against one caption
-embedding per concept (:func:`dense_loss`), so each patch's contribution to the image embedding carries
-that region's class in the shared image–text space, which is what the Grad-CAM of the image–text
-similarity reads out.
+embedding per concept (:func:`dense_loss`), so that each patch's contribution to the image embedding
+(what the Grad-CAM of the image–text similarity reads) and each patch token (what dense-CLIP cost
+volumes read) carry that region's class in the shared image–text space.
 """
 
 from __future__ import annotations
