@@ -103,6 +103,7 @@ def test_tiny_training_run_is_deterministic_and_loadable(tmp_path):
     assert any(not torch.equal(wa[k], wcc[k]) for k in wa)
     assert card["world"]["train_world_seed"] == wc.WORLD_SEED_OFFSET and card["config"]["steps"] == 2
     assert json.loads((a / "world-clip.card.json").read_text())["pool"]["object_crops"] > 0
+    assert card["final_cam_loss"] is not None  # step 1 of 2 trains the Grad-CAM loss (cam_start 0.5)
     clip = load_clip(f"world-clip:{a / 'world-clip.safetensors'}")
     emb = clip.encode_images(torch.zeros(1, 3, 96, 96))
     assert emb.shape == (1, clip.embed_dim) and torch.isfinite(emb).all()
@@ -176,3 +177,43 @@ def test_dense_features_and_symmetric_loss():
     target = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])
     one = -np.log(np.e / (np.e + 1))  # both directions: a softmax over [1, 0]
     assert float(wd.dense_loss(patches, torch.eye(2), torch.tensor(1.0), target, True)) == pytest.approx(one)
+
+
+def test_training_gradcam_equals_the_inference_gradcam():
+    """The differentiable Grad-CAM the CAM loss trains is the map dglrsis.cam.clip_gradcam computes."""
+    import open_clip
+    from pytorch_grad_cam.utils.image import scale_cam_image
+
+    from dglrsis.cam import clip_gradcam
+    from dglrsis.trainable import world_clip_cam as wcam
+
+    torch.manual_seed(0)
+    model = open_clip.CLIP(**wc.ARCH).eval()
+    x, text = torch.randn(3, 3, 96, 96), F.normalize(torch.randn(3, 128), dim=-1)
+    ref = clip_gradcam(model, x, text)
+    with wcam.math_attention(), wcam.capture_ln1(model.visual) as acts:
+        img = F.normalize(model.encode_image(x), dim=-1)
+    logits = wcam.gradcam_logits(acts["a"], (img * text).sum(-1))
+    assert logits.shape == (3, 144) and logits.requires_grad
+    # the library min–max scales per layer, resizes, then min–max scales the layer mean again
+    mine = scale_cam_image(scale_cam_image(logits.detach().clamp_min(0).reshape(3, 12, 12).numpy(), (96, 96)))
+    np.testing.assert_allclose(mine, ref, atol=1e-4)
+    # second order: the map's loss reaches the weights
+    wcam.cam_loss(logits, torch.zeros(3, 144).index_fill_(1, torch.arange(10), 1.0)).backward()
+    assert model.visual.transformer.resblocks[0].attn.in_proj_weight.grad.abs().sum() > 0
+
+
+def test_cam_loss_and_concept_pick_hand_computed():
+    from dglrsis.trainable import world_clip_cam as wcam
+
+    # std([1, -1]) = √2 → z = ±3/√2; both halves are log(1 + e^(−3/√2))
+    good = wcam.cam_loss(torch.tensor([[1.0, -1.0]]), torch.tensor([[1.0, 0.0]]))
+    assert float(good) == pytest.approx(np.log1p(np.exp(-3 / np.sqrt(2))), rel=1e-5)
+    bad = wcam.cam_loss(torch.tensor([[-1.0, 1.0]]), torch.tensor([[1.0, 0.0]]))
+    assert float(bad) == pytest.approx(np.log1p(np.exp(3 / np.sqrt(2))), rel=1e-5)
+    dense = torch.zeros(3, 4, 7)
+    dense[0, :, 0] = 1.0                     # land cover only: never picked
+    dense[1, :2, 5] = 0.2                    # 0.4 patch of an object: too little
+    dense[2, :, 6] = 0.5                     # two patches' worth of concept 6
+    rows, concept = wcam.pick_concepts(dense, 5, torch.Generator().manual_seed(0))
+    assert rows.tolist() == [2] and concept.tolist() == [6]

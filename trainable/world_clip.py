@@ -25,7 +25,10 @@ directions use the row/column-normalised positive mask as soft target. Plus (``d
 quantity the Grad-CAM at the last block's ``ln_1`` linearises — and the patch token itself — what
 dense-CLIP models such as CAT-Seg build their cost volume from) are classified against one caption per
 concept (land covers and object classes) with the patch's concept shares as soft target, and (symmetric)
-each present concept's text picks its patches; the two features' losses are averaged.
+each present concept's text picks its patches; the two features' losses are averaged. Plus, from
+``cam_start`` of the steps on (``cam_weight`` > 0), a **Grad-CAM alignment loss**
+(:mod:`trainable.world_clip_cam`): the differentiable Grad-CAM of one object concept's caption on each scene
+sample should be positive on that object's patches and negative elsewhere.
 AdamW, linear warm-up + cosine.
 Accelerate (``Accelerator``, ``prepare``, ``accelerator.backward``, ``set_seed``) runs the loop; the same
 seed and thread count give identical weights. Output: fp16 safetensors (atomic), the architecture json
@@ -35,6 +38,7 @@ and a card json with the recipe.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -48,6 +52,7 @@ from dglrsis.errors import DglrsisError
 from dglrsis.io import atomic_path, write_json
 
 from . import world_clip_data as wcd
+from . import world_clip_cam as wcam
 from . import world_clip_dense as wdense
 
 WORLD_SEED_OFFSET = 1000  # training world seed = WORLD_SEED_OFFSET + seed; evaluation seeds stay below it
@@ -64,7 +69,7 @@ OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 @dataclass
 class WorldClipConfig:
     seed: int = 0                    # model init, training world (1000 + seed), sampling and captions
-    steps: int = 600                 # optimisation steps
+    steps: int = 800                 # optimisation steps
     batch_size: int = 128            # samples per step
     lr: float = 1e-3                 # AdamW peak learning rate
     warmup: float = 0.05             # share of the steps with linear warm-up (then cosine to 0)
@@ -78,6 +83,8 @@ class WorldClipConfig:
     dense_feature: str = "both"      # patch features of the dense loss: "cls" (CLS attending to one patch, what the
                                      # Grad-CAM reads) | "output" (patch tokens, what dense-CLIP models read) | "both"
     dense_symmetric: bool = True     # also the concept → patch direction of the dense loss
+    cam_weight: float = 1.0          # weight of the Grad-CAM alignment loss on scene samples (0: off)
+    cam_start: float = 0.5           # share of the steps trained before the Grad-CAM loss joins
     threads: int = 1                 # torch CPU threads (1: no thread thrashing on a shared CPU)
     arch: dict = field(default_factory=lambda: json.loads(json.dumps(ARCH)))  # open_clip CLIP(**arch)
 
@@ -147,6 +154,8 @@ def _train(cfg: WorldClipConfig, out: Path, progress: bool) -> dict:
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
 
+    from dglrsis.eval.world_draw import LANDCOVER
+
     t0 = time.time()
     accelerator = Accelerator()
     set_seed(cfg.seed)
@@ -165,15 +174,18 @@ def _train(cfg: WorldClipConfig, out: Path, progress: bool) -> dict:
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg.steps, cfg.warmup))
     model, opt, loader, sched = accelerator.prepare(model, opt, loader, sched)
     model.train()
-    losses, dense_losses = [], []
+    losses, dense_losses, cam_losses = [], [], []
     keys, names = wdense.concepts()
+    cam_from, cam_gen = int(cfg.cam_start * cfg.steps), torch.Generator().manual_seed(cfg.seed + 7919)
     bar = tqdm(loader, total=cfg.steps, desc="world-clip", disable=not (progress and accelerator.is_main_process))
     for step, (images, tokens, pos, dense) in enumerate(bar):
         net = accelerator.unwrap_model(model)
         use_dense = cfg.dense_weight > 0 and dense is not None
         if use_dense:  # one caption per concept, encoded with the batch's captions
             tokens = torch.cat([tokens, tokenizer(wdense.concept_captions(texts, keys, names, cfg.seed, step))])
-        img, txt, patches = wdense.encode(net, images, tokens, cfg.dense_feature if use_dense else "none")
+        use_cam = use_dense and cfg.cam_weight > 0 and step >= cam_from
+        with wcam.math_attention() if use_cam else contextlib.nullcontext(), wcam.capture_ln1(net.visual) as acts:
+            img, txt, patches = wdense.encode(net, images, tokens, cfg.dense_feature if use_dense else "none")
         scale = net.logit_scale.exp()
         loss = multi_positive_loss(img, txt[:len(img)], scale, pos)
         losses.append(float(loss.detach()))
@@ -182,6 +194,13 @@ def _train(cfg: WorldClipConfig, out: Path, progress: bool) -> dict:
                              for p in patches]).mean()
             dense_losses.append(float(d.detach()))
             loss = loss + cfg.dense_weight * d
+        if use_cam:
+            rows, concept = wcam.pick_concepts(dense, len(LANDCOVER), cam_gen)
+            if len(rows):
+                sim = (img[rows] * txt[len(img):][concept]).sum(-1)
+                c = wcam.cam_loss(wcam.gradcam_logits(acts["a"], sim)[rows], dense[rows, :, concept])
+                cam_losses.append(float(c.detach()))
+                loss = loss + cfg.cam_weight * c
         accelerator.backward(loss)
         opt.step()
         sched.step()
@@ -198,6 +217,7 @@ def _train(cfg: WorldClipConfig, out: Path, progress: bool) -> dict:
             "pool": pool.summary(), "prompt_source": texts.source,
             "final_loss": float(np.mean(losses[-20:])),
             "final_dense_loss": float(np.mean(dense_losses[-20:])) if dense_losses else None,
+            "final_cam_loss": float(np.mean(cam_losses[-20:])) if cam_losses else None,
             "logit_scale": float(net.logit_scale.detach().exp()),
             "pool_seconds": round(t_pool, 1), "wall_seconds": round(time.time() - t0, 1),
             "torch": torch.__version__, "threads": cfg.threads}
@@ -220,13 +240,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dense-weight", type=float, default=d.dense_weight, help="dense patch loss weight (0: off)")
     p.add_argument("--dense-feature", choices=("cls", "output", "both"), default=d.dense_feature)
     p.add_argument("--no-dense-symmetric", action="store_true", help="patch → concept direction only")
+    p.add_argument("--cam-weight", type=float, default=d.cam_weight, help="Grad-CAM alignment loss weight (0: off)")
+    p.add_argument("--cam-start", type=float, default=d.cam_start, help="share of the steps before the CAM loss joins")
     p.add_argument("--out", default="dglrsis/weights", help="folder for world-clip.{safetensors,json,card.json}")
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
     cfg = WorldClipConfig(seed=a.seed, steps=a.steps, batch_size=a.batch_size, lr=a.lr,
                           scenes_per_kind=a.scenes_per_kind, landcover_crops=a.landcover_crops, threads=a.threads,
                           mix=tuple(a.mix), dense_weight=a.dense_weight, dense_feature=a.dense_feature,
-                          dense_symmetric=not a.no_dense_symmetric)
+                          dense_symmetric=not a.no_dense_symmetric, cam_weight=a.cam_weight,
+                          cam_start=a.cam_start)
     card = train(cfg, a.out, progress=not a.no_progress)
     print(json.dumps({k: card[k] for k in ("final_loss", "logit_scale", "pool", "wall_seconds")}))
     return 0
