@@ -6,7 +6,7 @@ scenes (index 10 000 onwards of the training seed), train it with :func:`trainab
 evaluate again. Prints mIoU over all classes, the seen classes and the held-out (unseen) classes.
 Last line: one JSON object.
 
-    python bench/bench_trainable_world.py --models catseg,gsnet,rsktseg,drseg,piseg --iterations 300 --out runs/world
+    python bench/bench_trainable_world.py --models catseg,gsnet,rsktseg,drseg,piseg --iterations 600 --out runs/world
 """
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ def run_one(name: str, iterations: int, out: Path, overrides: list[str], sliding
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default=",".join(MODELS), help="comma-separated model names")
-    ap.add_argument("--iterations", type=int, default=300, help="training steps per model")
+    ap.add_argument("--iterations", type=int, default=600, help="training steps per model")
     ap.add_argument("--out", default="runs/world", help="run folders go under OUT/<model>")
     ap.add_argument("--no-sliding", action="store_true", help="evaluate the whole image resized to the input "
                     "size instead of sliding windows at native resolution plus a global view")
