@@ -42,7 +42,7 @@ def test_committed_world_clip_classifies_unseen_crops():
             hits += sum(classes[p] == i.category for p, i in zip(pred, scene.instances))
             total += len(pred)
     assert total >= 40
-    # the committed 600-step weights classify 66/77 (0.86) of these crops (the benchmark's 125: 0.928);
+    # the committed 800-step weights classify 71/77 (0.92) of these crops (the benchmark's 371: 0.935);
     # regression guard at 0.80
     assert hits / total >= 0.80, f"{hits}/{total}"
 
@@ -191,7 +191,7 @@ def test_training_gradcam_equals_the_inference_gradcam():
     model = open_clip.CLIP(**wc.ARCH).eval()
     x, text = torch.randn(3, 3, 96, 96), F.normalize(torch.randn(3, 128), dim=-1)
     ref = clip_gradcam(model, x, text)
-    with wcam.math_attention(), wcam.capture_ln1(model.visual) as acts:
+    with wcam.capture_ln1(model.visual) as acts:
         img = F.normalize(model.encode_image(x), dim=-1)
     logits = wcam.gradcam_logits(acts["a"], (img * text).sum(-1))
     assert logits.shape == (3, 144) and logits.requires_grad

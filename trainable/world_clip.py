@@ -184,7 +184,7 @@ def _train(cfg: WorldClipConfig, out: Path, progress: bool) -> dict:
         if use_dense:  # one caption per concept, encoded with the batch's captions
             tokens = torch.cat([tokens, tokenizer(wdense.concept_captions(texts, keys, names, cfg.seed, step))])
         use_cam = use_dense and cfg.cam_weight > 0 and step >= cam_from
-        with wcam.math_attention() if use_cam else contextlib.nullcontext(), wcam.capture_ln1(net.visual) as acts:
+        with wcam.capture_ln1(net.visual) if use_cam else contextlib.nullcontext() as acts:
             img, txt, patches = wdense.encode(net, images, tokens, cfg.dense_feature if use_dense else "none")
         scale = net.logit_scale.exp()
         loss = multi_positive_loss(img, txt[:len(img)], scale, pos)

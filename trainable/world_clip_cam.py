@@ -9,8 +9,7 @@ sample), so the top of the CAM concentrates on the object — what GVTA's mask s
 CAM sanity figure of ``bench/bench_world_clip.py`` measures.
 
 The paper trains no CLIP (DGL-RSIS is training-free with a web-scale CLIP); this loss only makes the
-small stand-in CLIP's CAM behave like a usable one. Double backward through attention needs PyTorch's
-math SDPA kernel (:func:`math_attention`).
+small stand-in CLIP's CAM behave like a usable one. Run the forward inside :func:`capture_ln1`.
 """
 
 from __future__ import annotations
@@ -23,8 +22,11 @@ import torch.nn.functional as F
 
 @contextlib.contextmanager
 def capture_ln1(visual):
-    """Record the output of the last vision block's ``ln_1`` on its **first** call (the full token
+    """Forward under PyTorch's math SDPA kernel (the fused CPU/GPU kernels have no double backward),
+    recording the output of the last vision block's ``ln_1`` on its **first** call (the full token
     sequence ``B×(1+N)×W``; later calls on patch subsets are ignored) into the yielded dict under ``"a"``."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
     store: dict = {}
 
     def hook(_module, _inputs, output):
@@ -32,16 +34,10 @@ def capture_ln1(visual):
 
     handle = visual.transformer.resblocks[-1].ln_1.register_forward_hook(hook)
     try:
-        yield store
+        with sdpa_kernel([SDPBackend.MATH]):
+            yield store
     finally:
         handle.remove()
-
-
-def math_attention():
-    """Context forcing the math SDPA kernel (the fused CPU/GPU kernels have no double backward)."""
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    return sdpa_kernel([SDPBackend.MATH])
 
 
 def gradcam_logits(acts: torch.Tensor, sim: torch.Tensor) -> torch.Tensor:
