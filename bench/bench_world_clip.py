@@ -7,13 +7,18 @@ World: ``dglrsis.eval.world.iter_scenes`` with world seed 7 (training uses world
     embeddings from ``build_prompts`` of the kind's vocabulary (prompt embeddings averaged per class).
     Goal ≥ 95 %.
 (b) CAM sanity: for every class present exactly once in a scene, Grad-CAM (:func:`dglrsis.cam.clip_gradcam`)
-    of the whole scene (resized to the model's input) against the class-name text; the CAM is resized to
+    of the whole scene (resized to the CAM input side) against the class-name text; the CAM is resized to
     the scene and scored by the share of the top-10 % activation mass inside the instance mask
     (goal ≥ 50 %), per object-size bucket (mask area / scene area: small < 1 %, medium 1–4 %, large ≥ 4 %),
-    and by the pointing game (arg-max inside the mask).
+    and by the pointing game (arg-max inside the mask). Measured at the model's input side (12² patches
+    for world-clip) and at twice it (24² patches; positional embedding interpolated, as ``clip_gradcam``
+    allows). Next to each, the **patch-share reference**: the same score for a "CAM" that is the object's
+    own mask averaged over the patch grid (what a CAM that knew the mask could show at that resolution),
+    the resolution ceiling the model's CAM is up against.
 
 Prints per-class and per-bucket tables, then one JSON object as the last line.
-Usage: python bench/bench_world_clip.py [--clip world-clip] [--seed 7] [--n 40] [--size 512] [--card PATH]
+Usage: python bench/bench_world_clip.py [--clip world-clip] [--seed 7] [--n 40] [--size 512] [--cam-sizes 96,192]
+       [--card PATH]
 """
 
 from __future__ import annotations
@@ -82,11 +87,21 @@ def _scene_tensor(image: np.ndarray, side: int, mean, std) -> torch.Tensor:
     return (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
 
 
+def patch_share_map(mask: np.ndarray, grid: int) -> np.ndarray:
+    """The patch-share reference CAM of an ``H×W`` bool mask: its area share in each of ``grid×grid``
+    patches, resized back to ``H×W`` the way the bench resizes a Grad-CAM (bilinear). float32."""
+    m = torch.from_numpy(np.asarray(mask, dtype=np.float32))[None, None]
+    share = F.adaptive_avg_pool2d(m, grid)
+    return F.interpolate(share, size=m.shape[-2:], mode="bilinear", align_corners=False)[0, 0].numpy()
+
+
 def cam_sanity(clip, kind: str, seed: int, n: int, size: int, cam_size: int) -> list[dict]:
-    """One record per (scene, class present exactly once): mass inside, pointing hit, area fraction."""
+    """One record per (scene, class present exactly once): mass inside, pointing hit, area fraction, and the
+    patch-share reference's mass inside."""
     from dglrsis.cam import cam_mass_inside, clip_gradcam, pointing_game
     from dglrsis.eval.world import READABLE, iter_scenes
 
+    grid = cam_size // clip.model.visual.patch_size[0]
     records = []
     for scene in iter_scenes(seed, n, size, kind):
         counts = defaultdict(list)
@@ -101,20 +116,29 @@ def cam_sanity(clip, kind: str, seed: int, n: int, size: int, cam_size: int) -> 
         cams = F.interpolate(cams, size=scene.image.shape[:2], mode="bilinear", align_corners=False)[:, 0].numpy()
         for inst, cam in zip(single, cams):
             records.append({"kind": kind, "class": inst.category, "area": inst.area / scene.image.shape[0] ** 2,
-                            "mass": cam_mass_inside(cam, inst.mask, 0.10), "hit": pointing_game(cam, inst.mask)})
+                            "mass": cam_mass_inside(cam, inst.mask, 0.10), "hit": pointing_game(cam, inst.mask),
+                            "reference": cam_mass_inside(patch_share_map(inst.mask, grid), inst.mask, 0.10)})
     return records
 
 
-def summarise_cam(records: list[dict]) -> dict:
-    out = {"cam_top10_mass_inside": float(np.mean([r["mass"] for r in records])) if records else 0.0,
-           "cam_pointing_game": float(np.mean([r["hit"] for r in records])) if records else 0.0,
-           "cam_n": len(records)}
+def summarise_cam(records: list[dict], prefix: str = "cam") -> dict:
+    """Means of the records' mass, pointing hit and reference mass, overall and per size bucket."""
+    def mean(rs, key):
+        return float(np.mean([r[key] for r in rs])) if rs else None
+
+    out = {f"{prefix}_top10_mass_inside": mean(records, "mass"), f"{prefix}_pointing_game": mean(records, "hit"),
+           f"{prefix}_reference": mean(records, "reference"), f"{prefix}_n": len(records)}
     for name, lo, hi in BUCKETS:
         rs = [r for r in records if lo <= r["area"] < hi]
-        out[f"cam_top10_mass_inside_{name}"] = float(np.mean([r["mass"] for r in rs])) if rs else None
-        out[f"cam_pointing_game_{name}"] = float(np.mean([r["hit"] for r in rs])) if rs else None
-        out[f"cam_n_{name}"] = len(rs)
+        out[f"{prefix}_top10_mass_inside_{name}"] = mean(rs, "mass")
+        out[f"{prefix}_pointing_game_{name}"] = mean(rs, "hit")
+        out[f"{prefix}_reference_{name}"] = mean(rs, "reference")
+        out[f"{prefix}_n_{name}"] = len(rs)
     return out
+
+
+def _fmt(v) -> str:
+    return "-" if v is None else f"{v:.3f}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,18 +147,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=7, help="world seed (must be < 1000: not used in training)")
     p.add_argument("--n", type=int, default=40, help="scenes per kind")
     p.add_argument("--size", type=int, default=512, help="scene side (pixels)")
-    p.add_argument("--cam-size", type=int, default=0, help="CAM input side (default: the model's input size)")
+    p.add_argument("--cam-sizes", default=None,
+                   help="comma-separated CAM input sides (default: the model's input side and twice it)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--card", default=None, help="merge the figures into this card json (e.g. the world-clip card)")
     a = p.parse_args(argv)
+    try:
+        sizes = [int(v) for v in a.cam_sizes.split(",")] if a.cam_sizes else []
+    except ValueError:
+        p.error(f"--cam-sizes must be comma-separated integers, got {a.cam_sizes!r}")
+    if any(v < 1 for v in sizes):
+        p.error(f"--cam-sizes must be positive, got {a.cam_sizes!r}")
     torch.set_num_threads(a.threads)
     from dglrsis.models import load_clip
 
     t0 = time.time()
     clip = load_clip(a.clip)
     res = {"clip": a.clip, "world_seed": a.seed, "scenes_per_kind": a.n, "size": a.size}
+    sizes = sizes or [clip.image_size, 2 * clip.image_size]
     hits = n_all = 0
-    records = []
+    records = {s: [] for s in sizes}
     for kind in ("isaid", "rrsisd"):
         acc = crop_accuracy(clip, kind, a.seed, a.n, a.size)
         print(f"[{kind}] crop accuracy {acc['accuracy']:.3f} over {acc['n']} crops ({acc['prompts']})")
@@ -144,17 +176,19 @@ def main(argv: list[str] | None = None) -> int:
         res[f"crop_per_class_{kind}"] = acc["per_class"]
         hits += acc["accuracy"] * acc["n"]
         n_all += acc["n"]
-        records += cam_sanity(clip, kind, a.seed, a.n, a.size, a.cam_size or clip.image_size)
+        for s in sizes:
+            records[s] += cam_sanity(clip, kind, a.seed, a.n, a.size, s)
     res["world_clip_crop_accuracy"] = round(hits / max(n_all, 1), 4)
     res["crop_n"] = n_all
-    cam = summarise_cam(records)
-    for name, _, _ in BUCKETS:
-        v, h = cam[f"cam_top10_mass_inside_{name}"], cam[f"cam_pointing_game_{name}"]
-        print(f"[cam] {name:6s} n={cam[f'cam_n_{name}']:3d}  top-10% mass inside "
-              f"{'-' if v is None else f'{v:.3f}'}  pointing {'-' if h is None else f'{h:.3f}'}")
-    print(f"[cam] all    n={cam['cam_n']:3d}  top-10% mass inside {cam['cam_top10_mass_inside']:.3f}  "
-          f"pointing {cam['cam_pointing_game']:.3f}")
-    res.update({k: (round(v, 4) if isinstance(v, float) else v) for k, v in cam.items()})
+    for s in sizes:  # the model's own input side keeps the plain "cam_" keys
+        prefix = "cam" if s == clip.image_size else f"cam{s}"
+        cam = summarise_cam(records[s], prefix)
+        print(f"[cam {s} px] top-10% mass inside / pointing / patch-share reference")
+        for name in [b[0] for b in BUCKETS] + [None]:
+            sfx = f"_{name}" if name else ""
+            print(f"    {name or 'all':6s} n={cam[f'{prefix}_n{sfx}']:3d}  {_fmt(cam[f'{prefix}_top10_mass_inside{sfx}'])}"
+                  f"  {_fmt(cam[f'{prefix}_pointing_game{sfx}'])}  {_fmt(cam[f'{prefix}_reference{sfx}'])}")
+        res.update({k: (round(v, 4) if isinstance(v, float) else v) for k, v in cam.items()})
     res["seconds"] = round(time.time() - t0, 1)
     if a.card:
         from dglrsis.io import write_json

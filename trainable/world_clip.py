@@ -28,10 +28,12 @@ concept (land covers and object classes) with the patch's concept shares as soft
 each present concept's text picks its patches; the two features' losses are averaged. Plus, from
 ``cam_start`` of the steps on (``cam_weight`` > 0), a **Grad-CAM alignment loss**
 (:mod:`trainable.world_clip_cam`): the differentiable Grad-CAM of one object concept's caption on each scene
-sample should be positive on that object's patches and negative elsewhere.
+sample should be positive on that object's patches and negative elsewhere; with ``cam_hires`` > 0 also on
+that many whole scenes per step at their stored 192 px (24² patches, positional embedding interpolated).
 AdamW, linear warm-up + cosine.
-Accelerate (``Accelerator``, ``prepare``, ``accelerator.backward``, ``set_seed``) runs the loop; the same
-seed and thread count give identical weights. Output: fp16 safetensors (atomic), the architecture json
+Accelerate (``Accelerator``, ``prepare`` of the optimiser, loader and schedule, ``accelerator.backward``,
+``reduce`` of the gradients across processes, ``set_seed``) runs the loop; the same seed and thread count
+give identical weights. Output: fp16 safetensors (atomic), the architecture json
 and a card json with the recipe.
 """
 
@@ -48,6 +50,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dglrsis.cam import resize_pos_embed
 from dglrsis.errors import DglrsisError
 from dglrsis.io import atomic_path, write_json
 
@@ -69,7 +72,7 @@ OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 @dataclass
 class WorldClipConfig:
     seed: int = 0                    # model init, training world (1000 + seed), sampling and captions
-    steps: int = 800                 # optimisation steps
+    steps: int = 900                 # optimisation steps
     batch_size: int = 128            # samples per step
     lr: float = 1e-3                 # AdamW peak learning rate
     warmup: float = 0.05             # share of the steps with linear warm-up (then cosine to 0)
@@ -83,8 +86,9 @@ class WorldClipConfig:
     dense_feature: str = "both"      # patch features of the dense loss: "cls" (CLS attending to one patch, what the
                                      # Grad-CAM reads) | "output" (patch tokens, what dense-CLIP models read) | "both"
     dense_symmetric: bool = True     # also the concept → patch direction of the dense loss
-    cam_weight: float = 1.0          # weight of the Grad-CAM alignment loss on scene samples (0: off)
-    cam_start: float = 0.5           # share of the steps trained before the Grad-CAM loss joins
+    cam_weight: float = 1.5          # weight of the Grad-CAM alignment loss on scene samples (0: off)
+    cam_start: float = 0.25          # share of the steps trained before the Grad-CAM loss joins
+    cam_hires: int = 8               # whole scenes per Grad-CAM step also at the stored 192 px (24² patches; 0: off)
     threads: int = 1                 # torch CPU threads (1: no thread thrashing on a shared CPU)
     arch: dict = field(default_factory=lambda: json.loads(json.dumps(ARCH)))  # open_clip CLIP(**arch)
 
@@ -119,6 +123,16 @@ def multi_positive_loss(img: torch.Tensor, txt: torch.Tensor, scale: torch.Tenso
     i2t = -(t / t.sum(1, keepdim=True) * logits.log_softmax(1)).sum(1).mean()
     t2i = -(t / t.sum(0, keepdim=True) * logits.log_softmax(0)).sum(0).mean()
     return (i2t + t2i) / 2
+
+
+def average_gradients(accelerator, model) -> None:
+    """Replace every trainable parameter's gradient by its mean over the processes (no-op for one).
+    A parameter without a gradient in this process counts as zeros, so every process joins every reduce."""
+    if accelerator.num_processes == 1:
+        return
+    for p in model.parameters():
+        if p.requires_grad:
+            p.grad = accelerator.reduce(p.grad if p.grad is not None else torch.zeros_like(p), reduction="mean")
 
 
 def _save(model, cfg: WorldClipConfig, out: Path, card: dict) -> Path:
@@ -164,25 +178,30 @@ def _train(cfg: WorldClipConfig, out: Path, progress: bool) -> dict:
                           cfg.crops_per_instance, cfg.landcover_crops, OPENAI_MEAN, OPENAI_STD, progress)
     t_pool = time.time() - t0
     tokenizer = open_clip.SimpleTokenizer(context_length=cfg.arch["text_cfg"]["context_length"])
-    grid = cfg.arch["vision_cfg"]["image_size"] // cfg.arch["vision_cfg"]["patch_size"]
+    patch = cfg.arch["vision_cfg"]["patch_size"]
+    grid = cfg.arch["vision_cfg"]["image_size"] // patch
     data = wcd.PoolDataset(pool, texts, cfg.steps * cfg.batch_size, cfg.seed, cfg.mix, OPENAI_MEAN, OPENAI_STD,
                            grid=grid if cfg.dense_weight > 0 else 0)
     loader = torch.utils.data.DataLoader(data, batch_size=cfg.batch_size, shuffle=False, num_workers=0,
                                          collate_fn=wcd.make_collate(tokenizer))
-    model = open_clip.CLIP(**cfg.arch)
+    model = open_clip.CLIP(**cfg.arch).to(accelerator.device)
     opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg.steps, cfg.warmup))
-    model, opt, loader, sched = accelerator.prepare(model, opt, loader, sched)
+    # The model is not wrapped for DDP: the losses read its internals and the CAM loss needs a double
+    # backward, neither of which goes through DDP's forward; gradients are averaged across processes by hand.
+    opt, loader, sched = accelerator.prepare(opt, loader, sched)
     model.train()
+    device, rank, world = accelerator.device, accelerator.process_index, accelerator.num_processes
     losses, dense_losses, cam_losses = [], [], []
     keys, names = wdense.concepts()
-    cam_from, cam_gen = int(cfg.cam_start * cfg.steps), torch.Generator().manual_seed(cfg.seed + 7919)
-    bar = tqdm(loader, total=cfg.steps, desc="world-clip", disable=not (progress and accelerator.is_main_process))
+    cam_from, cam_gen = int(cfg.cam_start * len(loader)), torch.Generator().manual_seed(cfg.seed + 7919)
+    bar = tqdm(loader, total=len(loader), desc="world-clip", disable=not (progress and accelerator.is_main_process))
+    net = model
     for step, (images, tokens, pos, dense) in enumerate(bar):
-        net = accelerator.unwrap_model(model)
         use_dense = cfg.dense_weight > 0 and dense is not None
         if use_dense:  # one caption per concept, encoded with the batch's captions
-            tokens = torch.cat([tokens, tokenizer(wdense.concept_captions(texts, keys, names, cfg.seed, step))])
+            concept_tokens = tokenizer(wdense.concept_captions(texts, keys, names, cfg.seed, step))
+            tokens = torch.cat([tokens, concept_tokens.to(tokens.device)])
         use_cam = use_dense and cfg.cam_weight > 0 and step >= cam_from
         with wcam.capture_ln1(net.visual) if use_cam else contextlib.nullcontext() as acts:
             img, txt, patches = wdense.encode(net, images, tokens, cfg.dense_feature if use_dense else "none")
@@ -195,21 +214,29 @@ def _train(cfg: WorldClipConfig, out: Path, progress: bool) -> dict:
             dense_losses.append(float(d.detach()))
             loss = loss + cfg.dense_weight * d
         if use_cam:
-            rows, concept = wcam.pick_concepts(dense, len(LANDCOVER), cam_gen)
-            if len(rows):
-                sim = (img[rows] * txt[len(img):][concept]).sum(-1)
-                c = wcam.cam_loss(wcam.gradcam_logits(acts["a"], sim)[rows], dense[rows, :, concept])
+            terms = [wcam.cam_term(acts["a"], img, txt[len(img):], dense, len(LANDCOVER), cam_gen)]
+            if cfg.cam_hires > 0:  # whole scenes at the stored side, CAM on the finer grid
+                rng = np.random.default_rng([cfg.seed, 31, step * world + rank])
+                x, dense_hi = (t.to(device) for t in wcam.hires_scenes(pool, cfg.cam_hires, rng, OPENAI_MEAN,
+                                                                        OPENAI_STD, wcd.SCENE // patch))
+                with resize_pos_embed(net.visual, wcd.SCENE // patch), wcam.capture_ln1(net.visual) as hi:
+                    img_hi = F.normalize(net.encode_image(x), dim=-1)
+                terms.append(wcam.cam_term(hi["a"], img_hi, txt[len(img):], dense_hi, len(LANDCOVER), cam_gen))
+            terms = [t for t in terms if t is not None]
+            if terms:
+                c = torch.stack(terms).mean()
                 cam_losses.append(float(c.detach()))
                 loss = loss + cfg.cam_weight * c
         accelerator.backward(loss)
+        average_gradients(accelerator, model)
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
         with torch.no_grad():
-            accelerator.unwrap_model(model).logit_scale.clamp_(0, float(np.log(100)))
+            model.logit_scale.clamp_(0, float(np.log(100)))
         bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
     accelerator.wait_for_everyone()
-    net = accelerator.unwrap_model(model).eval()
+    net = model.eval()
     card = {"model": "world-clip", "trainer": "python -m trainable.world_clip", "config": asdict(cfg),
             "world": {"generator": "dglrsis.eval.world.iter_scenes", "kinds": ["isaid", "rrsisd"],
                       "train_world_seed": WORLD_SEED_OFFSET + cfg.seed,
@@ -242,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-dense-symmetric", action="store_true", help="patch → concept direction only")
     p.add_argument("--cam-weight", type=float, default=d.cam_weight, help="Grad-CAM alignment loss weight (0: off)")
     p.add_argument("--cam-start", type=float, default=d.cam_start, help="share of the steps before the CAM loss joins")
+    p.add_argument("--cam-hires", type=int, default=d.cam_hires,
+                   help="whole scenes per CAM step also trained at 192 px (0: off)")
     p.add_argument("--out", default="dglrsis/weights", help="folder for world-clip.{safetensors,json,card.json}")
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
@@ -249,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
                           scenes_per_kind=a.scenes_per_kind, landcover_crops=a.landcover_crops, threads=a.threads,
                           mix=tuple(a.mix), dense_weight=a.dense_weight, dense_feature=a.dense_feature,
                           dense_symmetric=not a.no_dense_symmetric, cam_weight=a.cam_weight,
-                          cam_start=a.cam_start)
+                          cam_start=a.cam_start, cam_hires=a.cam_hires)
     card = train(cfg, a.out, progress=not a.no_progress)
     print(json.dumps({k: card[k] for k in ("final_loss", "logit_scale", "pool", "wall_seconds")}))
     return 0

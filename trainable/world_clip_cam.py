@@ -10,12 +10,17 @@ CAM sanity figure of ``bench/bench_world_clip.py`` measures.
 
 The paper trains no CLIP (DGL-RSIS is training-free with a web-scale CLIP); this loss only makes the
 small stand-in CLIP's CAM behave like a usable one. Run the forward inside :func:`capture_ln1`.
+
+:func:`hires_scenes` feeds the same loss whole pool scenes at their stored 192 px (twice the model's
+side: the positional embedding interpolated by :func:`dglrsis.cam.resize_pos_embed`, exactly as
+``clip_gradcam`` does at inference), so the CAM is also trained on a grid fine enough for small objects.
 """
 
 from __future__ import annotations
 
 import contextlib
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -38,6 +43,25 @@ def capture_ln1(visual):
             yield store
     finally:
         handle.remove()
+
+
+def hires_scenes(pool, n: int, rng: np.random.Generator, mean, std, grid: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` whole pool scenes at their stored side ``S`` (random top-down orientation), for the CAM loss.
+
+    Returns images ``n×3×S×S`` (float, normalised with ``mean``/``std``) and their soft patch targets
+    ``n×grid²×K`` (:func:`~trainable.world_clip_dense.patch_target`, flipped like the image).
+    """
+    from .world_clip_data import _dihedral, _flip
+    from .world_clip_dense import concepts, patch_target
+
+    k = len(concepts()[0])
+    m, s = torch.tensor(mean).view(3, 1, 1), torch.tensor(std).view(3, 1, 1)
+    images, dense = [], []
+    for j in rng.integers(len(pool.scenes), size=n).tolist():
+        img, flags = _dihedral(pool.scenes[j], rng)
+        images.append((img.float() / 255 - m) / s)
+        dense.append(_flip(patch_target(pool.labels[j], k, grid), flags).flatten(1).T)
+    return torch.stack(images), torch.stack(dense)
 
 
 def gradcam_logits(acts: torch.Tensor, sim: torch.Tensor) -> torch.Tensor:
@@ -64,7 +88,19 @@ def pick_concepts(dense: torch.Tensor, first_object: int, generator: torch.Gener
     rows = torch.nonzero(mass.amax(1) >= 0.5).flatten()
     if not len(rows):
         return rows, rows
-    return rows, torch.multinomial(mass[rows], 1, generator=generator).flatten()
+    return rows, torch.multinomial(mass[rows].cpu(), 1, generator=generator).flatten().to(dense.device)
+
+
+def cam_term(acts: torch.Tensor, img: torch.Tensor, concept_txt: torch.Tensor, dense: torch.Tensor,
+             first_object: int, generator: torch.Generator) -> torch.Tensor | None:
+    """Grad-CAM loss of one picked object concept per sample (:func:`pick_concepts`), or ``None`` when no
+    sample shows an object. acts: the captured ``B×(1+N)×W`` ``ln_1`` output; img: ``B×D`` normalised image
+    embeddings computed from it; concept_txt: ``K×D`` normalised concept captions; dense: ``B×N×K``."""
+    rows, concept = pick_concepts(dense, first_object, generator)
+    if not len(rows):
+        return None
+    sim = (img[rows] * concept_txt[concept]).sum(-1)
+    return cam_loss(gradcam_logits(acts, sim)[rows], dense[rows, :, concept])
 
 
 def cam_loss(logits: torch.Tensor, target: torch.Tensor, on: float = 0.25, sharpness: float = 3.0) -> torch.Tensor:
