@@ -95,14 +95,15 @@ def patch_share_map(mask: np.ndarray, grid: int) -> np.ndarray:
     return F.interpolate(share, size=m.shape[-2:], mode="bilinear", align_corners=False)[0, 0].numpy()
 
 
-def cam_sanity(clip, kind: str, seed: int, n: int, size: int, cam_size: int) -> list[dict]:
-    """One record per (scene, class present exactly once): mass inside, pointing hit, area fraction, and the
-    patch-share reference's mass inside."""
+def cam_sanity(clip, kind: str, seed: int, n: int, size: int, cam_sizes: list[int]) -> dict[int, list[dict]]:
+    """Per CAM input side, one record per (scene, class present exactly once): mass inside, pointing hit,
+    area fraction, and the patch-share reference's mass inside. Each scene is rendered and its class texts
+    encoded once for all sides."""
     from dglrsis.cam import cam_mass_inside, clip_gradcam, pointing_game
     from dglrsis.eval.world import READABLE, iter_scenes
 
-    grid = cam_size // clip.model.visual.patch_size[0]
-    records = []
+    patch = clip.model.visual.patch_size[0]
+    records = {s: [] for s in cam_sizes}
     for scene in iter_scenes(seed, n, size, kind):
         counts = defaultdict(list)
         for inst in scene.instances:
@@ -111,13 +112,16 @@ def cam_sanity(clip, kind: str, seed: int, n: int, size: int, cam_size: int) -> 
         if not single:
             continue
         text = clip.encode_text([READABLE[i.category] for i in single])
-        x = _scene_tensor(scene.image, cam_size, clip.mean, clip.std).expand(len(single), -1, -1, -1)
-        cams = torch.from_numpy(clip_gradcam(clip, x, text))[:, None]
-        cams = F.interpolate(cams, size=scene.image.shape[:2], mode="bilinear", align_corners=False)[:, 0].numpy()
-        for inst, cam in zip(single, cams):
-            records.append({"kind": kind, "class": inst.category, "area": inst.area / scene.image.shape[0] ** 2,
-                            "mass": cam_mass_inside(cam, inst.mask, 0.10), "hit": pointing_game(cam, inst.mask),
-                            "reference": cam_mass_inside(patch_share_map(inst.mask, grid), inst.mask, 0.10)})
+        for cam_size in cam_sizes:
+            x = _scene_tensor(scene.image, cam_size, clip.mean, clip.std).expand(len(single), -1, -1, -1)
+            cams = torch.from_numpy(clip_gradcam(clip, x, text))[:, None]
+            cams = F.interpolate(cams, size=scene.image.shape[:2], mode="bilinear", align_corners=False)[:, 0].numpy()
+            for inst, cam in zip(single, cams):
+                ref = patch_share_map(inst.mask, cam_size // patch)
+                records[cam_size].append({
+                    "kind": kind, "class": inst.category, "area": inst.area / scene.image.shape[0] ** 2,
+                    "mass": cam_mass_inside(cam, inst.mask, 0.10), "hit": pointing_game(cam, inst.mask),
+                    "reference": cam_mass_inside(ref, inst.mask, 0.10)})
     return records
 
 
@@ -176,8 +180,8 @@ def main(argv: list[str] | None = None) -> int:
         res[f"crop_per_class_{kind}"] = acc["per_class"]
         hits += acc["accuracy"] * acc["n"]
         n_all += acc["n"]
-        for s in sizes:
-            records[s] += cam_sanity(clip, kind, a.seed, a.n, a.size, s)
+        for s, recs in cam_sanity(clip, kind, a.seed, a.n, a.size, sizes).items():
+            records[s] += recs
     res["world_clip_crop_accuracy"] = round(hits / max(n_all, 1), 4)
     res["crop_n"] = n_all
     for s in sizes:  # the model's own input side keeps the plain "cam_" keys

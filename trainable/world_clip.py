@@ -195,17 +195,17 @@ def _train(cfg: WorldClipConfig, out: Path, progress: bool) -> dict:
     losses, dense_losses, cam_losses = [], [], []
     keys, names = wdense.concepts()
     cam_from, cam_gen = int(cfg.cam_start * len(loader)), torch.Generator().manual_seed(cfg.seed + 7919)
+    hires_grid = wcd.SCENE // patch
     bar = tqdm(loader, total=len(loader), desc="world-clip", disable=not (progress and accelerator.is_main_process))
-    net = model
     for step, (images, tokens, pos, dense) in enumerate(bar):
         use_dense = cfg.dense_weight > 0 and dense is not None
         if use_dense:  # one caption per concept, encoded with the batch's captions
             concept_tokens = tokenizer(wdense.concept_captions(texts, keys, names, cfg.seed, step))
             tokens = torch.cat([tokens, concept_tokens.to(tokens.device)])
         use_cam = use_dense and cfg.cam_weight > 0 and step >= cam_from
-        with wcam.capture_ln1(net.visual) if use_cam else contextlib.nullcontext() as acts:
-            img, txt, patches = wdense.encode(net, images, tokens, cfg.dense_feature if use_dense else "none")
-        scale = net.logit_scale.exp()
+        with wcam.capture_ln1(model.visual) if use_cam else contextlib.nullcontext() as acts:
+            img, txt, patches = wdense.encode(model, images, tokens, cfg.dense_feature if use_dense else "none")
+        scale = model.logit_scale.exp()
         loss = multi_positive_loss(img, txt[:len(img)], scale, pos)
         losses.append(float(loss.detach()))
         if use_dense:
@@ -218,9 +218,9 @@ def _train(cfg: WorldClipConfig, out: Path, progress: bool) -> dict:
             if cfg.cam_hires > 0:  # whole scenes at the stored side, CAM on the finer grid
                 rng = np.random.default_rng([cfg.seed, 31, step * world + rank])
                 x, dense_hi = (t.to(device) for t in wcam.hires_scenes(pool, cfg.cam_hires, rng, OPENAI_MEAN,
-                                                                        OPENAI_STD, wcd.SCENE // patch))
-                with resize_pos_embed(net.visual, wcd.SCENE // patch), wcam.capture_ln1(net.visual) as hi:
-                    img_hi = F.normalize(net.encode_image(x), dim=-1)
+                                                                        OPENAI_STD, hires_grid))
+                with resize_pos_embed(model.visual, hires_grid), wcam.capture_ln1(model.visual) as hi:
+                    img_hi = F.normalize(model.encode_image(x), dim=-1)
                 terms.append(wcam.cam_term(hi["a"], img_hi, txt[len(img):], dense_hi, len(LANDCOVER), cam_gen))
             terms = [t for t in terms if t is not None]
             if terms:
@@ -236,7 +236,7 @@ def _train(cfg: WorldClipConfig, out: Path, progress: bool) -> dict:
             model.logit_scale.clamp_(0, float(np.log(100)))
         bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
     accelerator.wait_for_everyone()
-    net = model.eval()
+    model.eval()
     card = {"model": "world-clip", "trainer": "python -m trainable.world_clip", "config": asdict(cfg),
             "world": {"generator": "dglrsis.eval.world.iter_scenes", "kinds": ["isaid", "rrsisd"],
                       "train_world_seed": WORLD_SEED_OFFSET + cfg.seed,
@@ -245,11 +245,11 @@ def _train(cfg: WorldClipConfig, out: Path, progress: bool) -> dict:
             "final_loss": float(np.mean(losses[-20:])),
             "final_dense_loss": float(np.mean(dense_losses[-20:])) if dense_losses else None,
             "final_cam_loss": float(np.mean(cam_losses[-20:])) if cam_losses else None,
-            "logit_scale": float(net.logit_scale.detach().exp()),
+            "logit_scale": float(model.logit_scale.detach().exp()),
             "pool_seconds": round(t_pool, 1), "wall_seconds": round(time.time() - t0, 1),
             "torch": torch.__version__, "threads": cfg.threads}
     if accelerator.is_main_process:
-        _save(net, cfg, out, card)
+        _save(model, cfg, out, card)
     return card
 
 
