@@ -41,10 +41,15 @@ def main() -> None:
         return t_best
 
     forward = best(lambda: clip.encode_images(x))
-    out = {"device": "cpu", "threads": args.threads, "clip_forward_s": round(forward, 4), "gradcam_cost_ratio": {}}
+    out = {
+        "device": "cpu",
+        "threads": args.threads,
+        "clip_forward_s": round(forward, 4),
+        "gradcam_cost_ratio": {},
+    }
     for scales in ((1.0,), (1.0, 0.5), (1.0, 0.5, 0.25)):
         cross_scale_cam(clip, image, text, scales)  # warm-up
-        t = best(lambda: cross_scale_cam(clip, image, text, scales), repeat=2)
+        t = best(lambda s=scales: cross_scale_cam(clip, image, text, s), repeat=2)
         out["gradcam_cost_ratio"][str(len(scales))] = round(t / forward, 2)
         out[f"gvta_s_{len(scales)}_scales"] = round(t, 3)
     print(json.dumps(out))

@@ -42,9 +42,13 @@ def crop_batching(clip, n: int = 64) -> dict:
     crops = torch.randn(n, 3, clip.image_size, clip.image_size)  # CPU, as LVTA builds them
     encode_crops(clip, crops[:2], 2)  # warm-up
     batched = _timed(lambda: encode_crops(clip, crops, n), repeat=2)
-    looped = _timed(lambda: [encode_crops(clip, crops[i:i + 1], 1) for i in range(n)], repeat=1)
-    return {"crop_batching_speedup": round(looped / batched, 2), "crops": n,
-            "batched_s": round(batched, 3), "looped_s": round(looped, 3)}
+    looped = _timed(lambda: [encode_crops(clip, crops[i : i + 1], 1) for i in range(n)], repeat=1)
+    return {
+        "crop_batching_speedup": round(looped / batched, 2),
+        "crops": n,
+        "batched_s": round(batched, 3),
+        "looped_s": round(looped, 3),
+    }
 
 
 class ForwardTimer:
@@ -62,12 +66,14 @@ class ForwardTimer:
         def hook(module, args):
             _sync()
             self._start[name] = time.perf_counter()
+
         return hook
 
     def _post(self, name):
         def hook(module, args, out):
             _sync()
             self.total[name] += time.perf_counter() - self._start.pop(name)
+
         return hook
 
     def remove(self) -> None:
@@ -81,20 +87,49 @@ def ovss_overhead(clip, size: int, device: str) -> dict:
     from dglrsis.proposals import ProposalConfig
 
     sam = load_sam("vit_b", checkpoint="random", device=device)
-    cfg = PredictorConfig(clip="ViT-B-16:random", proposals="sam", device=device,
-                          proposal_cfg=ProposalConfig(method="sam", points_per_side=16, points_per_batch=64,
-                                                       pred_iou_thresh=0.0, stability_score_thresh=0.0))
+    cfg = PredictorConfig(
+        clip="ViT-B-16:random",
+        proposals="sam",
+        device=device,
+        proposal_cfg=ProposalConfig(
+            method="sam",
+            points_per_side=16,
+            points_per_batch=64,
+            pred_iou_thresh=0.0,
+            stability_score_thresh=0.0,
+        ),
+    )
     pred = Predictor(cfg, clip=clip, sam=sam)
     rng = np.random.default_rng(0)
     image = (rng.random((size, size, 3)) * 255).astype(np.uint8)
-    classes = ["ship", "storage tank", "harbor", "plane", "small vehicle", "large vehicle", "bridge",
-               "tennis court", "basketball court", "swimming pool", "roundabout", "soccer ball field",
-               "ground track field", "baseball diamond", "helicopter"]
+    classes = [
+        "ship",
+        "storage tank",
+        "harbor",
+        "plane",
+        "small vehicle",
+        "large vehicle",
+        "bridge",
+        "tennis court",
+        "basketball court",
+        "swimming pool",
+        "roundabout",
+        "soccer ball field",
+        "ground track field",
+        "baseball diamond",
+        "helicopter",
+    ]
     pred.set_image(image[:64, :64])
     pred.segment(classes[:2])  # warm-up of every code path
-    timer = ForwardTimer({"sam_image_encoder": sam.image_encoder, "sam_prompt_encoder": sam.prompt_encoder,
-                          "sam_mask_decoder": sam.mask_decoder, "clip_image": clip.model.visual,
-                          "clip_text": clip.model.transformer})
+    timer = ForwardTimer(
+        {
+            "sam_image_encoder": sam.image_encoder,
+            "sam_prompt_encoder": sam.prompt_encoder,
+            "sam_mask_decoder": sam.mask_decoder,
+            "clip_image": clip.model.visual,
+            "clip_text": clip.model.transformer,
+        }
+    )
     pred.text_bank._cache.clear()
     _sync()
     t = time.perf_counter()
@@ -104,9 +139,13 @@ def ovss_overhead(clip, size: int, device: str) -> dict:
     wall = time.perf_counter() - t
     timer.remove()
     forwards = sum(timer.total.values())
-    return {"ovss_overhead_ratio": round(wall / forwards, 3), "wall_s": round(wall, 2),
-            "forward_s": {k: round(v, 2) for k, v in timer.total.items()}, "masks": int(len(seg.mask_labels)),
-            "size": size}
+    return {
+        "ovss_overhead_ratio": round(wall / forwards, 3),
+        "wall_s": round(wall, 2),
+        "forward_s": {k: round(v, 2) for k, v in timer.total.items()},
+        "masks": int(len(seg.mask_labels)),
+        "size": size,
+    }
 
 
 def main() -> None:

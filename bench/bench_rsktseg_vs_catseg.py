@@ -1,5 +1,6 @@
 """Aggregation + decoder time of CAT-Seg ÷ RSKT-Seg at ViT-B sizes (24×24 cost grid, 15 classes, random
 weights, backbone features precomputed and excluded). Last line: one JSON object."""
+
 from __future__ import annotations
 
 import argparse
@@ -48,8 +49,17 @@ def main(argv=None) -> int:
     t_cat = _time(lambda: cat(cost, img, text, guid), a.reps)
     t_rsk = _time(run_rskt, a.reps)
     print(f"CAT-Seg {t_cat:.1f} ms, RSKT-Seg {t_rsk:.1f} ms on {dev}")
-    print(json.dumps({"catseg_ms": t_cat, "rsktseg_ms": t_rsk, "rsktseg_vs_catseg_speedup": t_cat / t_rsk,
-                      "device": dev, "classes": k}))
+    print(
+        json.dumps(
+            {
+                "catseg_ms": t_cat,
+                "rsktseg_ms": t_rsk,
+                "rsktseg_vs_catseg_speedup": t_cat / t_rsk,
+                "device": dev,
+                "classes": k,
+            }
+        )
+    )
     return 0
 
 

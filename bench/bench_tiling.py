@@ -6,6 +6,7 @@ The last printed line is one JSON object (``tiling_peak_rss_ratio`` goal ≤ 1.1
 
     .venv/bin/python bench/bench_tiling.py [--tile 1024] [--overlap 128] [--big 10000] [--small 2000]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,14 +26,24 @@ def make_geotiff(path: Path, size: int, block: int = 1024) -> None:
     from rasterio.transform import from_origin
     from rasterio.windows import Window
 
-    profile = {"driver": "GTiff", "width": size, "height": size, "count": 3, "dtype": "uint8",
-               "tiled": True, "blockxsize": 512, "blockysize": 512, "compress": "lzw",
-               "crs": "EPSG:32633", "transform": from_origin(500000.0, 4000000.0, 0.5, 0.5)}
+    profile = {
+        "driver": "GTiff",
+        "width": size,
+        "height": size,
+        "count": 3,
+        "dtype": "uint8",
+        "tiled": True,
+        "blockxsize": 512,
+        "blockysize": 512,
+        "compress": "lzw",
+        "crs": "EPSG:32633",
+        "transform": from_origin(500000.0, 4000000.0, 0.5, 0.5),
+    }
     with rasterio.open(path, "w", **profile) as dst:
         for y in range(0, size, block):
             for x in range(0, size, block):
                 h, w = min(block, size - y), min(block, size - x)
-                yy, xx = np.mgrid[y:y + h, x:x + w]
+                yy, xx = np.mgrid[y : y + h, x : x + w]
                 band = (((xx // 97) + (yy // 131)) % 2 * 120 + (xx * 7 + yy * 3) % 60).astype(np.uint8)
                 dst.write(np.stack([band, band // 2, 255 - band]), window=Window(x, y, w, h))
 
@@ -84,10 +95,21 @@ def main() -> None:
             r = measure(tmp / f"{name}.tif", tmp / f"{name}_labels.tif", args.tile, args.overlap)
             res[name] = {**r, "make_seconds": make_s}
             print(f"{size}x{size}: peak {r['peak_mb']:.1f} MB, tiled run {r['seconds']:.1f} s", flush=True)
-    print(json.dumps({"tiling_peak_rss_ratio": round(res["big"]["peak_mb"] / res["small"]["peak_mb"], 3),
-                      "rss_10k_mb": round(res["big"]["peak_mb"], 1), "rss_2k_mb": round(res["small"]["peak_mb"], 1),
-                      "seconds_10k": round(res["big"]["seconds"], 1), "seconds_2k": round(res["small"]["seconds"], 1),
-                      "big": args.big, "small": args.small, "tile": args.tile, "overlap": args.overlap}))
+    print(
+        json.dumps(
+            {
+                "tiling_peak_rss_ratio": round(res["big"]["peak_mb"] / res["small"]["peak_mb"], 3),
+                "rss_10k_mb": round(res["big"]["peak_mb"], 1),
+                "rss_2k_mb": round(res["small"]["peak_mb"], 1),
+                "seconds_10k": round(res["big"]["seconds"], 1),
+                "seconds_2k": round(res["small"]["seconds"], 1),
+                "big": args.big,
+                "small": args.small,
+                "tile": args.tile,
+                "overlap": args.overlap,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -17,7 +17,8 @@ World: ``dglrsis.eval.world.iter_scenes`` with world seed 7 (training uses world
     the resolution ceiling the model's CAM is up against.
 
 Prints per-class and per-bucket tables, then one JSON object as the last line.
-Usage: python bench/bench_world_clip.py [--clip world-clip] [--seed 7] [--n 40] [--size 512] [--cam-sizes 96,192]
+Usage: python bench/bench_world_clip.py [--clip world-clip] [--seed 7] [--n 40] [--size 512]
+    [--cam-sizes 96,192]
        [--card PATH]
 """
 
@@ -51,7 +52,7 @@ def class_embeddings(clip, kind: str) -> tuple[torch.Tensor, str]:
     emb = clip.encode_text([p for g in groups for p in g])
     out, i = [], 0
     for g in groups:
-        out.append(F.normalize(emb[i:i + len(g)].mean(0), dim=-1))
+        out.append(F.normalize(emb[i : i + len(g)].mean(0), dim=-1))
         i += len(g)
     return torch.stack(out), source
 
@@ -72,13 +73,18 @@ def crop_accuracy(clip, kind: str, seed: int, n: int, size: int) -> dict:
         boxes = np.array([i.bbox for i in scene.instances], dtype=float)
         crops = context_crops(scene.image, masks, boxes, clip.image_size, clip.mean, clip.std, cfg)
         pred = (clip.encode_images(crops) @ text.T).argmax(1).tolist()
-        for inst, p in zip(scene.instances, pred):
+        for inst, p in zip(scene.instances, pred, strict=False):
             total[inst.category] += 1
             hits[inst.category] += int(classes[p] == inst.category)
     per_class = {c: round(hits[c] / total[c], 4) for c in classes if total[c]}
     n_all = sum(total.values())
-    return {"accuracy": sum(hits.values()) / max(n_all, 1), "n": n_all, "per_class": per_class,
-            "n_per_class": {c: total[c] for c in classes if total[c]}, "prompts": source}
+    return {
+        "accuracy": sum(hits.values()) / max(n_all, 1),
+        "n": n_all,
+        "per_class": per_class,
+        "n_per_class": {c: total[c] for c in classes if total[c]},
+        "prompts": source,
+    }
 
 
 def _scene_tensor(image: np.ndarray, side: int, mean, std) -> torch.Tensor:
@@ -115,23 +121,36 @@ def cam_sanity(clip, kind: str, seed: int, n: int, size: int, cam_sizes: list[in
         for cam_size in cam_sizes:
             x = _scene_tensor(scene.image, cam_size, clip.mean, clip.std).expand(len(single), -1, -1, -1)
             cams = torch.from_numpy(clip_gradcam(clip, x, text))[:, None]
-            cams = F.interpolate(cams, size=scene.image.shape[:2], mode="bilinear", align_corners=False)[:, 0].numpy()
-            for inst, cam in zip(single, cams):
+            cams = F.interpolate(cams, size=scene.image.shape[:2], mode="bilinear", align_corners=False)[
+                :, 0
+            ].numpy()
+            for inst, cam in zip(single, cams, strict=False):
                 ref = patch_share_map(inst.mask, cam_size // patch)
-                records[cam_size].append({
-                    "kind": kind, "class": inst.category, "area": inst.area / scene.image.shape[0] ** 2,
-                    "mass": cam_mass_inside(cam, inst.mask, 0.10), "hit": pointing_game(cam, inst.mask),
-                    "reference": cam_mass_inside(ref, inst.mask, 0.10)})
+                records[cam_size].append(
+                    {
+                        "kind": kind,
+                        "class": inst.category,
+                        "area": inst.area / scene.image.shape[0] ** 2,
+                        "mass": cam_mass_inside(cam, inst.mask, 0.10),
+                        "hit": pointing_game(cam, inst.mask),
+                        "reference": cam_mass_inside(ref, inst.mask, 0.10),
+                    }
+                )
     return records
 
 
 def summarise_cam(records: list[dict], prefix: str = "cam") -> dict:
     """Means of the records' mass, pointing hit and reference mass, overall and per size bucket."""
+
     def mean(rs, key):
         return float(np.mean([r[key] for r in rs])) if rs else None
 
-    out = {f"{prefix}_top10_mass_inside": mean(records, "mass"), f"{prefix}_pointing_game": mean(records, "hit"),
-           f"{prefix}_reference": mean(records, "reference"), f"{prefix}_n": len(records)}
+    out = {
+        f"{prefix}_top10_mass_inside": mean(records, "mass"),
+        f"{prefix}_pointing_game": mean(records, "hit"),
+        f"{prefix}_reference": mean(records, "reference"),
+        f"{prefix}_n": len(records),
+    }
     for name, lo, hi in BUCKETS:
         rs = [r for r in records if lo <= r["area"] < hi]
         out[f"{prefix}_top10_mass_inside_{name}"] = mean(rs, "mass")
@@ -147,14 +166,21 @@ def _fmt(v) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--clip", default="world-clip", help="CLIP registry name (default: the committed world-clip)")
+    p.add_argument(
+        "--clip", default="world-clip", help="CLIP registry name (default: the committed world-clip)"
+    )
     p.add_argument("--seed", type=int, default=7, help="world seed (must be < 1000: not used in training)")
     p.add_argument("--n", type=int, default=40, help="scenes per kind")
     p.add_argument("--size", type=int, default=512, help="scene side (pixels)")
-    p.add_argument("--cam-sizes", default=None,
-                   help="comma-separated CAM input sides (default: the model's input side and twice it)")
+    p.add_argument(
+        "--cam-sizes",
+        default=None,
+        help="comma-separated CAM input sides (default: the model's input side and twice it)",
+    )
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--card", default=None, help="merge the figures into this card json (e.g. the world-clip card)")
+    p.add_argument(
+        "--card", default=None, help="merge the figures into this card json (e.g. the world-clip card)"
+    )
     a = p.parse_args(argv)
     try:
         sizes = [int(v) for v in a.cam_sizes.split(",")] if a.cam_sizes else []
@@ -190,8 +216,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[cam {s} px] top-10% mass inside / pointing / patch-share reference")
         for name in [b[0] for b in BUCKETS] + [None]:
             sfx = f"_{name}" if name else ""
-            print(f"    {name or 'all':6s} n={cam[f'{prefix}_n{sfx}']:3d}  {_fmt(cam[f'{prefix}_top10_mass_inside{sfx}'])}"
-                  f"  {_fmt(cam[f'{prefix}_pointing_game{sfx}'])}  {_fmt(cam[f'{prefix}_reference{sfx}'])}")
+            print(
+                f"    {name or 'all':6s} n={cam[f'{prefix}_n{sfx}']:3d}  "
+                f"{_fmt(cam[f'{prefix}_top10_mass_inside{sfx}'])}"
+                f"  {_fmt(cam[f'{prefix}_pointing_game{sfx}'])}  {_fmt(cam[f'{prefix}_reference{sfx}'])}"
+            )
         res.update({k: (round(v, 4) if isinstance(v, float) else v) for k, v in cam.items()})
     res["seconds"] = round(time.time() - t0, 1)
     if a.card:

@@ -23,8 +23,30 @@ import dglrsis
 MAX_UPLOAD_MB = 50
 CONCURRENCY = 2
 MODES = ("auto", "classes (OVSS)", "expression (RES)")
-RES_HINTS = {"the", "a", "an", "on", "in", "at", "of", "next", "near", "above", "below", "left", "right",
-             "top", "bottom", "middle", "largest", "smallest", "biggest", "second", "between", "beside"}
+RES_HINTS = {
+    "the",
+    "a",
+    "an",
+    "on",
+    "in",
+    "at",
+    "of",
+    "next",
+    "near",
+    "above",
+    "below",
+    "left",
+    "right",
+    "top",
+    "bottom",
+    "middle",
+    "largest",
+    "smallest",
+    "biggest",
+    "second",
+    "between",
+    "beside",
+}
 
 
 def detect_mode(text: str) -> str:
@@ -59,27 +81,39 @@ class DemoModels:
                 raise
             self.clip = dglrsis.load_clip("world-clip")
             self.clip_name = "world-clip"
-            self.note = (f"Note: {wanted} weights are not available here ({exc}); running the small world-clip "
-                         f"trained on the synthetic world — results on real imagery will be poor.")
+            self.note = (
+                f"Note: {wanted} weights are not available here ({exc}); running the small world-clip "
+                f"trained on the synthetic world — results on real imagery will be poor."
+            )
         self.sam = None
         self.proposals = proposals
         if proposals == "sam":
             self.sam = dglrsis.load_sam("vit_b", checkpoint=sam_checkpoint)
         self.base = dglrsis.PredictorConfig(clip=self.clip_name, proposals=proposals, background="prompt")
 
-    def new_predictor(self, background: str) -> "dglrsis.Predictor":
+    def new_predictor(self, background: str) -> dglrsis.Predictor:
         return dglrsis.Predictor(replace(self.base, background=background), clip=self.clip, sam=self.sam)
 
 
 def _legend_html(names, palette) -> str:
-    items = "".join(f'<span class="legend-item" style="margin-right:12px"><span style="display:inline-block;'
-                    f'width:14px;height:14px;background:rgb{tuple(palette[i + 1])};margin-right:4px"></span>'
-                    f"{n}</span>" for i, n in enumerate(names))
+    items = "".join(
+        f'<span class="legend-item" style="margin-right:12px"><span style="display:inline-block;'
+        f'width:14px;height:14px;background:rgb{tuple(palette[i + 1])};margin-right:4px"></span>'
+        f"{n}</span>"
+        for i, n in enumerate(names)
+    )
     return f'<div id="legend">{items}</div>'
 
 
-def run_query(models: DemoModels, state: dict | None, image_path: str | None, text: str, mode: str,
-              bands: str, background: str):
+def run_query(
+    models: DemoModels,
+    state: dict | None,
+    image_path: str | None,
+    text: str,
+    mode: str,
+    bands: str,
+    background: str,
+):
     """One request → (overlay, legend html, score rows, cam, download file, message, new state)."""
     import gradio as gr
 
@@ -87,7 +121,9 @@ def run_query(models: DemoModels, state: dict | None, image_path: str | None, te
     if not image_path:
         raise gr.Error("Upload an image or pick an example first.")
     if not text or not text.strip():
-        raise gr.Error("Type class names (e.g. 'ship, harbor') or an expression (e.g. 'the ship on the left').")
+        raise gr.Error(
+            "Type class names (e.g. 'ship, harbor') or an expression (e.g. 'the ship on the left')."
+        )
     try:
         raster = dglrsis.read_image(image_path, bands=parse_bands(bands))
         digest = hashlib.sha1(raster.array.tobytes()).hexdigest() + str(background)
@@ -106,8 +142,11 @@ def run_query(models: DemoModels, state: dict | None, image_path: str | None, te
             palette = dglrsis.default_palette(len(seg.class_names) + 1)
             labels = (seg.labels + 1).astype(np.uint8)
             over = dglrsis.overlay(raster.array, labels, palette)
-            rows = [[r["mask"], r["class"], r["score"], r["area"]] for r in seg.mask_scores()
-                    if r["class"] != "background"]
+            rows = [
+                [r["mask"], r["class"], r["score"], r["area"]]
+                for r in seg.mask_scores()
+                if r["class"] != "background"
+            ]
             rows.sort(key=lambda r: -r[2])
             legend = _legend_html(seg.class_names, palette)
             cam = None
@@ -145,24 +184,33 @@ def build_app(models: DemoModels, examples: list[str] | None = None):
     import gradio as gr
 
     with gr.Blocks(title="dglrsis — text-driven RS segmentation") as app:
-        gr.Markdown("## dglrsis — segment remote-sensing images from free text\n"
-                    "A list of classes (`ship, harbor, storage tank`) runs open-vocabulary segmentation; a "
-                    "sentence (`the large ship next to the harbor`) runs referring segmentation.")
+        gr.Markdown(
+            "## dglrsis — segment remote-sensing images from free text\n"
+            "A list of classes (`ship, harbor, storage tank`) runs open-vocabulary segmentation; a "
+            "sentence (`the large ship next to the harbor`) runs referring segmentation."
+        )
         note = gr.Markdown(models.note, elem_id="model-note")
         state = gr.State({})
         with gr.Row():
             with gr.Column():
-                image = gr.File(label="Image (PNG/JPEG/TIFF/GeoTIFF)", file_types=["image", ".tif", ".tiff"],
-                                type="filepath", elem_id="image-input")
+                image = gr.File(
+                    label="Image (PNG/JPEG/TIFF/GeoTIFF)",
+                    file_types=["image", ".tif", ".tiff"],
+                    type="filepath",
+                    elem_id="image-input",
+                )
                 text = gr.Textbox(label="Classes or expression", elem_id="query")
                 with gr.Row():
                     mode = gr.Radio(list(MODES), value="auto", label="Mode")
-                    background = gr.Dropdown(["prompt", "none", "threshold:0.5"], value="prompt",
-                                             label="Background (OVSS)")
+                    background = gr.Dropdown(
+                        ["prompt", "none", "threshold:0.5"], value="prompt", label="Background (OVSS)"
+                    )
                 bands = gr.Textbox(label="Bands for multi-band rasters (e.g. 3,2,1)", value="")
                 run = gr.Button("Segment", variant="primary", elem_id="run")
                 if examples:
-                    gr.Examples(examples=[[e] for e in examples], inputs=[image], label="Synthetic world examples")
+                    gr.Examples(
+                        examples=[[e] for e in examples], inputs=[image], label="Synthetic world examples"
+                    )
             with gr.Column():
                 overlay = gr.Image(label="Overlay", type="filepath", elem_id="overlay", interactive=False)
                 legend = gr.HTML(elem_id="legend-box")
@@ -170,9 +218,13 @@ def build_app(models: DemoModels, examples: list[str] | None = None):
                 cam = gr.Image(label="Grad-CAM (RES)", type="filepath", interactive=False)
                 table = gr.Dataframe(headers=["mask", "class", "score", "area"], label="Per-mask scores")
                 download = gr.File(label="Download mask")
-        run.click(lambda *a: run_query(models, *a), [state, image, text, mode, bands, background],
-                  [overlay, legend, table, cam, download, message, state], api_name="segment",
-                  concurrency_limit=CONCURRENCY)
+        run.click(
+            lambda *a: run_query(models, *a),
+            [state, image, text, mode, bands, background],
+            [overlay, legend, table, cam, download, message, state],
+            api_name="segment",
+            concurrency_limit=CONCURRENCY,
+        )
         del note
     return app
 
@@ -181,7 +233,9 @@ def world_examples(folder: str | None = None, n: int = 3) -> list[str]:
     """A few synthetic-world images (generated once into a cache folder) as examples."""
     from dglrsis.eval.world import generate_world
 
-    root = Path(folder or os.environ.get("DGLRSIS_DEMO_WORLD", Path(tempfile.gettempdir()) / "dglrsis-demo-world"))
+    root = Path(
+        folder or os.environ.get("DGLRSIS_DEMO_WORLD", Path(tempfile.gettempdir()) / "dglrsis-demo-world")
+    )
     imgs = sorted((root / "isaid").glob("*/images/*.png"))
     if len(imgs) < n:
         generate_world(root, seed=5, n=max(n, 4), size=384, progress=False)
@@ -189,12 +243,25 @@ def world_examples(folder: str | None = None, n: int = 3) -> list[str]:
     return [str(p) for p in imgs[:n]]
 
 
-def launch(host: str = "127.0.0.1", port: int = 7860, clip: str | None = None, proposals: str = "slic",
-           sam_checkpoint: str | None = None, block: bool = True):
+def launch(
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    clip: str | None = None,
+    proposals: str = "slic",
+    sam_checkpoint: str | None = None,
+    block: bool = True,
+):
     models = DemoModels(clip, proposals, sam_checkpoint)
     examples = world_examples()
     app = build_app(models, examples)
     app.queue(max_size=64, default_concurrency_limit=CONCURRENCY)
-    app.launch(server_name=host, server_port=port, max_file_size=f"{MAX_UPLOAD_MB}mb", prevent_thread_lock=not block,
-               allowed_paths=[str(Path(e).parent) for e in examples], show_error=False, quiet=True)
+    app.launch(
+        server_name=host,
+        server_port=port,
+        max_file_size=f"{MAX_UPLOAD_MB}mb",
+        prevent_thread_lock=not block,
+        allowed_paths=[str(Path(e).parent) for e in examples],
+        show_error=False,
+        quiet=True,
+    )
     return app

@@ -8,9 +8,23 @@ Public API::
 from .errors import DglrsisError
 
 __version__ = "0.1.0"
-__all__ = ["DglrsisError", "Predictor", "PredictorConfig", "SegmentResult", "read_image", "load_clip",
-           "load_sam", "load_dino", "decompose", "write_label", "write_rgb_png", "overlay", "heatmap", "default_palette",
-           "__version__"]
+__all__ = [
+    "DglrsisError",
+    "Predictor",
+    "PredictorConfig",
+    "SegmentResult",
+    "read_image",
+    "load_clip",
+    "load_sam",
+    "load_dino",
+    "decompose",
+    "write_label",
+    "write_rgb_png",
+    "overlay",
+    "heatmap",
+    "default_palette",
+    "__version__",
+]
 
 
 def __getattr__(name):  # lazy: `import dglrsis` stays cheap (no torch) until a model is needed

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -59,8 +59,9 @@ def resize_pos_embed(visual: nn.Module, grid: int) -> Iterator[nn.Module]:
     if math.isqrt(orig.shape[0] - 1) == grid:
         yield visual
         return
-    visual.positional_embedding = nn.Parameter(interpolate_pos_embed(orig, grid),
-                                               requires_grad=orig.requires_grad)
+    visual.positional_embedding = nn.Parameter(
+        interpolate_pos_embed(orig, grid), requires_grad=orig.requires_grad
+    )
     if orig_grid is not None:
         visual.grid_size = (grid, grid)
     try:
@@ -129,7 +130,9 @@ def _clip_gradcam(model: nn.Module, images: torch.Tensor, text_emb: torch.Tensor
     if text_emb.dim() == 1:
         text_emb = text_emb[None]
     if text_emb.shape[0] not in (1, images.shape[0]):
-        raise DglrsisError(f"text_emb must be 1×D or B×D with B={images.shape[0]}, got {tuple(text_emb.shape)}")
+        raise DglrsisError(
+            f"text_emb must be 1×D or B×D with B={images.shape[0]}, got {tuple(text_emb.shape)}"
+        )
     param = next(model.parameters())
     grid = images.shape[-1] // _patch_size(visual)
     blocks = visual.transformer.resblocks
@@ -143,8 +146,11 @@ def _clip_gradcam(model: nn.Module, images: torch.Tensor, text_emb: torch.Tensor
     try:
         for p, _ in flags:
             p.requires_grad_(False)
-        with torch.enable_grad(), resize_pos_embed(visual, grid), \
-                GradCAM(model=wrapper, target_layers=[target], reshape_transform=_tokens_to_grid) as cam:
+        with (
+            torch.enable_grad(),
+            resize_pos_embed(visual, grid),
+            GradCAM(model=wrapper, target_layers=[target], reshape_transform=_tokens_to_grid) as cam,
+        ):
             maps = cam(input_tensor=x, targets=[ClassifierOutputTarget(0)] * x.shape[0])
     finally:
         for p, flag in flags:

@@ -59,7 +59,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         msg = " ".join(f"{type(exc).__name__}: {exc}".split())
-        print(f"dglrsis {args.command}: internal error: {msg} (rerun with --debug for details)", file=sys.stderr)
+        print(
+            f"dglrsis {args.command}: internal error: {msg} (rerun with --debug for details)", file=sys.stderr
+        )
         return 1
 
 

@@ -35,44 +35,59 @@ import torch.nn.functional as F
 from .errors import DglrsisError
 
 COLOURS = {  # named colour → RGB prototype
-    "white": (235, 235, 235), "grey": (128, 128, 128), "gray": (128, 128, 128), "black": (25, 25, 25),
-    "red": (200, 40, 40), "blue": (40, 70, 200), "green": (40, 150, 60), "yellow": (230, 210, 40),
-    "orange": (235, 130, 30), "brown": (130, 85, 45), "dark": (45, 45, 45), "light": (210, 210, 210),
-    "silver": (190, 190, 195), "purple": (120, 50, 150),
+    "white": (235, 235, 235),
+    "grey": (128, 128, 128),
+    "gray": (128, 128, 128),
+    "black": (25, 25, 25),
+    "red": (200, 40, 40),
+    "blue": (40, 70, 200),
+    "green": (40, 150, 60),
+    "yellow": (230, 210, 40),
+    "orange": (235, 130, 30),
+    "brown": (130, 85, 45),
+    "dark": (45, 45, 45),
+    "light": (210, 210, 210),
+    "silver": (190, 190, 195),
+    "purple": (120, 50, 150),
 }
 
 
 @dataclass
 class GVTAConfig:
-    cam: bool = True               # use Grad-CAM in mask scoring (ablation "no CAM")
-    scales: tuple = (1.0, 0.5)     # cross-scale Grad-CAM window sizes relative to the image (ablation: (1.0,))
-    global_enhance: bool = True    # enhance the CAM text embedding with the global tokens (ablation)
-    enhance_weight: float = 0.5    # λ in t = normalise(t_expr + λ Σ t_i)
-    modifiers: bool = True         # score instances by the global tokens (ablation "no modifier scoring")
-    vocabulary: str = "rrsisd"     # vocabulary for mapping nouns and competing classes in LVTA
-    w_class: float = 1.0           # weight of the LVTA probability of the local noun
-    w_cam: float = 1.0             # weight of the proposal's IoU with the CAM's hot region
-    cam_threshold: float = 0.5     # the CAM's hot region: fused CAM ≥ this (the CAM is min–max normalised)
-    mask_crops: bool = True        # noun probability also from masked crops (geometric mean; ablation)
-    w_mod: float = 0.75            # weight of the mean modifier score
-    group_overlap: float = 0.5     # a proposal covered this much by a better one joins its instance
-    multi_keep: float = 0.6        # multiple targets: keep instances scoring ≥ this × the best
-    class_keep: float = 0.5        # candidate instances need a noun probability ≥ this × the best one
+    cam: bool = True  # use Grad-CAM in mask scoring (ablation "no CAM")
+    scales: tuple = (1.0, 0.5)  # cross-scale Grad-CAM window sizes relative to the image (ablation: (1.0,))
+    global_enhance: bool = True  # enhance the CAM text embedding with the global tokens (ablation)
+    enhance_weight: float = 0.5  # λ in t = normalise(t_expr + λ Σ t_i)
+    modifiers: bool = True  # score instances by the global tokens (ablation "no modifier scoring")
+    vocabulary: str = "rrsisd"  # vocabulary for mapping nouns and competing classes in LVTA
+    w_class: float = 1.0  # weight of the LVTA probability of the local noun
+    w_cam: float = 1.0  # weight of the proposal's IoU with the CAM's hot region
+    cam_threshold: float = 0.5  # the CAM's hot region: fused CAM ≥ this (the CAM is min–max normalised)
+    mask_crops: bool = True  # noun probability also from masked crops (geometric mean; ablation)
+    w_mod: float = 0.75  # weight of the mean modifier score
+    group_overlap: float = 0.5  # a proposal covered this much by a better one joins its instance
+    multi_keep: float = 0.6  # multiple targets: keep instances scoring ≥ this × the best
+    class_keep: float = 0.5  # candidate instances need a noun probability ≥ this × the best one
 
 
 @dataclass
 class ReferResult:
-    mask: np.ndarray                   # H×W bool, the referred region
-    cam: np.ndarray                    # H×W float32 in [0, 1] (zeros when CAM is off)
-    decomposition: object              # dglrsis.text.Decomposition
-    target: str                        # the class noun used for LVTA
-    selected: list[int] = field(default_factory=list)      # proposal indices in the mask
-    candidates: list[dict] = field(default_factory=list)   # scored instances, best first
+    mask: np.ndarray  # H×W bool, the referred region
+    cam: np.ndarray  # H×W float32 in [0, 1] (zeros when CAM is off)
+    decomposition: object  # dglrsis.text.Decomposition
+    target: str  # the class noun used for LVTA
+    selected: list[int] = field(default_factory=list)  # proposal indices in the mask
+    candidates: list[dict] = field(default_factory=list)  # scored instances, best first
 
     def to_json(self) -> dict:
-        return {"text": self.decomposition.text, "target": self.target, "selected": self.selected,
-                "decomposition": self.decomposition.to_json(), "candidates": self.candidates,
-                "area": int(self.mask.sum())}
+        return {
+            "text": self.decomposition.text,
+            "target": self.target,
+            "selected": self.selected,
+            "decomposition": self.decomposition.to_json(),
+            "candidates": self.candidates,
+            "area": int(self.mask.sum()),
+        }
 
 
 # --------------------------------------------------------------------------------------------- CAM
@@ -106,12 +121,17 @@ def cross_scale_cam(clip, image: np.ndarray, text_emb: torch.Tensor, scales=(1.0
     fused = np.zeros((h, w), np.float32)
     for scale in scales:
         wins = _windows(h, w, scale)
-        batch, sides = zip(*[_square_resize(image[y0:y1, x0:x1], clip.image_size, clip.mean, clip.std)
-                             for x0, y0, x1, y1 in wins])
+        batch, sides = zip(
+            *[
+                _square_resize(image[y0:y1, x0:x1], clip.image_size, clip.mean, clip.std)
+                for x0, y0, x1, y1 in wins
+            ],
+            strict=False,
+        )
         cams = clip_gradcam(clip, torch.cat(batch), text_emb.expand(len(wins), -1))
         acc = np.zeros((h, w), np.float32)
         cnt = np.zeros((h, w), np.float32)
-        for (x0, y0, x1, y1), side, cam in zip(wins, sides, cams):
+        for (x0, y0, x1, y1), side, cam in zip(wins, sides, cams, strict=False):
             c = torch.as_tensor(cam, dtype=torch.float32)[None, None]
             c = F.interpolate(c, size=(side, side), mode="bilinear", align_corners=False)[0, 0].numpy()
             acc[y0:y1, x0:x1] += c[: y1 - y0, : x1 - x0]
@@ -126,8 +146,10 @@ def enhanced_text_embedding(clip, dec, target: str, cfg: GVTAConfig) -> torch.Te
     """``1×D`` text embedding of the expression, enhanced with its global tokens (module docstring)."""
     texts = [dec.text]
     if cfg.global_enhance:
-        texts += [f"{g.text} {target}" if g.kind in ("colour", "size") else f"{target} {g.text}"
-                  for g in dec.global_]
+        texts += [
+            f"{g.text} {target}" if g.kind in ("colour", "size") else f"{target} {g.text}"
+            for g in dec.global_
+        ]
     emb = clip.encode_text(texts)
     t = emb[0] + cfg.enhance_weight * emb[1:].sum(0) if len(texts) > 1 else emb[0]
     return F.normalize(t, dim=-1)[None]
@@ -166,8 +188,13 @@ def modifier_scores(inst: dict, tokens, image: np.ndarray, anchor_centroid) -> t
         if g.kind == "position":
             parts.append(_axis_score(cx, _norm_dir(v.get("x"))) * _axis_score(cy, _norm_dir(v.get("y"))))
         elif g.kind == "size":
-            want_small = (v.get("extreme") or v.get("degree") or "") in ("smallest", "small", "tiny", "short",
-                                                                          "shortest")
+            want_small = (v.get("extreme") or v.get("degree") or "") in (
+                "smallest",
+                "small",
+                "tiny",
+                "short",
+                "shortest",
+            )
             parts.append(_rank_score(inst["area"], not want_small))
         elif g.kind == "colour":
             proto = COLOURS.get(str(g.value).lower() if not isinstance(g.value, dict) else "", None)
@@ -293,13 +320,30 @@ def refer(pred, expression: str, classes=None) -> ReferResult:
         total = total + cfg.w_mod * mod
     order = np.argsort(-total, kind="stable")
     best = total[order[0]]
-    chosen = [int(leaders[i]) for i in order
-              if i == order[0] or (dec.wants_multiple and total[i] >= cfg.multi_keep * best)]
+    chosen = [
+        int(leaders[i])
+        for i in order
+        if i == order[0] or (dec.wants_multiple and total[i] >= cfg.multi_keep * best)
+    ]
     mask = np.logical_or.reduce(props.masks[chosen], axis=0)
-    cands = [{"mask": int(leaders[i]), "score": round(float(total[i]), 4), "class_prob": round(float(
-        p_cls[leaders[i]]), 4), "area": int(props.areas[leaders[i]]), "modifiers": used} for i in order[:10]]
-    return ReferResult(mask=mask, cam=cam.astype(np.float32), decomposition=dec, target=target,
-                       selected=chosen, candidates=cands)
+    cands = [
+        {
+            "mask": int(leaders[i]),
+            "score": round(float(total[i]), 4),
+            "class_prob": round(float(p_cls[leaders[i]]), 4),
+            "area": int(props.areas[leaders[i]]),
+            "modifiers": used,
+        }
+        for i in order[:10]
+    ]
+    return ReferResult(
+        mask=mask,
+        cam=cam.astype(np.float32),
+        decomposition=dec,
+        target=target,
+        selected=chosen,
+        candidates=cands,
+    )
 
 
 def _instance_stats(image: np.ndarray, masks: np.ndarray) -> dict:
@@ -314,8 +358,14 @@ def _instance_stats(image: np.ndarray, masks: np.ndarray) -> dict:
 
 def _anchor_centroid(pred, dec, names, props, leaders):
     """Centroid of the best proposal for the first relation's anchor class (not a candidate itself)."""
-    rel = next((g for g in dec.global_ if g.kind == "relation" and isinstance(g.value, dict)
-                and g.value.get("anchor")), None)
+    rel = next(
+        (
+            g
+            for g in dec.global_
+            if g.kind == "relation" and isinstance(g.value, dict) and g.value.get("anchor")
+        ),
+        None,
+    )
     if rel is None:
         return None
     anchor = rel.value["anchor"]
@@ -334,7 +384,9 @@ def _anchor_centroid(pred, dec, names, props, leaders):
 # --------------------------------------------------------------------------------------------- CLI glue
 def add_gvta_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("GVTA ablations")
-    g.add_argument("--scales", default="1.0,0.5", help="cross-scale CAM window sizes, e.g. 1.0 (single scale)")
+    g.add_argument(
+        "--scales", default="1.0,0.5", help="cross-scale CAM window sizes, e.g. 1.0 (single scale)"
+    )
     g.add_argument("--no-cam", action="store_true", help="do not use Grad-CAM in mask selection")
     g.add_argument("--no-global", action="store_true", help="no global-token enhancement of the CAM text")
     g.add_argument("--no-modifiers", action="store_true", help="no modifier (global token) scoring")
@@ -349,6 +401,11 @@ def gvta_config_from_args(args: argparse.Namespace) -> GVTAConfig:
         raise DglrsisError(f"bad --scales {args.scales!r}: comma-separated numbers in (0, 1]") from None
     if not scales or any(not 0 < s <= 1 for s in scales):
         raise DglrsisError(f"bad --scales {args.scales!r}: comma-separated numbers in (0, 1]")
-    return GVTAConfig(cam=not args.no_cam, scales=scales, global_enhance=not args.no_global,
-                      modifiers=not args.no_modifiers, mask_crops=not args.no_mask_crops,
-                      vocabulary=args.vocabulary)
+    return GVTAConfig(
+        cam=not args.no_cam,
+        scales=scales,
+        global_enhance=not args.no_global,
+        modifiers=not args.no_modifiers,
+        mask_crops=not args.no_mask_crops,
+        vocabulary=args.vocabulary,
+    )

@@ -11,8 +11,14 @@ import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
+
+import numpy as np
+
+from .errors import DglrsisError
 
 
 @contextlib.contextmanager
@@ -24,8 +30,9 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix if suffix is not None else path.suffix,
-                               dir=path.parent)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=suffix if suffix is not None else path.suffix, dir=path.parent
+    )
     os.close(fd)
     tmp = Path(tmp)
     try:
@@ -54,36 +61,38 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
 # than 8 bits is mapped to 8 bits with a per-band percentile stretch (default 2–98 %, nodata excluded):
 # values at or below the low percentile become 0, at or above the high one 255, linear in between.
 
-import numpy as np  # noqa: E402
-
-from .errors import DglrsisError  # noqa: E402
 
 MAX_PIXELS = 40_000 * 40_000  # larger rasters are refused as likely decompression bombs
 MAX_IN_MEMORY = 12_000 * 12_000  # read_image refuses more; use open_raster + tiling for larger rasters
-_MAGIC = [(b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"BM", "BMP"), (b"II*\x00", "TIFF"),
-          (b"MM\x00*", "TIFF"), (b"II+\x00", "TIFF"), (b"MM\x00+", "TIFF"), (b"GIF8", "GIF")]
+_MAGIC = [
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"II+\x00", "TIFF"),
+    (b"MM\x00+", "TIFF"),
+    (b"GIF8", "GIF"),
+]
 
 
-from dataclasses import dataclass as _dataclass, field as _field  # noqa: E402
-
-
-@_dataclass
+@dataclass
 class RasterMeta:
     path: str
-    format: str                    # PNG | JPEG | BMP | TIFF | GIF (from the file's content)
+    format: str  # PNG | JPEG | BMP | TIFF | GIF (from the file's content)
     width: int
     height: int
-    count: int                     # number of bands
-    dtype: str                     # numpy dtype name of the stored data
-    crs: str | None = None         # CRS as WKT/EPSG string, TIFF only
+    count: int  # number of bands
+    dtype: str  # numpy dtype name of the stored data
+    crs: str | None = None  # CRS as WKT/EPSG string, TIFF only
     transform: tuple | None = None  # affine (a, b, c, d, e, f), TIFF only
     nodata: float | None = None
-    profile: dict = _field(default_factory=dict, repr=False)  # rasterio profile for writing
+    profile: dict = field(default_factory=dict, repr=False)  # rasterio profile for writing
 
 
-@_dataclass
+@dataclass
 class Raster:
-    array: np.ndarray   # H×W×3 uint8 RGB for the models
+    array: np.ndarray  # H×W×3 uint8 RGB for the models
     meta: RasterMeta
 
 
@@ -111,8 +120,10 @@ def _check_size(path, width: int, height: int) -> None:
     if width <= 0 or height <= 0:
         raise DglrsisError(f"{path} has an invalid size {width}×{height}")
     if width * height > MAX_PIXELS:
-        raise DglrsisError(f"{path} claims {width}×{height} pixels, more than the {MAX_PIXELS:,} allowed "
-                           f"(a decompression bomb or a mistake)")
+        raise DglrsisError(
+            f"{path} claims {width}×{height} pixels, more than the {MAX_PIXELS:,} allowed "
+            f"(a decompression bomb or a mistake)"
+        )
 
 
 def _read_pil(path, fmt: str) -> tuple[np.ndarray, RasterMeta]:
@@ -157,12 +168,24 @@ class RasterReader:
             _check_size(path, ds.width, ds.height)
             crs = ds.crs.to_string() if ds.crs else None
             tr = tuple(ds.transform)[:6] if ds.crs or not ds.transform.is_identity else None
-            self.meta = RasterMeta(self.path, "TIFF", ds.width, ds.height, ds.count, ds.dtypes[0], crs, tr,
-                                   ds.nodata, dict(ds.profile))
+            self.meta = RasterMeta(
+                self.path,
+                "TIFF",
+                ds.width,
+                ds.height,
+                ds.count,
+                ds.dtypes[0],
+                crs,
+                tr,
+                ds.nodata,
+                dict(ds.profile),
+            )
         else:
             self._arr, self.meta = _read_pil(path, self.fmt)
         all_bands = isinstance(bands, str) and bands == "all"
-        self.bands = list(range(self.meta.count)) if all_bands else select_bands(self.meta.count, bands, self.path)
+        self.bands = (
+            list(range(self.meta.count)) if all_bands else select_bands(self.meta.count, bands, self.path)
+        )
         self.stretch = None
         if self.meta.dtype != "uint8" and not all_bands:
             self.stretch = stretch_params(self.overview(), stretch, self.meta.nodata)
@@ -232,7 +255,7 @@ def stretch_params(data: np.ndarray, pct: tuple = (2, 98), nodata=None) -> np.nd
         v = v[np.isfinite(v)] if v.dtype.kind == "f" else v
         if nodata is not None:
             v = v[v != nodata]
-        lo, hi = (np.percentile(v, pct) if v.size else (0.0, 1.0))
+        lo, hi = np.percentile(v, pct) if v.size else (0.0, 1.0)
         out.append((float(lo), float(hi) if hi > lo else float(lo) + 1.0))
     return np.array(out)
 
@@ -266,10 +289,29 @@ def read_image(path, bands: list[int] | None = None, stretch: tuple = (2, 98)) -
 # ============================================================================================ writing
 def default_palette(n: int) -> list[tuple[int, int, int]]:
     """``n`` distinct RGB colours; index 0 (background) is black."""
-    base = [(0, 0, 0), (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
-            (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128),
-            (220, 190, 255), (170, 110, 40), (255, 250, 200), (128, 0, 0), (170, 255, 195), (128, 128, 0),
-            (255, 215, 180), (0, 0, 128), (128, 128, 128)]
+    base = [
+        (0, 0, 0),
+        (230, 25, 75),
+        (60, 180, 75),
+        (255, 225, 25),
+        (0, 130, 200),
+        (245, 130, 48),
+        (145, 30, 180),
+        (70, 240, 240),
+        (240, 50, 230),
+        (210, 245, 60),
+        (250, 190, 212),
+        (0, 128, 128),
+        (220, 190, 255),
+        (170, 110, 40),
+        (255, 250, 200),
+        (128, 0, 0),
+        (170, 255, 195),
+        (128, 128, 0),
+        (255, 215, 180),
+        (0, 0, 128),
+        (128, 128, 128),
+    ]
     out = list(base[:n])
     rng = np.random.default_rng(12345)
     while len(out) < n:
@@ -302,8 +344,14 @@ def write_geotiff(path, array: np.ndarray, meta: RasterMeta | None) -> None:
     arr = np.asarray(array)
     arr = arr[:, :, None] if arr.ndim == 2 else arr
     h, w, c = arr.shape
-    profile = {"driver": "GTiff", "width": w, "height": h, "count": c, "dtype": arr.dtype.name,
-               "compress": "lzw"}
+    profile = {
+        "driver": "GTiff",
+        "width": w,
+        "height": h,
+        "count": c,
+        "dtype": arr.dtype.name,
+        "compress": "lzw",
+    }
     if meta is not None and meta.crs:
         profile["crs"] = meta.crs
     if meta is not None and meta.transform:
@@ -313,7 +361,9 @@ def write_geotiff(path, array: np.ndarray, meta: RasterMeta | None) -> None:
             dst.write(np.moveaxis(arr, -1, 0))
 
 
-def write_label(path, labels: np.ndarray, meta: RasterMeta | None = None, palette: list | None = None) -> None:
+def write_label(
+    path, labels: np.ndarray, meta: RasterMeta | None = None, palette: list | None = None
+) -> None:
     """Write a label map by extension: ``.png`` → index PNG with palette, ``.tif``/``.tiff`` → GeoTIFF."""
     ext = Path(path).suffix.lower()
     if ext == ".png":

@@ -27,15 +27,15 @@ BACKGROUNDS = ("keep", "blur", "mean", "mask")
 
 @dataclass
 class LVTAConfig:
-    context: bool = True          # enlarge the mask box by `context_ratio` (False: tight box; ablation)
-    context_ratio: float = 1.5    # side of the square crop ÷ the longer side of the mask's box
-    background: str = "blur"      # outside-mask treatment: keep | blur | mean | mask (ablation: keep)
-    blur_sigma: float = 4.0       # Gaussian sigma (pixels of the source image) for background="blur"
-    knowledge: bool = True        # add RS knowledge descriptions to the prompts (ablation)
-    synonyms: bool = True         # prompt every synonym of a class, not only its canonical name
-    templates: str = "rs"         # prompt template set: rs | imagenet80 | simple | a file path
-    batch_size: int = 64          # crops per CLIP forward
-    min_side: int = 8             # crops smaller than this (pixels) are grown to it
+    context: bool = True  # enlarge the mask box by `context_ratio` (False: tight box; ablation)
+    context_ratio: float = 1.5  # side of the square crop ÷ the longer side of the mask's box
+    background: str = "blur"  # outside-mask treatment: keep | blur | mean | mask (ablation: keep)
+    blur_sigma: float = 4.0  # Gaussian sigma (pixels of the source image) for background="blur"
+    knowledge: bool = True  # add RS knowledge descriptions to the prompts (ablation)
+    synonyms: bool = True  # prompt every synonym of a class, not only its canonical name
+    templates: str = "rs"  # prompt template set: rs | imagenet80 | simple | a file path
+    batch_size: int = 64  # crops per CLIP forward
+    min_side: int = 8  # crops smaller than this (pixels) are grown to it
 
 
 # --------------------------------------------------------------------------------------------- crops
@@ -56,30 +56,43 @@ def _gaussian_blur(img: torch.Tensor, sigma: float) -> torch.Tensor:
         return img
     radius = max(1, int(3 * sigma))
     x = torch.arange(-radius, radius + 1, dtype=img.dtype)
-    k = torch.exp(-(x ** 2) / (2 * sigma ** 2))
+    k = torch.exp(-(x**2) / (2 * sigma**2))
     k = (k / k.sum()).to(img.device)
     c = img.shape[1]
     h, w = img.shape[-2:]
     pad_x, pad_y = min(radius, w - 1), min(radius, h - 1)
     if pad_x > 0:
-        img = F.conv1d(F.pad(img.reshape(-1, 1, w), (pad_x, pad_x), mode="reflect"),
-                       k[radius - pad_x: radius + pad_x + 1].view(1, 1, -1)).reshape(1, c, h, w)
+        img = F.conv1d(
+            F.pad(img.reshape(-1, 1, w), (pad_x, pad_x), mode="reflect"),
+            k[radius - pad_x : radius + pad_x + 1].view(1, 1, -1),
+        ).reshape(1, c, h, w)
     if pad_y > 0:
         t = img.transpose(2, 3).reshape(-1, 1, h)
-        t = F.conv1d(F.pad(t, (pad_y, pad_y), mode="reflect"), k[radius - pad_y: radius + pad_y + 1].view(1, 1, -1))
+        t = F.conv1d(
+            F.pad(t, (pad_y, pad_y), mode="reflect"), k[radius - pad_y : radius + pad_y + 1].view(1, 1, -1)
+        )
         img = t.reshape(1, c, w, h).transpose(2, 3)
     return img
 
 
-def context_crops(image: np.ndarray, masks: np.ndarray, boxes: np.ndarray, size: int, mean: tuple,
-                  std: tuple, cfg: LVTAConfig) -> torch.Tensor:
+def context_crops(
+    image: np.ndarray,
+    masks: np.ndarray,
+    boxes: np.ndarray,
+    size: int,
+    mean: tuple,
+    std: tuple,
+    cfg: LVTAConfig,
+) -> torch.Tensor:
     """Context-aware crops of every proposal, normalised for CLIP.
 
     image: H×W×3 uint8; masks: N×H×W bool; boxes: N×4 XYXY pixels. Returns ``N×3×size×size`` float32.
     Outside the image the crop is filled with the CLIP mean colour (0 after normalisation).
     """
     if cfg.background not in BACKGROUNDS:
-        raise DglrsisError(f"unknown background treatment {cfg.background!r}; use one of {', '.join(BACKGROUNDS)}")
+        raise DglrsisError(
+            f"unknown background treatment {cfg.background!r}; use one of {', '.join(BACKGROUNDS)}"
+        )
     m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
     s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
     img = (torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255.0 - m) / s
@@ -91,7 +104,7 @@ def context_crops(image: np.ndarray, masks: np.ndarray, boxes: np.ndarray, size:
         bg = torch.zeros_like(img)
     h, w = image.shape[:2]
     out = torch.zeros(len(masks), 3, size, size)
-    for i, (mask, box) in enumerate(zip(masks, boxes)):
+    for i, (mask, box) in enumerate(zip(masks, boxes, strict=False)):
         x0, y0, x1, y1 = crop_box(box, cfg)
         ix0, iy0 = int(np.floor(x0)), int(np.floor(y0))
         ix1, iy1 = max(int(np.ceil(x1)), ix0 + 1), max(int(np.ceil(y1)), iy0 + 1)
@@ -103,8 +116,9 @@ def context_crops(image: np.ndarray, masks: np.ndarray, boxes: np.ndarray, size:
             mk = torch.from_numpy(mask[cy0:cy1, cx0:cx1])[None, None].float()
             patch = patch * mk + bg[:, :, cy0:cy1, cx0:cx1] * (1 - mk)
         patch = F.pad(patch, (cx0 - ix0, ix1 - cx1, cy0 - iy0, iy1 - cy1))  # outside image → mean colour
-        out[i] = F.interpolate(patch, size=(size, size), mode="bilinear", align_corners=False,
-                               antialias=True)[0]
+        out[i] = F.interpolate(
+            patch, size=(size, size), mode="bilinear", align_corners=False, antialias=True
+        )[0]
     return out
 
 
@@ -112,7 +126,9 @@ def encode_crops(clip, crops: torch.Tensor, batch_size: int) -> torch.Tensor:
     """CLIP image embeddings of ``N×3×S×S`` crops in batches → ``N×D`` (L2-normalised)."""
     if len(crops) == 0:
         return torch.zeros(0, clip.embed_dim)
-    return torch.cat([clip.encode_images(crops[i:i + batch_size]) for i in range(0, len(crops), batch_size)])
+    return torch.cat(
+        [clip.encode_images(crops[i : i + batch_size]) for i in range(0, len(crops), batch_size)]
+    )
 
 
 # --------------------------------------------------------------------------------------------- text
@@ -132,7 +148,9 @@ class TextBank:
 
         syn = [synonyms_for(n) if cfg.synonyms else [n] for n in class_names]
         vocab = Vocabulary(names=list(class_names), synonyms=syn, source="query")
-        return build_prompt_groups(vocab, templates=cfg.templates, synonyms=cfg.synonyms, knowledge=cfg.knowledge)
+        return build_prompt_groups(
+            vocab, templates=cfg.templates, synonyms=cfg.synonyms, knowledge=cfg.knowledge
+        )
 
     def embed(self, class_names: list[str], cfg: LVTAConfig) -> tuple[torch.Tensor, torch.Tensor]:
         """(``M×D`` L2-normalised synonym embeddings, ``M`` owning class index)."""
@@ -143,7 +161,7 @@ class TextBank:
             emb = self.clip.encode_text(flat)
             out, i = [], 0
             for _, g in groups:
-                out.append(F.normalize(emb[i:i + len(g)].mean(0), dim=-1))
+                out.append(F.normalize(emb[i : i + len(g)].mean(0), dim=-1))
                 i += len(g)
             self._cache[key] = (torch.stack(out), torch.tensor([k for k, _ in groups]))
         return self._cache[key]
@@ -155,8 +173,9 @@ def logit_scale(clip) -> float:
     return float(ls.detach().exp()) if ls is not None else 100.0
 
 
-def classify(crop_emb: torch.Tensor, text_emb: torch.Tensor, scale: float,
-             owner: torch.Tensor | None = None) -> torch.Tensor:
+def classify(
+    crop_emb: torch.Tensor, text_emb: torch.Tensor, scale: float, owner: torch.Tensor | None = None
+) -> torch.Tensor:
     """Calibrated mask-classification probabilities ``N×K`` = softmax(scale · cos(crop, class)), where a
     class's cosine is the max over its synonym embeddings (``owner[m]`` = class of embedding ``m``)."""
     sims = crop_emb @ text_emb.T  # N×M
@@ -168,8 +187,9 @@ def classify(crop_emb: torch.Tensor, text_emb: torch.Tensor, scale: float,
 
 
 # --------------------------------------------------------------------------------------------- pixels
-def assign_pixels(masks: np.ndarray, labels: np.ndarray, confidence: np.ndarray,
-                  fill_uncovered: bool) -> np.ndarray:
+def assign_pixels(
+    masks: np.ndarray, labels: np.ndarray, confidence: np.ndarray, fill_uncovered: bool
+) -> np.ndarray:
     """Per-pixel label map from overlapping labelled proposals.
 
     masks: N×H×W bool; labels: N int (-1 = background); confidence: N float.

@@ -30,16 +30,17 @@ import json
 import os
 import threading
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .errors import DglrsisError
 from .safeload import load_checkpoint
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
-_MODEL_LOCKS: "weakref.WeakKeyDictionary[Any, threading.RLock]" = weakref.WeakKeyDictionary()
+_MODEL_LOCKS: weakref.WeakKeyDictionary[Any, threading.RLock] = weakref.WeakKeyDictionary()
 _LOCKS_GUARD = threading.Lock()
 
 
@@ -70,27 +71,45 @@ def weights_dir() -> Path:
 # --------------------------------------------------------------------------------------------- tables
 @dataclass(frozen=True)
 class ClipSpec:
-    arch: str                 # open_clip architecture name (or "world-clip")
-    tag: str | None = None    # open_clip pretrained tag, when open_clip knows the weights
+    arch: str  # open_clip architecture name (or "world-clip")
+    tag: str | None = None  # open_clip pretrained tag, when open_clip knows the weights
     hf_repo: str | None = None  # hub repository holding a plain checkpoint file
     hf_file: str | None = None  # that file's name inside the repository
-    note: str = ""            # one-line description for `dglrsis models`
+    note: str = ""  # one-line description for `dglrsis models`
 
 
 CLIP_MODELS: dict[str, ClipSpec] = {
     "ViT-B-16:openai": ClipSpec("ViT-B-16", tag="openai", note="OpenAI CLIP ViT-B/16 (CAT-Seg B, 384 px)"),
     "ViT-B-32:openai": ClipSpec("ViT-B-32", tag="openai", note="OpenAI CLIP ViT-B/32"),
     "ViT-L-14:openai": ClipSpec("ViT-L-14", tag="openai", note="OpenAI CLIP ViT-L/14"),
-    "ViT-L-14-336:openai": ClipSpec("ViT-L-14-336", tag="openai", note="OpenAI CLIP ViT-L/14@336 (CAT-Seg L)"),
+    "ViT-L-14-336:openai": ClipSpec(
+        "ViT-L-14-336", tag="openai", note="OpenAI CLIP ViT-L/14@336 (CAT-Seg L)"
+    ),
     "ViT-B-16:laion2b_s34b_b88k": ClipSpec("ViT-B-16", tag="laion2b_s34b_b88k", note="LAION-2B ViT-B/16"),
-    "RemoteCLIP-ViT-B-32": ClipSpec("ViT-B-32", hf_repo="chendelong/RemoteCLIP",
-                                    hf_file="RemoteCLIP-ViT-B-32.pt", note="RemoteCLIP (RS) ViT-B/32"),
-    "RemoteCLIP-ViT-L-14": ClipSpec("ViT-L-14", hf_repo="chendelong/RemoteCLIP",
-                                    hf_file="RemoteCLIP-ViT-L-14.pt", note="RemoteCLIP (RS) ViT-L/14"),
-    "GeoRSCLIP-ViT-B-32": ClipSpec("ViT-B-32", hf_repo="Zilun/GeoRSCLIP", hf_file="ckpt/RS5M_ViT-B-32.pt",
-                                   note="GeoRSCLIP (RS5M) ViT-B/32"),
-    "GeoRSCLIP-ViT-L-14": ClipSpec("ViT-L-14", hf_repo="Zilun/GeoRSCLIP", hf_file="ckpt/RS5M_ViT-L-14.pt",
-                                   note="GeoRSCLIP (RS5M) ViT-L/14"),
+    "RemoteCLIP-ViT-B-32": ClipSpec(
+        "ViT-B-32",
+        hf_repo="chendelong/RemoteCLIP",
+        hf_file="RemoteCLIP-ViT-B-32.pt",
+        note="RemoteCLIP (RS) ViT-B/32",
+    ),
+    "RemoteCLIP-ViT-L-14": ClipSpec(
+        "ViT-L-14",
+        hf_repo="chendelong/RemoteCLIP",
+        hf_file="RemoteCLIP-ViT-L-14.pt",
+        note="RemoteCLIP (RS) ViT-L/14",
+    ),
+    "GeoRSCLIP-ViT-B-32": ClipSpec(
+        "ViT-B-32",
+        hf_repo="Zilun/GeoRSCLIP",
+        hf_file="ckpt/RS5M_ViT-B-32.pt",
+        note="GeoRSCLIP (RS5M) ViT-B/32",
+    ),
+    "GeoRSCLIP-ViT-L-14": ClipSpec(
+        "ViT-L-14",
+        hf_repo="Zilun/GeoRSCLIP",
+        hf_file="ckpt/RS5M_ViT-L-14.pt",
+        note="GeoRSCLIP (RS5M) ViT-L/14",
+    ),
     "world-clip": ClipSpec("world-clip", note="small CLIP trained on the synthetic world (bundled)"),
 }
 
@@ -104,30 +123,70 @@ SAM_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
 
 @dataclass(frozen=True)
 class DinoSpec:
-    arch: dict                # transformers ViT/Dinov2 config keywords
-    family: str = "vit"       # "vit" (DINO v1 layout), "dinov2" or "dinov3"
+    arch: dict  # transformers ViT/Dinov2 config keywords
+    family: str = "vit"  # "vit" (DINO v1 layout), "dinov2" or "dinov3"
     hf_id: str | None = None  # transformers model id, when weights are on the hub
-    file: str | None = None   # local checkpoint file name looked up in weights_dir()
+    file: str | None = None  # local checkpoint file name looked up in weights_dir()
     note: str = ""
 
 
-_VIT_B8 = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
-               patch_size=8, image_size=224)
+_VIT_B8 = dict(
+    hidden_size=768,
+    num_hidden_layers=12,
+    num_attention_heads=12,
+    intermediate_size=3072,
+    patch_size=8,
+    image_size=224,
+)
 DINO_MODELS: dict[str, DinoSpec] = {
-    "rsib": DinoSpec(_VIT_B8, file="rsib_dino_vitb8.pth",
-                     note="RSIB: DINO v1 ViT-B/8 pretrained on RS images (GSNet/RSKT-Seg)"),
+    "rsib": DinoSpec(
+        _VIT_B8,
+        file="rsib_dino_vitb8.pth",
+        note="RSIB: DINO v1 ViT-B/8 pretrained on RS images (GSNet/RSKT-Seg)",
+    ),
     "dino-vitb8": DinoSpec(_VIT_B8, hf_id="facebook/dino-vitb8", note="DINO v1 ViT-B/8 (ImageNet)"),
-    "dinov2-small": DinoSpec(dict(hidden_size=384, num_hidden_layers=12, num_attention_heads=6, patch_size=14,
-                                  image_size=518), "dinov2", hf_id="facebook/dinov2-small", note="DINOv2 ViT-S/14"),
-    "dinov2-base": DinoSpec(dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, patch_size=14,
-                                 image_size=518), "dinov2", hf_id="facebook/dinov2-base", note="DINOv2 ViT-B/14"),
-    "dinov2-large": DinoSpec(dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, patch_size=14,
-                                  image_size=518), "dinov2", hf_id="facebook/dinov2-large", note="DINOv2 ViT-L/14"),
-    "dinov3-vitb16": DinoSpec(dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
-                                   intermediate_size=3072, patch_size=16, image_size=224), "dinov3",
-                              hf_id="facebook/dinov3-vitb16-pretrain-lvd1689m", note="DINOv3 ViT-B/16 (gated)"),
-    "dino-tiny": DinoSpec(dict(hidden_size=96, num_hidden_layers=4, num_attention_heads=4, intermediate_size=384,
-                               patch_size=8, image_size=64), note="tiny ViT/8 stand-in (random weights only)"),
+    "dinov2-small": DinoSpec(
+        dict(hidden_size=384, num_hidden_layers=12, num_attention_heads=6, patch_size=14, image_size=518),
+        "dinov2",
+        hf_id="facebook/dinov2-small",
+        note="DINOv2 ViT-S/14",
+    ),
+    "dinov2-base": DinoSpec(
+        dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, patch_size=14, image_size=518),
+        "dinov2",
+        hf_id="facebook/dinov2-base",
+        note="DINOv2 ViT-B/14",
+    ),
+    "dinov2-large": DinoSpec(
+        dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, patch_size=14, image_size=518),
+        "dinov2",
+        hf_id="facebook/dinov2-large",
+        note="DINOv2 ViT-L/14",
+    ),
+    "dinov3-vitb16": DinoSpec(
+        dict(
+            hidden_size=768,
+            num_hidden_layers=12,
+            num_attention_heads=12,
+            intermediate_size=3072,
+            patch_size=16,
+            image_size=224,
+        ),
+        "dinov3",
+        hf_id="facebook/dinov3-vitb16-pretrain-lvd1689m",
+        note="DINOv3 ViT-B/16 (gated)",
+    ),
+    "dino-tiny": DinoSpec(
+        dict(
+            hidden_size=96,
+            num_hidden_layers=4,
+            num_attention_heads=4,
+            intermediate_size=384,
+            patch_size=8,
+            image_size=64,
+        ),
+        note="tiny ViT/8 stand-in (random weights only)",
+    ),
 }
 
 
@@ -142,8 +201,8 @@ class ClipBundle:
     name: str
     arch: str
     model: Any
-    preprocess: Callable       # PIL image -> 3×S×S tensor (open_clip eval transform)
-    tokenizer: Callable        # list[str] -> LongTensor B×context_length
+    preprocess: Callable  # PIL image -> 3×S×S tensor (open_clip eval transform)
+    tokenizer: Callable  # list[str] -> LongTensor B×context_length
     image_size: int
     mean: tuple
     std: tuple
@@ -157,7 +216,7 @@ class ClipBundle:
         out = []
         with model_lock(self.model), torch.no_grad():
             for i in range(0, len(texts), batch_size):
-                tok = self.tokenizer(texts[i:i + batch_size]).to(self.device)
+                tok = self.tokenizer(texts[i : i + batch_size]).to(self.device)
                 out.append(torch.nn.functional.normalize(self.model.encode_text(tok).float(), dim=-1))
         return torch.cat(out) if out else torch.zeros(0, self.embed_dim)
 
@@ -223,14 +282,17 @@ def _resolve_clip(name: str, checkpoint: str | None) -> tuple[ClipSpec, str]:
     if not sep or arch not in archs:
         raise DglrsisError(
             f"unknown CLIP {name!r}: use a registry name (dglrsis models), ARCH:TAG, ARCH:/path/to/weights, "
-            f"ARCH:random or hf-hub:ORG/REPO")
+            f"ARCH:random or hf-hub:ORG/REPO"
+        )
     if tag == "random":
         return ClipSpec(arch), "random"
     if os.sep in tag or Path(tag).suffix in (".pt", ".pth", ".bin", ".safetensors"):
         return ClipSpec(arch), "local"
     if tag not in open_clip.list_pretrained_tags_by_model(arch):
-        raise DglrsisError(f"open_clip has no pretrained tag {tag!r} for {arch}; "
-                           f"known: {', '.join(open_clip.list_pretrained_tags_by_model(arch)) or 'none'}")
+        raise DglrsisError(
+            f"open_clip has no pretrained tag {tag!r} for {arch}; "
+            f"known: {', '.join(open_clip.list_pretrained_tags_by_model(arch)) or 'none'}"
+        )
     return ClipSpec(arch, tag=tag), "openclip"
 
 
@@ -246,7 +308,8 @@ def _hub_file(repo: str, filename: str) -> Path:
     except Exception:  # noqa: BLE001 - offline, missing, gated: one clear message
         raise DglrsisError(
             f"weights {filename} not available offline: download it from the Hugging Face repo {repo} and "
-            f"{_offline_hint()}") from None
+            f"{_offline_hint()}"
+        ) from None
 
 
 def _load_state_into(model, path: Path, what: str) -> None:
@@ -267,15 +330,18 @@ def _build_world_clip(with_weights: bool):
     cfg_path = BUNDLED_DIR / "world-clip.json"
     weights = BUNDLED_DIR / "world-clip.safetensors"
     if not cfg_path.is_file() or (with_weights and not weights.is_file()):
-        raise DglrsisError("world-clip weights are missing from the package: regenerate them with "
-                           "`python -m trainable.world_clip` (see README)")
+        raise DglrsisError(
+            "world-clip weights are missing from the package: regenerate them with "
+            "`python -m trainable.world_clip` (see README)"
+        )
     cfg = json.loads(cfg_path.read_text())
     model = open_clip.CLIP(**cfg["model_cfg"])
     return model, cfg
 
 
-def load_clip(name: str, checkpoint: str | None = None, device: str = "cpu",
-              precision: str = "fp32") -> ClipBundle:
+def load_clip(
+    name: str, checkpoint: str | None = None, device: str = "cpu", precision: str = "fp32"
+) -> ClipBundle:
     """Build a CLIP by registry name (see module docstring); eval mode, requires_grad left on.
 
     ``checkpoint`` (a local file) overrides where weights come from; ``name`` then only names the
@@ -300,7 +366,8 @@ def load_clip(name: str, checkpoint: str | None = None, device: str = "cpu",
         try:
             if mode == "openclip":
                 model, _, preprocess = open_clip.create_model_and_transforms(
-                    spec.arch, pretrained=spec.tag, weights_only=True)
+                    spec.arch, pretrained=spec.tag, weights_only=True
+                )
             elif mode == "hub":
                 model, _, preprocess = open_clip.create_model_and_transforms(spec.arch, weights_only=True)
             else:
@@ -312,7 +379,8 @@ def load_clip(name: str, checkpoint: str | None = None, device: str = "cpu",
             raise DglrsisError(
                 f"CLIP weights {where} are not available ({type(exc).__name__}); on a machine with network "
                 f"access open_clip downloads them, offline pass --clip {spec.arch}:/path/to/checkpoint.pt "
-                f"(or {_offline_hint()})") from None
+                f"(or {_offline_hint()})"
+            ) from None
         if mode == "local":
             path = Path(checkpoint or name.partition(":")[2]).expanduser()
             _load_state_into(model, path, f"CLIP {spec.arch}")
@@ -325,10 +393,23 @@ def load_clip(name: str, checkpoint: str | None = None, device: str = "cpu",
         std = tuple(getattr(model.visual, "image_std", None) or OPENAI_STD)
     dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
     model = model.to(device=device, dtype=dtype).eval()
-    embed_dim = int(model.text_projection.shape[-1]) if getattr(model, "text_projection", None) is not None \
+    embed_dim = (
+        int(model.text_projection.shape[-1])
+        if getattr(model, "text_projection", None) is not None
         else int(model.visual.output_dim)
-    return ClipBundle(name=name, arch=spec.arch, model=model, preprocess=preprocess, tokenizer=tokenizer,
-                      image_size=int(size), mean=mean, std=std, embed_dim=embed_dim, device=str(device))
+    )
+    return ClipBundle(
+        name=name,
+        arch=spec.arch,
+        model=model,
+        preprocess=preprocess,
+        tokenizer=tokenizer,
+        image_size=int(size),
+        mean=mean,
+        std=std,
+        embed_dim=embed_dim,
+        device=str(device),
+    )
 
 
 # --------------------------------------------------------------------------------------------- SAM
@@ -348,7 +429,8 @@ def load_sam(arch: str = "vit_b", checkpoint: str | None = None, device: str = "
         if not path.is_file():
             raise DglrsisError(
                 f"SAM {arch} weights not found at {path}: download {SAM_URL}{SAM_CHECKPOINTS[arch]} and pass "
-                f"--sam-checkpoint PATH (or put it in {weights_dir()}, or set DGLRSIS_WEIGHTS)")
+                f"--sam-checkpoint PATH (or put it in {weights_dir()}, or set DGLRSIS_WEIGHTS)"
+            )
         _load_state_into(model, path, f"SAM {arch}")
     return model.to(device).eval()
 
@@ -356,13 +438,28 @@ def load_sam(arch: str = "vit_b", checkpoint: str | None = None, device: str = "
 # --------------------------------------------------------------------------------------------- DINO
 # transformers renamed ViT parameters in v5; map onto whichever layout the installed version builds.
 _HF_VIT_LAYOUTS = {
-    "v5": ("layers.{i}.", {"norm1": "layernorm_before", "norm2": "layernorm_after", "attn.proj": "attention.o_proj",
-                           "mlp.fc1": "mlp.fc1", "mlp.fc2": "mlp.fc2"},
-           ("attention.q_proj", "attention.k_proj", "attention.v_proj")),
-    "v4": ("encoder.layer.{i}.", {"norm1": "layernorm_before", "norm2": "layernorm_after",
-                                  "attn.proj": "attention.output.dense", "mlp.fc1": "intermediate.dense",
-                                  "mlp.fc2": "output.dense"},
-           ("attention.attention.query", "attention.attention.key", "attention.attention.value")),
+    "v5": (
+        "layers.{i}.",
+        {
+            "norm1": "layernorm_before",
+            "norm2": "layernorm_after",
+            "attn.proj": "attention.o_proj",
+            "mlp.fc1": "mlp.fc1",
+            "mlp.fc2": "mlp.fc2",
+        },
+        ("attention.q_proj", "attention.k_proj", "attention.v_proj"),
+    ),
+    "v4": (
+        "encoder.layer.{i}.",
+        {
+            "norm1": "layernorm_before",
+            "norm2": "layernorm_after",
+            "attn.proj": "attention.output.dense",
+            "mlp.fc1": "intermediate.dense",
+            "mlp.fc2": "output.dense",
+        },
+        ("attention.attention.query", "attention.attention.key", "attention.attention.value"),
+    ),
 }
 
 
@@ -384,17 +481,21 @@ def _dino_v1_to_hf(state: dict, num_layers: int, layout: str = "v5") -> dict:
     if "embeddings.cls_token" in clean:  # already in transformers layout
         return clean
     block, names, qkv_names = _HF_VIT_LAYOUTS[layout]
-    out = {"embeddings.cls_token": clean["cls_token"], "embeddings.position_embeddings": clean["pos_embed"],
-           "embeddings.patch_embeddings.projection.weight": clean["patch_embed.proj.weight"],
-           "embeddings.patch_embeddings.projection.bias": clean["patch_embed.proj.bias"],
-           "layernorm.weight": clean["norm.weight"], "layernorm.bias": clean["norm.bias"]}
+    out = {
+        "embeddings.cls_token": clean["cls_token"],
+        "embeddings.position_embeddings": clean["pos_embed"],
+        "embeddings.patch_embeddings.projection.weight": clean["patch_embed.proj.weight"],
+        "embeddings.patch_embeddings.projection.bias": clean["patch_embed.proj.bias"],
+        "layernorm.weight": clean["norm.weight"],
+        "layernorm.bias": clean["norm.bias"],
+    }
     for i in range(num_layers):
         src, dst = f"blocks.{i}.", block.format(i=i)
         for a, b in names.items():
             for p in ("weight", "bias"):
                 out[f"{dst}{b}.{p}"] = clean[f"{src}{a}.{p}"]
         for p in ("weight", "bias"):
-            for part, t in zip(qkv_names, clean[f"{src}attn.qkv.{p}"].chunk(3, dim=0)):
+            for part, t in zip(qkv_names, clean[f"{src}attn.qkv.{p}"].chunk(3, dim=0), strict=False):
                 out[f"{dst}{part}.{p}"] = t
     return out
 
@@ -441,8 +542,10 @@ def load_dino(name: str, checkpoint: str | None = None, device: str = "cpu") -> 
             raise DglrsisError(f"{base} has no pretrained weights; use {base}:random")
         if path is not None:
             if not path.is_file():
-                raise DglrsisError(f"DINO {base} weights not found at {path}: download the checkpoint and pass "
-                                   f"--dino {base}:/path/to/file (or {_offline_hint()})")
+                raise DglrsisError(
+                    f"DINO {base} weights not found at {path}: download the checkpoint and pass "
+                    f"--dino {base}:/path/to/file (or {_offline_hint()})"
+                )
             state = load_checkpoint(path)
             if spec.family == "vit":
                 try:
@@ -451,11 +554,14 @@ def load_dino(name: str, checkpoint: str | None = None, device: str = "cpu") -> 
                     raise DglrsisError(f"{path} is not a DINO ViT checkpoint (no {exc.args[0]})") from None
             missing, unexpected = model.load_state_dict(state, strict=False)
             if missing or unexpected:
-                raise DglrsisError(f"{path} does not fit DINO {base}: missing {list(missing)[:3]}, "
-                                   f"unexpected {list(unexpected)[:3]}")
+                raise DglrsisError(
+                    f"{path} does not fit DINO {base}: missing {list(missing)[:3]}, "
+                    f"unexpected {list(unexpected)[:3]}"
+                )
     model = model.to(device).eval()
-    return DinoBundle(name=name, model=model, patch_size=spec.arch["patch_size"],
-                      embed_dim=spec.arch["hidden_size"])
+    return DinoBundle(
+        name=name, model=model, patch_size=spec.arch["patch_size"], embed_dim=spec.arch["hidden_size"]
+    )
 
 
 def _dino_from_hub(spec: DinoSpec, base: str):
@@ -465,9 +571,11 @@ def _dino_from_hub(spec: DinoSpec, base: str):
         kwargs = {"add_pooling_layer": False} if spec.family == "vit" else {}
         return AutoModel.from_pretrained(spec.hf_id, **kwargs)
     except Exception:  # noqa: BLE001
-        raise DglrsisError(f"DINO {base} weights not available offline: download the Hugging Face model "
-                           f"{spec.hf_id} and pass --dino {base}:/path/to/checkpoint "
-                           f"(or {_offline_hint()})") from None
+        raise DglrsisError(
+            f"DINO {base} weights not available offline: download the Hugging Face model "
+            f"{spec.hf_id} and pass --dino {base}:/path/to/checkpoint "
+            f"(or {_offline_hint()})"
+        ) from None
 
 
 # --------------------------------------------------------------------------------------------- listing
@@ -475,8 +583,11 @@ def _clip_present(name: str, spec: ClipSpec) -> str:
     if spec.arch == "world-clip":
         return "bundled" if (BUNDLED_DIR / "world-clip.safetensors").is_file() else "missing"
     if spec.hf_file:
-        return "yes" if (weights_dir() / Path(spec.hf_file).name).is_file() or _in_hf_cache(
-            spec.hf_repo, spec.hf_file) else "no"
+        return (
+            "yes"
+            if (weights_dir() / Path(spec.hf_file).name).is_file() or _in_hf_cache(spec.hf_repo, spec.hf_file)
+            else "no"
+        )
     import open_clip
 
     cfg = open_clip.get_pretrained_cfg(spec.arch, spec.tag) or {}
@@ -498,20 +609,36 @@ def list_models() -> list[dict]:
     """Rows ``{family, name, weights, present, note}`` for every registry entry (no network)."""
     rows = []
     for name, spec in CLIP_MODELS.items():
-        src = spec.tag and f"open_clip tag {spec.tag}" or spec.hf_repo and f"{spec.hf_repo}/{spec.hf_file}" \
+        src = (
+            spec.tag
+            and f"open_clip tag {spec.tag}"
+            or spec.hf_repo
+            and f"{spec.hf_repo}/{spec.hf_file}"
             or "package"
-        rows.append(dict(family="clip", name=name, weights=src, present=_clip_present(name, spec), note=spec.note))
+        )
+        rows.append(
+            dict(family="clip", name=name, weights=src, present=_clip_present(name, spec), note=spec.note)
+        )
     for arch, fname in SAM_CHECKPOINTS.items():
-        rows.append(dict(family="sam", name=arch, weights=fname,
-                         present="yes" if (weights_dir() / fname).is_file() else "no",
-                         note=f"segment-anything {arch}"))
+        rows.append(
+            dict(
+                family="sam",
+                name=arch,
+                weights=fname,
+                present="yes" if (weights_dir() / fname).is_file() else "no",
+                note=f"segment-anything {arch}",
+            )
+        )
     for name, spec in DINO_MODELS.items():
         if spec.file:
             src, present = spec.file, "yes" if (weights_dir() / spec.file).is_file() else "no"
         elif spec.hf_id:
             src = spec.hf_id
-            present = "yes" if any(_in_hf_cache(spec.hf_id, f) for f in ("model.safetensors",
-                                                                         "pytorch_model.bin")) else "no"
+            present = (
+                "yes"
+                if any(_in_hf_cache(spec.hf_id, f) for f in ("model.safetensors", "pytorch_model.bin"))
+                else "no"
+            )
         else:
             src, present = "random only", "n/a"
         rows.append(dict(family="dino", name=name, weights=src, present=present, note=spec.note))

@@ -31,34 +31,40 @@ BACKGROUND_PROMPTS = ["background", "bare ground", "land", "grass", "road", "wat
 
 @dataclass
 class PredictorConfig:
-    clip: str = "world-clip"            # CLIP registry name (dglrsis models), e.g. ViT-B-16:openai
+    clip: str = "world-clip"  # CLIP registry name (dglrsis models), e.g. ViT-B-16:openai
     clip_checkpoint: str | None = None  # local CLIP checkpoint file (then `clip` names the architecture)
-    proposals: str = "slic"             # mask proposals: slic | felzenszwalb | sam
-    sam: str = "vit_b"                  # SAM architecture when proposals == "sam"
-    sam_checkpoint: str | None = None   # SAM checkpoint path ("random" for random weights)
-    device: str = "cpu"                 # torch device for CLIP/SAM
-    background: str = "none"            # none | threshold:T | prompt  (how background is predicted)
+    proposals: str = "slic"  # mask proposals: slic | felzenszwalb | sam
+    sam: str = "vit_b"  # SAM architecture when proposals == "sam"
+    sam_checkpoint: str | None = None  # SAM checkpoint path ("random" for random weights)
+    device: str = "cpu"  # torch device for CLIP/SAM
+    background: str = "none"  # none | threshold:T | prompt  (how background is predicted)
     lvta: LVTAConfig = field(default_factory=LVTAConfig)  # crop/prompt settings and ablations
     proposal_cfg: ProposalConfig | None = None  # full proposal settings (None: defaults for `proposals`)
-    gvta: object | None = None          # GVTAConfig for refer(); None: defaults
+    gvta: object | None = None  # GVTAConfig for refer(); None: defaults
 
 
 @dataclass
 class SegmentResult:
-    labels: np.ndarray        # H×W int32: k = class_names[k], -1 = background / not covered
-    class_names: list[str]    # the query's classes, in order
-    probs: np.ndarray         # N×K mask-classification probabilities (N proposals)
-    mask_labels: np.ndarray   # N int: class per proposal (-1 = background)
-    boxes: np.ndarray         # N×4 XYXY proposal boxes
-    areas: np.ndarray         # N proposal areas (pixels)
+    labels: np.ndarray  # H×W int32: k = class_names[k], -1 = background / not covered
+    class_names: list[str]  # the query's classes, in order
+    probs: np.ndarray  # N×K mask-classification probabilities (N proposals)
+    mask_labels: np.ndarray  # N int: class per proposal (-1 = background)
+    boxes: np.ndarray  # N×4 XYXY proposal boxes
+    areas: np.ndarray  # N proposal areas (pixels)
 
     def mask_scores(self) -> list[dict]:
         """One JSON-able row per proposal: index, class, probability, area, box."""
         rows = []
         for i, lab in enumerate(self.mask_labels):
-            rows.append({"mask": i, "class": self.class_names[lab] if lab >= 0 else "background",
-                         "score": round(float(self.probs[i].max()), 4) if self.probs.size else 0.0,
-                         "area": int(self.areas[i]), "box": [round(float(v), 1) for v in self.boxes[i]]})
+            rows.append(
+                {
+                    "mask": i,
+                    "class": self.class_names[lab] if lab >= 0 else "background",
+                    "score": round(float(self.probs[i].max()), 4) if self.probs.size else 0.0,
+                    "area": int(self.areas[i]),
+                    "box": [round(float(v), 1) for v in self.boxes[i]],
+                }
+            )
         return rows
 
 
@@ -127,7 +133,7 @@ class Predictor:
         return self._sam
 
     # -- image state --------------------------------------------------------------------------------
-    def set_image(self, image: np.ndarray) -> "Predictor":
+    def set_image(self, image: np.ndarray) -> Predictor:
         """Compute and cache proposals and crop embeddings for ``image`` (H×W×3 uint8, not modified)."""
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
@@ -154,13 +160,17 @@ class Predictor:
         """
         self._require_image()
         text, owner = self.text_bank.embed(class_names, self.cfg.lvta)
-        return classify(self._masked_embeddings() if masked else self.crop_emb, text, logit_scale(self.clip), owner)
+        return classify(
+            self._masked_embeddings() if masked else self.crop_emb, text, logit_scale(self.clip), owner
+        )
 
     def _masked_embeddings(self) -> torch.Tensor:
         if self.cfg.lvta.background == "mask":
             return self.crop_emb
         if self._masked_emb is None:
-            self._masked_emb = self._embed_crops(self.image, self.proposals, replace(self.cfg.lvta, background="mask"))
+            self._masked_emb = self._embed_crops(
+                self.image, self.proposals, replace(self.cfg.lvta, background="mask")
+            )
         return self._masked_emb
 
     def _embed_crops(self, image: np.ndarray, props, lvta: LVTAConfig) -> torch.Tensor:
@@ -193,14 +203,21 @@ class Predictor:
             lab[lab == len(names)] = -1
             probs = probs[:, : len(names)]
         labels = assign_pixels(props.masks, lab, conf.numpy(), fill_uncovered=kind == "none")
-        return SegmentResult(labels=labels, class_names=names, probs=probs.numpy(), mask_labels=lab,
-                             boxes=np.asarray(props.boxes), areas=np.asarray(props.areas))
+        return SegmentResult(
+            labels=labels,
+            class_names=names,
+            probs=probs.numpy(),
+            mask_labels=lab,
+            boxes=np.asarray(props.boxes),
+            areas=np.asarray(props.areas),
+        )
 
     def _classify_with_background(self, names: list[str]) -> torch.Tensor:
         """Probabilities over names + one background class embedded from generic prompts."""
         text, owner = self.text_bank.embed(names, self.cfg.lvta)
-        bg, _ = self.text_bank.embed(BACKGROUND_PROMPTS, LVTAConfig(knowledge=False, synonyms=False,
-                                                                    templates=self.cfg.lvta.templates))
+        bg, _ = self.text_bank.embed(
+            BACKGROUND_PROMPTS, LVTAConfig(knowledge=False, synonyms=False, templates=self.cfg.lvta.templates)
+        )
         owner = torch.cat([owner, torch.full((len(bg),), len(names))])  # every background prompt competes
         return classify(self.crop_emb, torch.cat([text, bg]), logit_scale(self.clip), owner)
 
@@ -214,9 +231,13 @@ class Predictor:
 
     def settings(self) -> dict:
         """JSON-able description of the model and every ablation switch."""
-        out = {"clip": self.cfg.clip, "clip_checkpoint": self.cfg.clip_checkpoint,
-               "proposals": asdict(self._proposal_cfg()), "background": self.cfg.background,
-               "lvta": asdict(self.cfg.lvta)}
+        out = {
+            "clip": self.cfg.clip,
+            "clip_checkpoint": self.cfg.clip_checkpoint,
+            "proposals": asdict(self._proposal_cfg()),
+            "background": self.cfg.background,
+            "lvta": asdict(self.cfg.lvta),
+        }
         if self._proposal_cfg().method == "sam":
             out["sam"] = {"arch": self.cfg.sam, "checkpoint": self.cfg.sam_checkpoint}
         if self.cfg.gvta is not None:
@@ -237,8 +258,12 @@ def add_predictor_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--background", default="none", help="none | threshold:T | prompt")
     a = parser.add_argument_group("ablations")
     a.add_argument("--no-context", action="store_true", help="LVTA: tight mask box, no context enlargement")
-    a.add_argument("--crop-background", default="blur", choices=("keep", "blur", "mean", "mask"),
-                   help="LVTA: treatment of pixels outside the mask in each crop")
+    a.add_argument(
+        "--crop-background",
+        default="blur",
+        choices=("keep", "blur", "mean", "mask"),
+        help="LVTA: treatment of pixels outside the mask in each crop",
+    )
     a.add_argument("--no-knowledge", action="store_true", help="LVTA: prompts without RS knowledge")
     a.add_argument("--no-synonyms", action="store_true", help="LVTA: canonical class names only")
     a.add_argument("--templates", default="rs", help="prompt templates: rs | imagenet80 | simple | FILE")
@@ -246,14 +271,27 @@ def add_predictor_arguments(parser: argparse.ArgumentParser) -> None:
 
 def predictor_from_args(args: argparse.Namespace) -> Predictor:
     """Build a :class:`Predictor` from the options of :func:`add_predictor_arguments`."""
-    lvta = LVTAConfig(context=not args.no_context, background=args.crop_background,
-                      knowledge=not args.no_knowledge, synonyms=not args.no_synonyms, templates=args.templates)
+    lvta = LVTAConfig(
+        context=not args.no_context,
+        background=args.crop_background,
+        knowledge=not args.no_knowledge,
+        synonyms=not args.no_synonyms,
+        templates=args.templates,
+    )
     gvta = None
     if hasattr(args, "scales"):
         from .gvta import gvta_config_from_args
 
         gvta = gvta_config_from_args(args)
-    cfg = PredictorConfig(clip=args.clip, clip_checkpoint=args.clip_checkpoint, proposals=args.proposals,
-                          sam=args.sam, sam_checkpoint=args.sam_checkpoint, device=args.device,
-                          background=args.background, lvta=lvta, gvta=gvta)
+    cfg = PredictorConfig(
+        clip=args.clip,
+        clip_checkpoint=args.clip_checkpoint,
+        proposals=args.proposals,
+        sam=args.sam,
+        sam_checkpoint=args.sam_checkpoint,
+        device=args.device,
+        background=args.background,
+        lvta=lvta,
+        gvta=gvta,
+    )
     return Predictor(cfg)

@@ -25,37 +25,41 @@ METHODS = ("slic", "felzenszwalb", "sam")
 
 @dataclass
 class ProposalConfig:
-    method: str = "slic"                  # slic | felzenszwalb | sam
-    slic_segments: int = 3000             # SLIC: approximate number of superpixels (for 512² images)
-    slic_compactness: float = 12.0        # SLIC: colour vs space trade-off
-    fz_scale: float = 120.0               # Felzenszwalb: observation scale
-    fz_sigma: float = 0.8                 # Felzenszwalb: pre-smoothing
-    fz_min_size: int = 30                 # Felzenszwalb: minimum component size (pixels)
-    merge_thresholds: tuple = (12.0, 24.0, 40.0)  # RAG mean-colour cut thresholds (0–255 scale), one level each
-    fill_holes: bool = True               # also propose regions with their holes filled (ring-shaped objects)
-    points_per_side: int = 32             # SAM: grid of point prompts
-    points_per_batch: int = 64            # SAM: prompts per decoder batch
-    pred_iou_thresh: float = 0.86         # SAM: predicted-IoU filter
+    method: str = "slic"  # slic | felzenszwalb | sam
+    slic_segments: int = 3000  # SLIC: approximate number of superpixels (for 512² images)
+    slic_compactness: float = 12.0  # SLIC: colour vs space trade-off
+    fz_scale: float = 120.0  # Felzenszwalb: observation scale
+    fz_sigma: float = 0.8  # Felzenszwalb: pre-smoothing
+    fz_min_size: int = 30  # Felzenszwalb: minimum component size (pixels)
+    merge_thresholds: tuple = (
+        12.0,
+        24.0,
+        40.0,
+    )  # RAG mean-colour cut thresholds (0–255 scale), one level each
+    fill_holes: bool = True  # also propose regions with their holes filled (ring-shaped objects)
+    points_per_side: int = 32  # SAM: grid of point prompts
+    points_per_batch: int = 64  # SAM: prompts per decoder batch
+    pred_iou_thresh: float = 0.86  # SAM: predicted-IoU filter
     stability_score_thresh: float = 0.92  # SAM: stability filter
-    crop_n_layers: int = 0                # SAM: extra crop layers
-    min_area: float = 0.0002              # drop masks smaller than this (fraction of the image if < 1, else pixels)
-    nms_iou: float = 0.9                  # mask-IoU above which the lower-scored duplicate is dropped
-    max_masks: int = 600                  # keep at most this many (the finest level always kept)
+    crop_n_layers: int = 0  # SAM: extra crop layers
+    min_area: float = 0.0002  # drop masks smaller than this (fraction of the image if < 1, else pixels)
+    nms_iou: float = 0.9  # mask-IoU above which the lower-scored duplicate is dropped
+    max_masks: int = 600  # keep at most this many (the finest level always kept)
 
 
 @dataclass
 class Proposals:
-    masks: np.ndarray     # N×H×W bool
-    boxes: np.ndarray     # N×4 float XYXY pixels (x1, y1 exclusive)
-    scores: np.ndarray    # N float (SAM predicted IoU, or region homogeneity for superpixels)
-    areas: np.ndarray     # N int pixels
-    source: str = ""      # method name
+    masks: np.ndarray  # N×H×W bool
+    boxes: np.ndarray  # N×4 float XYXY pixels (x1, y1 exclusive)
+    scores: np.ndarray  # N float (SAM predicted IoU, or region homogeneity for superpixels)
+    areas: np.ndarray  # N int pixels
+    source: str = ""  # method name
     levels: np.ndarray = field(default_factory=lambda: np.zeros(0, int))  # hierarchy level (0 = finest)
 
     def __len__(self) -> int:
         return len(self.masks)
 
-    def select(self, idx) -> "Proposals":
+    def select(self, idx) -> Proposals:
         idx = np.asarray(idx, dtype=int)
         lv = self.levels[idx] if len(self.levels) == len(self.masks) else self.levels
         return Proposals(self.masks[idx], self.boxes[idx], self.scores[idx], self.areas[idx], self.source, lv)
@@ -109,8 +113,10 @@ def _superpixels(image: np.ndarray, cfg: ProposalConfig) -> np.ndarray:
 
     h, w = image.shape[:2]
     if cfg.method == "slic":
-        n = max(4, int(cfg.slic_segments * h * w / 512 ** 2))
-        return slic(image, n_segments=n, compactness=cfg.slic_compactness, start_label=0, enforce_connectivity=True)
+        n = max(4, int(cfg.slic_segments * h * w / 512**2))
+        return slic(
+            image, n_segments=n, compactness=cfg.slic_compactness, start_label=0, enforce_connectivity=True
+        )
     return felzenszwalb(image, scale=cfg.fz_scale, sigma=cfg.fz_sigma, min_size=cfg.fz_min_size)
 
 
@@ -128,8 +134,12 @@ def region_adjacency(labels: np.ndarray, image: np.ndarray) -> tuple[np.ndarray,
     counts = np.maximum(np.bincount(flat, minlength=n), 1)
     means = np.stack([np.bincount(flat, image[..., c].ravel().astype(np.float64), n) for c in range(3)], 1)
     means /= counts[:, None]
-    pairs = np.concatenate([np.stack([labels[:, :-1].ravel(), labels[:, 1:].ravel()], 1),
-                            np.stack([labels[:-1].ravel(), labels[1:].ravel()], 1)])
+    pairs = np.concatenate(
+        [
+            np.stack([labels[:, :-1].ravel(), labels[:, 1:].ravel()], 1),
+            np.stack([labels[:-1].ravel(), labels[1:].ravel()], 1),
+        ]
+    )
     pairs = pairs[pairs[:, 0] != pairs[:, 1]]
     pairs = np.unique(np.sort(pairs, 1), axis=0)
     return pairs, np.linalg.norm(means[pairs[:, 0]] - means[pairs[:, 1]], axis=1), n
@@ -194,7 +204,9 @@ def _add_filled(masks: np.ndarray, levels: np.ndarray, min_px: int) -> tuple[np.
             extra.append(full)
     if not extra:
         return masks, levels
-    return np.concatenate([masks, np.stack(extra)]), np.concatenate([levels, np.full(len(extra), levels.max() + 1)])
+    return np.concatenate([masks, np.stack(extra)]), np.concatenate(
+        [levels, np.full(len(extra), levels.max() + 1)]
+    )
 
 
 def _superpixel_proposals(image: np.ndarray, cfg: ProposalConfig) -> Proposals:
@@ -204,7 +216,7 @@ def _superpixel_proposals(image: np.ndarray, cfg: ProposalConfig) -> Proposals:
         maps, levels = maps[1:], levels[1:]
     min_px = _min_area_px(cfg, h, w)
     parts, lv = [], []
-    for i, (lab, lvl) in enumerate(zip(maps, levels)):
+    for i, (lab, lvl) in enumerate(zip(maps, levels, strict=False)):
         masks, _ = _label_masks(lab)
         if i > 0:  # the finest level is kept whole: it partitions the image, so every pixel is covered
             masks = masks[masks.reshape(len(masks), -1).sum(1) >= min_px]
@@ -234,8 +246,13 @@ def _mask_generator():
     same filters (predicted IoU, stability, crop edge, box NMS); only ``min_mask_region_area=0``."""
     import torch
     from segment_anything import SamAutomaticMaskGenerator
-    from segment_anything.utils.amg import (MaskData, batched_mask_to_box, calculate_stability_score,
-                                            is_box_near_crop_edge, uncrop_masks)
+    from segment_anything.utils.amg import (
+        MaskData,
+        batched_mask_to_box,
+        calculate_stability_score,
+        is_box_near_crop_edge,
+        uncrop_masks,
+    )
 
     class BoolMaskGenerator(SamAutomaticMaskGenerator):
         """Only ``_process_batch`` differs from the library's: the records' ``"rles"`` slot holds each
@@ -254,17 +271,25 @@ def _mask_generator():
         def _process_batch(self, points, im_size, crop_box, orig_size) -> MaskData:
             # as the parent's, but the thresholded masks are stored bit-packed on the CPU in place of RLEs
             orig_h, orig_w = orig_size
-            pts = torch.as_tensor(self.predictor.transform.apply_coords(points, im_size), device=self.predictor.device)
+            pts = torch.as_tensor(
+                self.predictor.transform.apply_coords(points, im_size), device=self.predictor.device
+            )
             labels = torch.ones(pts.shape[0], dtype=torch.int, device=pts.device)
-            masks, iou_preds, _ = self.predictor.predict_torch(pts[:, None, :], labels[:, None],
-                                                               multimask_output=True, return_logits=True)
-            data = MaskData(masks=masks.flatten(0, 1), iou_preds=iou_preds.flatten(0, 1),
-                            points=torch.as_tensor(points.repeat(masks.shape[1], axis=0)))
+            masks, iou_preds, _ = self.predictor.predict_torch(
+                pts[:, None, :], labels[:, None], multimask_output=True, return_logits=True
+            )
+            data = MaskData(
+                masks=masks.flatten(0, 1),
+                iou_preds=iou_preds.flatten(0, 1),
+                points=torch.as_tensor(points.repeat(masks.shape[1], axis=0)),
+            )
             del masks
             if self.pred_iou_thresh > 0.0:
                 data.filter(data["iou_preds"] > self.pred_iou_thresh)
             thr = self.predictor.model.mask_threshold
-            data["stability_score"] = calculate_stability_score(data["masks"], thr, self.stability_score_offset)
+            data["stability_score"] = calculate_stability_score(
+                data["masks"], thr, self.stability_score_offset
+            )
             if self.stability_score_thresh > 0.0:
                 data.filter(data["stability_score"] >= self.stability_score_thresh)
             data["masks"] = data["masks"] > thr
@@ -285,13 +310,20 @@ def _sam_proposals(image: np.ndarray, cfg: ProposalConfig, sam) -> Proposals:
         raise DglrsisError("SAM proposals need a SAM model (--sam vit_b --sam-checkpoint PATH)")
     h, w = image.shape[:2]
     gen = _mask_generator()(
-        sam, points_per_side=cfg.points_per_side, points_per_batch=cfg.points_per_batch,
-        pred_iou_thresh=cfg.pred_iou_thresh, stability_score_thresh=cfg.stability_score_thresh,
-        crop_n_layers=cfg.crop_n_layers, min_mask_region_area=0)
+        sam,
+        points_per_side=cfg.points_per_side,
+        points_per_batch=cfg.points_per_batch,
+        pred_iou_thresh=cfg.pred_iou_thresh,
+        stability_score_thresh=cfg.stability_score_thresh,
+        crop_n_layers=cfg.crop_n_layers,
+        min_mask_region_area=0,
+    )
     masks, scores = gen.generate_masks(image)
     if not len(masks):
         empty = np.zeros((0, h, w), bool)
-        return Proposals(empty, np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, int), "sam")
+        return Proposals(
+            empty, np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, int), "sam"
+        )
     min_px = _min_area_px(cfg, h, w)
     areas = masks.reshape(len(masks), -1).sum(1)
     ok = areas >= max(min_px, 1)

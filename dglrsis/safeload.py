@@ -18,8 +18,22 @@ from .errors import DglrsisError
 
 # (module, name) pairs a data pickle may legitimately reference: builtin containers and scalars only.
 _ALLOWED = {
-    ("builtins", n) for n in ("dict", "list", "tuple", "set", "frozenset", "str", "bytes", "int", "float",
-                               "bool", "complex", "bytearray", "NoneType")
+    ("builtins", n)
+    for n in (
+        "dict",
+        "list",
+        "tuple",
+        "set",
+        "frozenset",
+        "str",
+        "bytes",
+        "int",
+        "float",
+        "bool",
+        "complex",
+        "bytearray",
+        "NoneType",
+    )
 } | {("collections", "OrderedDict"), ("copy_reg", "_reconstructor"), ("__builtin__", "unicode")}
 
 

@@ -40,42 +40,152 @@ from dataclasses import dataclass, field
 from .errors import DglrsisError
 
 MAX_CHARS = 1000
-STOP = {"a", "an", "the", "of", "is", "are", "was", "were", "be", "this", "that", "these", "those", "it",
-        "its", "which", "who", "in", "on", "at", "to", "by", "with", "from", "and", "or", "as", "there",
-        "here", "image", "picture", "photo", "located", "placed", "situated", "lies", "lying", "one",
-        "side", "part", "area"}
+STOP = {
+    "a",
+    "an",
+    "the",
+    "of",
+    "is",
+    "are",
+    "was",
+    "were",
+    "be",
+    "this",
+    "that",
+    "these",
+    "those",
+    "it",
+    "its",
+    "which",
+    "who",
+    "in",
+    "on",
+    "at",
+    "to",
+    "by",
+    "with",
+    "from",
+    "and",
+    "or",
+    "as",
+    "there",
+    "here",
+    "image",
+    "picture",
+    "photo",
+    "located",
+    "placed",
+    "situated",
+    "lies",
+    "lying",
+    "one",
+    "side",
+    "part",
+    "area",
+}
 GENERIC = {"thing", "things", "object", "objects", "item", "items", "stuff", "target", "region"}
-COLOURS = {"white", "red", "blue", "green", "grey", "gray", "black", "yellow", "orange", "brown", "dark",
-           "light", "silver", "purple", "pink", "cyan"}
-SIZE = {"large": ("degree", "large"), "larger": ("degree", "large"), "big": ("degree", "large"),
-        "bigger": ("degree", "large"), "huge": ("degree", "large"), "small": ("degree", "small"),
-        "smaller": ("degree", "small"), "little": ("degree", "small"), "tiny": ("degree", "small"),
-        "long": ("degree", "long"), "longer": ("degree", "long"), "short": ("degree", "short"),
-        "largest": ("extreme", "largest"), "biggest": ("extreme", "largest"), "longest": ("extreme", "largest"),
-        "smallest": ("extreme", "smallest"), "shortest": ("extreme", "smallest")}
+COLOURS = {
+    "white",
+    "red",
+    "blue",
+    "green",
+    "grey",
+    "gray",
+    "black",
+    "yellow",
+    "orange",
+    "brown",
+    "dark",
+    "light",
+    "silver",
+    "purple",
+    "pink",
+    "cyan",
+}
+SIZE = {
+    "large": ("degree", "large"),
+    "larger": ("degree", "large"),
+    "big": ("degree", "large"),
+    "bigger": ("degree", "large"),
+    "huge": ("degree", "large"),
+    "small": ("degree", "small"),
+    "smaller": ("degree", "small"),
+    "little": ("degree", "small"),
+    "tiny": ("degree", "small"),
+    "long": ("degree", "long"),
+    "longer": ("degree", "long"),
+    "short": ("degree", "short"),
+    "largest": ("extreme", "largest"),
+    "biggest": ("extreme", "largest"),
+    "longest": ("extreme", "largest"),
+    "smallest": ("extreme", "smallest"),
+    "shortest": ("extreme", "smallest"),
+}
 POS_X = {"left": "left", "right": "right", "leftmost": "left", "rightmost": "right"}
-POS_Y = {"top": "top", "upper": "top", "bottom": "bottom", "lower": "bottom", "topmost": "top",
-         "bottommost": "bottom"}
+POS_Y = {
+    "top": "top",
+    "upper": "top",
+    "bottom": "bottom",
+    "lower": "bottom",
+    "topmost": "top",
+    "bottommost": "bottom",
+}
 CENTER = {"middle", "center", "centre", "central"}
 RELATIONS = [  # longest first; (words, type)
-    (("to", "the", "left", "of"), "left_of"), (("to", "the", "right", "of"), "right_of"),
-    (("on", "the", "left", "of"), "left_of"), (("on", "the", "right", "of"), "right_of"),
-    (("surrounded", "by"), "near"), (("adjacent", "to"), "near"), (("close", "to"), "near"),
-    (("next", "to"), "near"), (("left", "of"), "left_of"), (("right", "of"), "right_of"),
-    (("near",), "near"), (("nearby",), "near"), (("beside",), "near"), (("besides",), "near"),
-    (("by",), "near"), (("above",), "above"), (("over",), "above"), (("below",), "below"),
-    (("under",), "below"), (("beneath",), "below"), (("between",), "between"),
+    (("to", "the", "left", "of"), "left_of"),
+    (("to", "the", "right", "of"), "right_of"),
+    (("on", "the", "left", "of"), "left_of"),
+    (("on", "the", "right", "of"), "right_of"),
+    (("surrounded", "by"), "near"),
+    (("adjacent", "to"), "near"),
+    (("close", "to"), "near"),
+    (("next", "to"), "near"),
+    (("left", "of"), "left_of"),
+    (("right", "of"), "right_of"),
+    (("near",), "near"),
+    (("nearby",), "near"),
+    (("beside",), "near"),
+    (("besides",), "near"),
+    (("by",), "near"),
+    (("above",), "above"),
+    (("over",), "above"),
+    (("below",), "below"),
+    (("under",), "below"),
+    (("beneath",), "below"),
+    (("between",), "between"),
 ]
-ORDINALS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "1st": 1, "2nd": 2, "3rd": 3,
-            "4th": 4, "5th": 5}
-NUMBERS = {"two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9, "ten": 10,
-           "both": 2, "all": "all", "every": "all"}
+ORDINALS = {
+    "first": 1,
+    "second": 2,
+    "third": 3,
+    "fourth": 4,
+    "fifth": 5,
+    "1st": 1,
+    "2nd": 2,
+    "3rd": 3,
+    "4th": 4,
+    "5th": 5,
+}
+NUMBERS = {
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "nine": 9,
+    "ten": 10,
+    "both": 2,
+    "all": "all",
+    "every": "all",
+}
 
 
 @dataclass
 class GlobalToken:
-    kind: str           # position | size | colour | relation | ordinal | count | other
-    text: str           # the words of the expression it comes from
+    kind: str  # position | size | colour | relation | ordinal | count | other
+    text: str  # the words of the expression it comes from
     value: object = None  # normalised form (module docstring)
 
 
@@ -87,8 +197,11 @@ class Decomposition:
     wants_multiple: bool = False
 
     def to_json(self) -> dict:
-        return {"text": self.text, "local": list(self.local),
-                "global": [{"kind": g.kind, "text": g.text, "value": g.value} for g in self.global_]}
+        return {
+            "text": self.text,
+            "local": list(self.local),
+            "global": [{"kind": g.kind, "text": g.text, "value": g.value} for g in self.global_],
+        }
 
 
 def tokenize(text: str) -> list[str]:
@@ -112,7 +225,7 @@ def _match_classes(tokens: list[str], vocab) -> list[tuple[int, int, str]]:
     if vocab is None:
         return []
     table = {}
-    for name, syns in zip(vocab.names, vocab.synonyms):
+    for name, syns in zip(vocab.names, vocab.synonyms, strict=False):
         for s in syns:
             table.setdefault(tuple(s.split()), name)
     maxlen = max(len(k) for k in table)
@@ -122,7 +235,7 @@ def _match_classes(tokens: list[str], vocab) -> list[tuple[int, int, str]]:
     while i < len(tokens):
         hit = None
         for n in range(min(maxlen, len(tokens) - i), 0, -1):
-            for cand in (tuple(tokens[i:i + n]), tuple(tokens[i:i + n - 1] + [sing[i + n - 1]])):
+            for cand in (tuple(tokens[i : i + n]), tuple(tokens[i : i + n - 1] + [sing[i + n - 1]])):
                 if cand in table:
                     hit = (i, i + n, table[cand])
                     break
@@ -130,7 +243,7 @@ def _match_classes(tokens: list[str], vocab) -> list[tuple[int, int, str]]:
                 break
         if hit is None and tokens[i] not in STOP and len(tokens[i]) > 3 and not _is_modifier(tokens[i]):
             for n in range(min(maxlen, len(tokens) - i), 0, -1):
-                phrase = " ".join(sing[i:i + n])
+                phrase = " ".join(sing[i : i + n])
                 close = difflib.get_close_matches(phrase, keys, n=1, cutoff=0.85)
                 if close:
                     hit = (i, i + n, keys[close[0]])
@@ -144,13 +257,24 @@ def _match_classes(tokens: list[str], vocab) -> list[tuple[int, int, str]]:
 
 
 def _is_modifier(w: str) -> bool:
-    return (w in COLOURS or w in SIZE or w in POS_X or w in POS_Y or w in CENTER or w in ORDINALS
-            or w in NUMBERS or w in ("corner", "corners", "side", "edge"))
+    return (
+        w in COLOURS
+        or w in SIZE
+        or w in POS_X
+        or w in POS_Y
+        or w in CENTER
+        or w in ORDINALS
+        or w in NUMBERS
+        or w in ("corner", "corners", "side", "edge")
+    )
 
 
 @functools.lru_cache(maxsize=1)
 def _nltk_tagger():
-    """``nltk.pos_tag`` when NLTK and its perceptron tagger data are installed, else None (never downloads)."""
+    """``nltk.pos_tag`` when NLTK and its perceptron tagger data are installed, else None.
+
+    Never downloads.
+    """
     try:
         import nltk
 
@@ -167,8 +291,15 @@ def _nltk_tagger():
 
 def _free_noun(tokens: list[str], used: set[int], stop_at: int) -> str | None:
     """Head noun of the first noun phrase when no vocabulary class matched."""
-    cands = [i for i, t in enumerate(tokens[:stop_at]) if i not in used and t not in STOP
-             and not _is_modifier(t) and not t.isdigit() and not _is_verb_like(t)]
+    cands = [
+        i
+        for i, t in enumerate(tokens[:stop_at])
+        if i not in used
+        and t not in STOP
+        and not _is_modifier(t)
+        and not t.isdigit()
+        and not _is_verb_like(t)
+    ]
     tagger = _nltk_tagger()
     if tagger and cands:
         try:
@@ -182,14 +313,18 @@ def _free_noun(tokens: list[str], used: set[int], stop_at: int) -> str | None:
     head = cands[-1] if tagger is None else cands[0]
     if tagger is None:  # built-in rule: head = last content word of the first phrase (modifiers inside)
         j = cands[0]
-        while j + 1 < stop_at and j + 1 not in used and tokens[j + 1] not in STOP \
-                and not _is_verb_like(tokens[j + 1]):
+        while (
+            j + 1 < stop_at
+            and j + 1 not in used
+            and tokens[j + 1] not in STOP
+            and not _is_verb_like(tokens[j + 1])
+        ):
             j += 1
         head = max(i for i in cands if i <= j)
         start = head
         while start - 1 in cands:
             start -= 1
-        word = " ".join(tokens[start:head + 1])
+        word = " ".join(tokens[start : head + 1])
     else:
         word = tokens[head]
     if tokens[head] in GENERIC:
@@ -216,12 +351,15 @@ def decompose(text: str, vocabulary=None) -> Decomposition:
     i = 0
     while i < len(toks):  # relations: marker + the class mention (or free noun) after it
         for words, kind in RELATIONS:
-            if tuple(toks[i:i + len(words)]) == words:
+            if tuple(toks[i : i + len(words)]) == words:
                 if words[0] in ("left", "right") and i > 0 and toks[i - 1] in POS_Y:
                     i, words, kind = i + 1, ("of",), "near"  # "the top left of the road": position + near
                 after = [s for s in spans if s[0] >= i + len(words)]
-                nxt = after[0] if after and all(t in STOP or t in NUMBERS for t in
-                                                toks[i + len(words):after[0][0]]) else None
+                nxt = (
+                    after[0]
+                    if after and all(t in STOP or t in NUMBERS for t in toks[i + len(words) : after[0][0]])
+                    else None
+                )
                 if nxt is None and kind in ("left_of", "right_of", "near") and words[0] in ("on", "to", "by"):
                     break  # "on the left" is a position, "by" without an object is not a relation
                 end, anchor = (nxt[1], nxt[2]) if nxt else _free_anchor(toks, i + len(words))
@@ -241,15 +379,24 @@ def decompose(text: str, vocabulary=None) -> Decomposition:
         if noun:
             dec.local = [noun]
             plural_free = noun.split()[-1] not in toks
-            used.update(i for i, t in enumerate(toks[:first_rel]) if t in noun.split() or _singular(t) in noun.split())
+            used.update(
+                i for i, t in enumerate(toks[:first_rel]) if t in noun.split() or _singular(t) in noun.split()
+            )
     _modifiers(toks, used, dec)
     for start, end, kind, anchor in sorted(rel_spans):
-        dec.global_.append(GlobalToken("relation", " ".join(toks[start:end]), {"type": kind, "anchor": anchor}))
-    plural = any(toks[s[1] - 1] != _singular(toks[s[1] - 1]) and toks[s[1] - 1] not in
-                 [w for syn in (vocabulary.synonyms if vocabulary else []) for w in " ".join(syn).split()]
-                 for s in targets)
+        dec.global_.append(
+            GlobalToken("relation", " ".join(toks[start:end]), {"type": kind, "anchor": anchor})
+        )
+    plural = any(
+        toks[s[1] - 1] != _singular(toks[s[1] - 1])
+        and toks[s[1] - 1]
+        not in [w for syn in (vocabulary.synonyms if vocabulary else []) for w in " ".join(syn).split()]
+        for s in targets
+    )
     counts = [g for g in dec.global_ if g.kind == "count"]
-    dec.wants_multiple = plural or plural_free or any(g.value["n"] == "all" or g.value["n"] > 1 for g in counts)
+    dec.wants_multiple = (
+        plural or plural_free or any(g.value["n"] == "all" or g.value["n"] > 1 for g in counts)
+    )
     return dec
 
 
@@ -288,8 +435,12 @@ def _modifiers(toks: list[str], used: set[int], dec: Decomposition) -> None:
             continue
         if t in POS_X or t in POS_Y or t in CENTER:
             j, x, y = i, None, None
-            while j < len(toks) and (toks[j] in POS_X or toks[j] in POS_Y or toks[j] in CENTER
-                                     or toks[j] in ("corner", "corners", "side", "edge", "part")):
+            while j < len(toks) and (
+                toks[j] in POS_X
+                or toks[j] in POS_Y
+                or toks[j] in CENTER
+                or toks[j] in ("corner", "corners", "side", "edge", "part")
+            ):
                 w = toks[j]
                 x = POS_X.get(w, x)
                 y = POS_Y.get(w, y)
@@ -302,18 +453,40 @@ def _modifiers(toks: list[str], used: set[int], dec: Decomposition) -> None:
             continue
         if t in SIZE:
             k, v = SIZE[t]
-            dec.global_.append(GlobalToken("size", t, {"extreme": v if k == "extreme" else None,
-                                                       "degree": v if k == "degree" else None}))
+            dec.global_.append(
+                GlobalToken(
+                    "size",
+                    t,
+                    {"extreme": v if k == "extreme" else None, "degree": v if k == "degree" else None},
+                )
+            )
         elif t in COLOURS:
             dec.global_.append(GlobalToken("colour", t, "grey" if t == "gray" else t))
         elif t in NUMBERS or t.isdigit():
             dec.global_.append(GlobalToken("count", t, {"n": NUMBERS.get(t, int(t) if t.isdigit() else 1)}))
-        elif t not in STOP and t not in GENERIC and t not in ("corner", "corners", "side", "edge") \
-                and re.fullmatch(r"[a-z]+", t) and not _is_verb_like(t):
+        elif (
+            t not in STOP
+            and t not in GENERIC
+            and t not in ("corner", "corners", "side", "edge")
+            and re.fullmatch(r"[a-z]+", t)
+            and not _is_verb_like(t)
+        ):
             dec.global_.append(GlobalToken("other", t, None))
         used.add(i)
         i += 1
 
 
 def _is_verb_like(w: str) -> bool:
-    return w in {"has", "have", "can", "see", "seen", "shown", "appears", "parked", "standing", "sits", "find"}
+    return w in {
+        "has",
+        "have",
+        "can",
+        "see",
+        "seen",
+        "shown",
+        "appears",
+        "parked",
+        "standing",
+        "sits",
+        "find",
+    }

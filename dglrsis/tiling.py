@@ -11,6 +11,7 @@ of its ``h×w`` uint8 label map into the output. GeoTIFF output is written windo
 (memory bounded by the tile size); ``.png`` output is accumulated in one uint8 array. Both are
 written to a temporary path and renamed into place only on success.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -27,10 +28,10 @@ from dglrsis.io import atomic_path
 class Window:
     """One tile: the read window and the core it owns, both half-open XYXY pixel boxes."""
 
-    x0: int   # read window left (inclusive)
-    y0: int   # read window top (inclusive)
-    x1: int   # read window right (exclusive)
-    y1: int   # read window bottom (exclusive)
+    x0: int  # read window left (inclusive)
+    y0: int  # read window top (inclusive)
+    x1: int  # read window right (exclusive)
+    y1: int  # read window bottom (exclusive)
     cx0: int  # core left (inclusive), x0 <= cx0
     cy0: int  # core top (inclusive), y0 <= cy0
     cx1: int  # core right (exclusive), cx1 <= x1
@@ -55,8 +56,8 @@ def _axis(size: int, tile: int, overlap: int) -> list[tuple[int, int, int, int]]
     starts = _starts(size, tile, tile - overlap)
     ends = [min(s + tile, size) for s in starts]
     out = []
-    for i, (s, e) in enumerate(zip(starts, ends)):
-        c0 = 0 if i == 0 else (s + ends[i - 1]) // 2          # midpoint of the overlap with the previous
+    for i, (s, e) in enumerate(zip(starts, ends, strict=False)):
+        c0 = 0 if i == 0 else (s + ends[i - 1]) // 2  # midpoint of the overlap with the previous
         c1 = size if i == len(starts) - 1 else (starts[i + 1] + e) // 2
         out.append((s, e, c0, c1))
     return out
@@ -74,16 +75,23 @@ def tile_windows(height: int, width: int, tile: int, overlap: int) -> list[Windo
     if overlap < 0 or overlap >= tile:
         raise DglrsisError(f"overlap must be in [0, tile); got overlap={overlap}, tile={tile}")
     ys, xs = _axis(height, tile, overlap), _axis(width, tile, overlap)
-    return [Window(x0, y0, x1, y1, cx0, cy0, cx1, cy1)
-            for (y0, y1, cy0, cy1) in ys for (x0, x1, cx0, cx1) in xs]
+    return [
+        Window(x0, y0, x1, y1, cx0, cy0, cx1, cy1) for (y0, y1, cy0, cy1) in ys for (x0, x1, cx0, cx1) in xs
+    ]
 
 
 def _geotiff_profile(meta, width: int, height: int, tile: int) -> dict:
     """A single-band uint8 GeoTIFF profile with the source CRS/transform, tiled for windowed writes."""
     from rasterio.transform import Affine
 
-    profile = {"driver": "GTiff", "width": width, "height": height, "count": 1, "dtype": "uint8",
-               "compress": "lzw"}
+    profile = {
+        "driver": "GTiff",
+        "width": width,
+        "height": height,
+        "count": 1,
+        "dtype": "uint8",
+        "compress": "lzw",
+    }
     if width >= 16 and height >= 16:
         block = max(16, min(512, (tile // 16) * 16))
         profile.update(tiled=True, blockxsize=block, blockysize=block)
@@ -107,8 +115,16 @@ def _tile_labels(reader, win: Window, fn: Callable[[np.ndarray], np.ndarray]) ->
     return labels[win.core_in_tile()].astype(np.uint8)
 
 
-def run_tiled(reader, out_path, fn: Callable[[np.ndarray], np.ndarray], tile: int = 1024,
-              overlap: int = 128, meta=None, palette: list | None = None, progress: bool = True) -> Path:
+def run_tiled(
+    reader,
+    out_path,
+    fn: Callable[[np.ndarray], np.ndarray],
+    tile: int = 1024,
+    overlap: int = 128,
+    meta=None,
+    palette: list | None = None,
+    progress: bool = True,
+) -> Path:
     """Segment a raster tile by tile and write an H×W uint8 label map to ``out_path``.
 
     ``fn(tile_image h×w×3 uint8) -> h×w labels (0–255)``. ``meta`` defaults to ``reader.meta``.
@@ -131,7 +147,7 @@ def run_tiled(reader, out_path, fn: Callable[[np.ndarray], np.ndarray], tile: in
 
         out = np.zeros((height, width), np.uint8)
         for win in bar:
-            out[win.cy0:win.cy1, win.cx0:win.cx1] = _tile_labels(reader, win, fn)
+            out[win.cy0 : win.cy1, win.cx0 : win.cx1] = _tile_labels(reader, win, fn)
         write_index_png(out_path, out, palette)
         return out_path
     import rasterio
@@ -140,10 +156,15 @@ def run_tiled(reader, out_path, fn: Callable[[np.ndarray], np.ndarray], tile: in
     profile = _geotiff_profile(meta, width, height, tile)
     # GDAL's block cache (default 5 % of RAM) would otherwise grow with the raster: bound it by the tile.
     cache_mb = max(16, 8 * tile * tile * 4 // 2**20)
-    with rasterio.Env(GDAL_CACHEMAX=cache_mb), atomic_path(out_path, suffix=".tif") as tmp, \
-            rasterio.open(tmp, "w", **profile) as dst:
+    with (
+        rasterio.Env(GDAL_CACHEMAX=cache_mb),
+        atomic_path(out_path, suffix=".tif") as tmp,
+        rasterio.open(tmp, "w", **profile) as dst,
+    ):
         if palette:
-            dst.write_colormap(1, {i: tuple(int(v) for v in rgb) + (255,) for i, rgb in enumerate(palette[:256])})
+            dst.write_colormap(
+                1, {i: tuple(int(v) for v in rgb) + (255,) for i, rgb in enumerate(palette[:256])}
+            )
         for win in bar:
             core = _tile_labels(reader, win, fn)
             dst.write(core, 1, window=RioWindow(win.cx0, win.cy0, win.cx1 - win.cx0, win.cy1 - win.cy0))

@@ -33,9 +33,9 @@ BUNDLED = ("isaid", "rrsisd", "dlrsd", "potsdam", "vaihingen", "loveda", "uavid"
 
 @dataclass
 class Vocabulary:
-    names: list[str]                                        # canonical class names
+    names: list[str]  # canonical class names
     synonyms: list[list[str]] = field(default_factory=list)  # per class, canonical first
-    source: str = ""                                         # bundled name or file path
+    source: str = ""  # bundled name or file path
 
     def __post_init__(self):
         if not self.synonyms:
@@ -129,7 +129,9 @@ def synonyms_for(name: str) -> list[str]:
 
 @cache
 def _knowledge() -> dict[str, list[str]]:
-    data = json.loads(resources.files("dglrsis.prompts").joinpath("knowledge.json").read_text(encoding="utf-8"))
+    data = json.loads(
+        resources.files("dglrsis.prompts").joinpath("knowledge.json").read_text(encoding="utf-8")
+    )
     return {_norm(k): list(v) for k, v in data.items()}
 
 
@@ -158,13 +160,14 @@ def load_templates(name_or_path: str = "rs") -> list[str]:
     return out
 
 
-def build_prompt_groups(vocab: Vocabulary, templates: str = "rs", synonyms: bool = True,
-                        knowledge: bool = True) -> list[list[list[str]]]:
+def build_prompt_groups(
+    vocab: Vocabulary, templates: str = "rs", synonyms: bool = True, knowledge: bool = True
+) -> list[list[list[str]]]:
     """Per class, per synonym, the prompt strings: templates × that synonym; the canonical name's group
     also gets the knowledge prompts. A class scores the max over its synonym groups (SegEarth-OV)."""
     temps = load_templates(templates)
     out = []
-    for name, syns in zip(vocab.names, vocab.synonyms):
+    for name, syns in zip(vocab.names, vocab.synonyms, strict=False):
         words = list(dict.fromkeys([name] + list(syns))) if synonyms else [name]
         groups = [[t.format(w) for t in temps] for w in words]
         if knowledge:
@@ -174,8 +177,11 @@ def build_prompt_groups(vocab: Vocabulary, templates: str = "rs", synonyms: bool
     return out
 
 
-def build_prompts(vocab: Vocabulary, templates: str = "rs", synonyms: bool = True,
-                  knowledge: bool = True) -> list[list[str]]:
+def build_prompts(
+    vocab: Vocabulary, templates: str = "rs", synonyms: bool = True, knowledge: bool = True
+) -> list[list[str]]:
     """Per class, the list of prompt strings (composition in the module docstring); deterministic."""
-    return [list(dict.fromkeys(p for g in groups for p in g))
-            for groups in build_prompt_groups(vocab, templates, synonyms, knowledge)]
+    return [
+        list(dict.fromkeys(p for g in groups for p in g))
+        for groups in build_prompt_groups(vocab, templates, synonyms, knowledge)
+    ]

@@ -20,12 +20,42 @@ import numpy as np
 
 from dglrsis.errors import DglrsisError
 
-ISAID_NAMES = ["background", "ship", "storage_tank", "baseball_diamond", "tennis_court", "basketball_court",
-               "Ground_Track_Field", "Bridge", "Large_Vehicle", "Small_Vehicle", "Helicopter", "Swimming_pool",
-               "Roundabout", "Soccer_ball_field", "plane", "Harbor"]
-ISAID_PALETTE = [(0, 0, 0), (0, 0, 63), (0, 63, 63), (0, 63, 0), (0, 63, 127), (0, 63, 191), (0, 63, 255),
-                 (0, 127, 63), (0, 127, 127), (0, 0, 127), (0, 0, 191), (0, 0, 255), (0, 191, 127),
-                 (0, 127, 191), (0, 127, 255), (0, 100, 155)]
+ISAID_NAMES = [
+    "background",
+    "ship",
+    "storage_tank",
+    "baseball_diamond",
+    "tennis_court",
+    "basketball_court",
+    "Ground_Track_Field",
+    "Bridge",
+    "Large_Vehicle",
+    "Small_Vehicle",
+    "Helicopter",
+    "Swimming_pool",
+    "Roundabout",
+    "Soccer_ball_field",
+    "plane",
+    "Harbor",
+]
+ISAID_PALETTE = [
+    (0, 0, 0),
+    (0, 0, 63),
+    (0, 63, 63),
+    (0, 63, 0),
+    (0, 63, 127),
+    (0, 63, 191),
+    (0, 63, 255),
+    (0, 127, 63),
+    (0, 127, 127),
+    (0, 0, 127),
+    (0, 0, 191),
+    (0, 0, 255),
+    (0, 191, 127),
+    (0, 127, 191),
+    (0, 127, 255),
+    (0, 100, 155),
+]
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 BACKGROUND_POLICIES = ("include", "ignore")
 LABEL_SUFFIX = "_instance_color_RGB"
@@ -70,11 +100,11 @@ def apply_background(label: np.ndarray, policy: str) -> np.ndarray:
 
 @dataclass
 class IsaidSample:
-    key: str                       # image stem = prediction file name without .png
-    image_path: Path               # image file (read by content)
-    label_path: Path               # colour (raw) or index (converted) label
-    form: str                      # "raw" or "converted"
-    background: str = "include"    # background policy applied by label()
+    key: str  # image stem = prediction file name without .png
+    image_path: Path  # image file (read by content)
+    label_path: Path  # colour (raw) or index (converted) label
+    form: str  # "raw" or "converted"
+    background: str = "include"  # background policy applied by label()
 
     def label(self) -> np.ndarray:
         """H×W uint8 ground truth in iSAID index space after the background policy."""
@@ -95,8 +125,9 @@ def detect_form(root: str | Path, split: str) -> tuple[str, Path, Path]:
     raise DglrsisError(f"{root} has neither {split}/images (raw iSAID) nor img_dir/{split} (converted iSAID)")
 
 
-def isaid_samples(root: str | Path, split: str, background: str = "include",
-                  limit: int | None = None) -> list[IsaidSample]:
+def isaid_samples(
+    root: str | Path, split: str, background: str = "include", limit: int | None = None
+) -> list[IsaidSample]:
     """Samples of ``split`` sorted by image name; every image needs a label (else a DglrsisError)."""
     apply_background(np.zeros(1, np.uint8), background)  # validates the policy
     form, imgs, labels = detect_form(root, split)

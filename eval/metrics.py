@@ -27,8 +27,9 @@ def confusion(pred: np.ndarray, gt: np.ndarray, num_classes: int, ignore: int = 
     if pred.shape != gt.shape:
         raise DglrsisError(f"prediction and ground truth differ in size: {pred.size} vs {gt.size} pixels")
     if pred.size and (pred.min() < 0 or pred.max() >= num_classes):
-        raise DglrsisError(f"predictions must be class indices in [0, {num_classes}); got "
-                           f"{pred.min()}…{pred.max()}")
+        raise DglrsisError(
+            f"predictions must be class indices in [0, {num_classes}); got {pred.min()}…{pred.max()}"
+        )
     gt = np.where((gt == ignore) | (gt < 0) | (gt >= num_classes), num_classes, gt)
     k = num_classes + 1
     return np.bincount(pred * k + gt, minlength=k * k).reshape(k, k)
@@ -43,7 +44,7 @@ class SemSegMetric:
 
     def __init__(self, class_names: list[str], ignore: int = IGNORE):
         self.class_names = list(class_names)  # K class names, index order
-        self.ignore = ignore                  # ground-truth value that is not scored
+        self.ignore = ignore  # ground-truth value that is not scored
         k = len(self.class_names) + 1
         self.conf = np.zeros((k, k), np.int64)  # conf[pred, gt]; last column = ignored gt
 
@@ -113,22 +114,26 @@ def res_sample(pred: np.ndarray, gt: np.ndarray) -> dict:
 
 
 def res_report(samples: list[dict]) -> dict:
-    """``samples``: dicts with ``I``, ``U`` (and optionally ``modifiers``) → mIoU, oIoU, precision, n, by kind."""
+    """``samples``: dicts with ``I``, ``U`` (optionally ``modifiers``) → mIoU, oIoU, precision, n, by kind."""
 
     def summarise(rows):
         if not rows:
             return {"mIoU": None, "oIoU": None, "precision": {str(t): None for t in THRESHOLDS}, "n": 0}
         ious = np.array([r["I"] / r["U"] if r["U"] > 0 else 0.0 for r in rows])
         si, su = sum(r["I"] for r in rows), sum(r["U"] for r in rows)
-        return {"mIoU": round(100 * float(ious.mean()), 4), "oIoU": round(100 * si / su, 4) if su else 0.0,
-                "precision": {str(t): round(100 * float((ious >= t).mean()), 4) for t in THRESHOLDS},
-                "n": len(rows)}
+        return {
+            "mIoU": round(100 * float(ious.mean()), 4),
+            "oIoU": round(100 * si / su, 4) if su else 0.0,
+            "precision": {str(t): round(100 * float((ious >= t).mean()), 4) for t in THRESHOLDS},
+            "n": len(rows),
+        }
 
     out = summarise(samples)
     kinds = sorted({k for r in samples for k in r.get("modifiers") or []})
     if kinds:
-        out["by_modifier"] = {k: summarise([r for r in samples if k in (r.get("modifiers") or [])])
-                              for k in kinds}
+        out["by_modifier"] = {
+            k: summarise([r for r in samples if k in (r.get("modifiers") or [])]) for k in kinds
+        }
     return out
 
 

@@ -24,9 +24,9 @@ LABEL_SUFFIXES = ("_instance_color_RGB", "_label", "_labelTrainIds", "_gt")
 
 @dataclass
 class IndexSample:
-    key: str            # image stem = prediction file name without .png
-    image_path: Path    # image file (read by content)
-    label_path: Path    # single-channel index PNG, 255 = ignore
+    key: str  # image stem = prediction file name without .png
+    image_path: Path  # image file (read by content)
+    label_path: Path  # single-channel index PNG, 255 = ignore
 
     def label(self) -> np.ndarray:
         """H×W uint8 class indices (255 = ignore)."""
@@ -35,8 +35,9 @@ class IndexSample:
         try:
             with Image.open(self.label_path) as im:
                 if im.mode not in ("L", "P"):
-                    raise DglrsisError(f"{self.label_path} is a {im.mode} image; expected a single-channel "
-                                       "index label")
+                    raise DglrsisError(
+                        f"{self.label_path} is a {im.mode} image; expected a single-channel index label"
+                    )
                 return np.asarray(im).astype(np.uint8)
         except OSError as exc:
             raise DglrsisError(f"cannot read label {self.label_path}: {exc}") from None
@@ -75,8 +76,9 @@ def ovrsis_samples(root: str | Path, split: str, limit: int | None = None) -> li
     root = Path(root)
     imgs, labs = _first_dir(root, IMAGE_DIRS, split), _first_dir(root, LABEL_DIRS, split)
     if imgs is None or labs is None:
-        raise DglrsisError(f"{root}: expected {{{'|'.join(IMAGE_DIRS)}}}/{split} and "
-                           f"{{{'|'.join(LABEL_DIRS)}}}/{split}")
+        raise DglrsisError(
+            f"{root}: expected {{{'|'.join(IMAGE_DIRS)}}}/{split} and {{{'|'.join(LABEL_DIRS)}}}/{split}"
+        )
     by_stem = {_label_stem(p): p for p in labs.iterdir() if p.suffix.lower() == ".png"}
     out = []
     for p in sorted(imgs.iterdir()):

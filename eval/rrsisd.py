@@ -30,7 +30,10 @@ def decode_segmentation(parts: list, height: int, width: int) -> np.ndarray:
             if isinstance(counts, list):  # uncompressed RLE
                 rle = mask_utils.frPyObjects(seg, *seg["size"])
             else:
-                rle = {"size": list(seg["size"]), "counts": counts.encode() if isinstance(counts, str) else counts}
+                rle = {
+                    "size": list(seg["size"]),
+                    "counts": counts.encode() if isinstance(counts, str) else counts,
+                }
             m = mask_utils.decode(rle).astype(bool)
         else:  # polygon: flat [x0, y0, x1, y1, ...]
             rles = mask_utils.frPyObjects([seg], height, width)
@@ -43,15 +46,15 @@ def decode_segmentation(parts: list, height: int, width: int) -> np.ndarray:
 
 @dataclass
 class RefSample:
-    sent_id: int                    # sentence id (prediction file name {sent_id}.png)
-    image_path: Path                # JPEG of the scene
-    text: str                       # the referring expression
-    category: str                   # category name of the target annotation
-    modifiers: list[str]            # modifier kinds recorded with the sentence (may be empty)
-    ref_id: int                     # reference id (several sentences per ref)
-    split: str                      # train / val / test
+    sent_id: int  # sentence id (prediction file name {sent_id}.png)
+    image_path: Path  # JPEG of the scene
+    text: str  # the referring expression
+    category: str  # category name of the target annotation
+    modifiers: list[str]  # modifier kinds recorded with the sentence (may be empty)
+    ref_id: int  # reference id (several sentences per ref)
+    split: str  # train / val / test
     segmentation: list = field(repr=False, default_factory=list)  # raw COCO parts of the target
-    size: tuple[int, int] = (800, 800)                             # (height, width) of the image
+    size: tuple[int, int] = (800, 800)  # (height, width) of the image
 
     @property
     def key(self) -> str:
@@ -77,9 +80,19 @@ def _sentences(ref: dict, ann: dict, im: dict, img_dir: Path, cats: dict, split:
     fname = ref.get("file_name") or im.get("file_name")
     out = []
     for s in ref.get("sentences", []):
-        out.append(RefSample(int(s["sent_id"]), img_dir / fname, s.get("raw") or s.get("sent") or "",
-                             cats.get(cat, str(cat)), [str(m) for m in s.get("modifiers") or []],
-                             int(ref.get("ref_id", -1)), split, ann.get("segmentation") or [], size))
+        out.append(
+            RefSample(
+                int(s["sent_id"]),
+                img_dir / fname,
+                s.get("raw") or s.get("sent") or "",
+                cats.get(cat, str(cat)),
+                [str(m) for m in s.get("modifiers") or []],
+                int(ref.get("ref_id", -1)),
+                split,
+                ann.get("segmentation") or [],
+                size,
+            )
+        )
     return out
 
 

@@ -60,8 +60,16 @@ class _ImageCache:
         return self.array
 
 
-def _loop(samples: Sequence, rank: int, world: int, cache: Path, suffix: str, work: Callable,
-          progress: bool, desc: str) -> int:
+def _loop(
+    samples: Sequence,
+    rank: int,
+    world: int,
+    cache: Path,
+    suffix: str,
+    work: Callable,
+    progress: bool,
+    desc: str,
+) -> int:
     """Run ``work(sample, path)`` for this process's uncached samples; returns how many were computed."""
     from tqdm import tqdm
 
@@ -74,9 +82,18 @@ def _loop(samples: Sequence, rank: int, world: int, cache: Path, suffix: str, wo
     return done
 
 
-def run_ovss(samples: Sequence, predict_fn: Callable, num_classes: int, class_names: list[str], cache_dir,
-             settings: dict | None = None, read_images: bool = True, rank: int | None = None,
-             world: int | None = None, progress: bool = True) -> dict | None:
+def run_ovss(
+    samples: Sequence,
+    predict_fn: Callable,
+    num_classes: int,
+    class_names: list[str],
+    cache_dir,
+    settings: dict | None = None,
+    read_images: bool = True,
+    rank: int | None = None,
+    world: int | None = None,
+    progress: bool = True,
+) -> dict | None:
     """Score OVSS predictions with detectron2 semseg metrics over ``num_classes`` classes.
 
     Returns the report (``mIoU, mACC, fwIoU, pACC, per_class, n, computed``) on the main process, None on
@@ -107,10 +124,20 @@ def run_ovss(samples: Sequence, predict_fn: Callable, num_classes: int, class_na
     return {**metric.report(), "n": len(samples), "computed": computed}
 
 
-def run_res(samples: Sequence, predict_fn: Callable, cache_dir, resolution: str = "native",
-            settings: dict | None = None, read_images: bool = True, rank: int | None = None,
-            world: int | None = None, progress: bool = True) -> dict | None:
-    """Score referring masks with RMSIN metrics at ``native`` size or ``480``×480 (both masks nearest-resized).
+def run_res(
+    samples: Sequence,
+    predict_fn: Callable,
+    cache_dir,
+    resolution: str = "native",
+    settings: dict | None = None,
+    read_images: bool = True,
+    rank: int | None = None,
+    world: int | None = None,
+    progress: bool = True,
+) -> dict | None:
+    """Score referring masks with RMSIN metrics at ``native`` size or ``480``×480.
+
+    At 480 both masks are nearest-resized.
 
     Returns ``mIoU, oIoU, precision, n, by_modifier, computed, resolution`` on the main process.
     """

@@ -15,30 +15,71 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from dglrsis.errors import DglrsisError
 from dglrsis.eval import world_draw as wd
 from dglrsis.eval.isaid import ISAID_NAMES, ISAID_PALETTE, decode_label
 from dglrsis.eval.world_draw import LANDCOVER  # noqa: F401  (land-cover names of Scene.landcover)
 
-from dglrsis.errors import DglrsisError
-
 # iSAID class order and label colours: one source of truth, the dataset reader.
 ISAID_CLASSES = ISAID_NAMES
-RRSISD_CATEGORIES = ["Expressway-Service-area", "Expressway-toll-station", "airplane", "airport",
-                     "baseballfield", "basketballcourt", "bridge", "chimney", "dam", "golffield",
-                     "groundtrackfield", "harbor", "overpass", "ship", "stadium", "storagetank", "tenniscourt",
-                     "trainstation", "vehicle", "windmill"]
+RRSISD_CATEGORIES = [
+    "Expressway-Service-area",
+    "Expressway-toll-station",
+    "airplane",
+    "airport",
+    "baseballfield",
+    "basketballcourt",
+    "bridge",
+    "chimney",
+    "dam",
+    "golffield",
+    "groundtrackfield",
+    "harbor",
+    "overpass",
+    "ship",
+    "stadium",
+    "storagetank",
+    "tenniscourt",
+    "trainstation",
+    "vehicle",
+    "windmill",
+]
 READABLE = {
-    "ship": "ship", "storage_tank": "storage tank", "baseball_diamond": "baseball diamond",
-    "tennis_court": "tennis court", "basketball_court": "basketball court",
-    "Ground_Track_Field": "ground track field", "Bridge": "bridge", "Large_Vehicle": "large vehicle",
-    "Small_Vehicle": "small vehicle", "Helicopter": "helicopter", "Swimming_pool": "swimming pool",
-    "Roundabout": "roundabout", "Soccer_ball_field": "soccer ball field", "plane": "plane", "Harbor": "harbor",
-    "Expressway-Service-area": "expressway service area", "Expressway-toll-station": "expressway toll station",
-    "airplane": "airplane", "airport": "airport", "baseballfield": "baseball field",
-    "basketballcourt": "basketball court", "bridge": "bridge", "chimney": "chimney", "dam": "dam",
-    "golffield": "golf field", "groundtrackfield": "ground track field", "harbor": "harbor",
-    "overpass": "overpass", "stadium": "stadium", "storagetank": "storage tank", "tenniscourt": "tennis court",
-    "trainstation": "train station", "vehicle": "vehicle", "windmill": "windmill",
+    "ship": "ship",
+    "storage_tank": "storage tank",
+    "baseball_diamond": "baseball diamond",
+    "tennis_court": "tennis court",
+    "basketball_court": "basketball court",
+    "Ground_Track_Field": "ground track field",
+    "Bridge": "bridge",
+    "Large_Vehicle": "large vehicle",
+    "Small_Vehicle": "small vehicle",
+    "Helicopter": "helicopter",
+    "Swimming_pool": "swimming pool",
+    "Roundabout": "roundabout",
+    "Soccer_ball_field": "soccer ball field",
+    "plane": "plane",
+    "Harbor": "harbor",
+    "Expressway-Service-area": "expressway service area",
+    "Expressway-toll-station": "expressway toll station",
+    "airplane": "airplane",
+    "airport": "airport",
+    "baseballfield": "baseball field",
+    "basketballcourt": "basketball court",
+    "bridge": "bridge",
+    "chimney": "chimney",
+    "dam": "dam",
+    "golffield": "golf field",
+    "groundtrackfield": "ground track field",
+    "harbor": "harbor",
+    "overpass": "overpass",
+    "stadium": "stadium",
+    "storagetank": "storage tank",
+    "tenniscourt": "tennis court",
+    "trainstation": "train station",
+    "vehicle": "vehicle",
+    "windmill": "windmill",
 }
 # class → (drawer, named colours it may take, needs water)
 _STYLE = {
@@ -58,17 +99,32 @@ _STYLE = {
     "plane": (wd.draw_plane, ["white", "grey"], False),
     "Harbor": (wd.draw_harbor, ["grey", "white"], True),
 }
-_RRSISD_AS = {"airplane": "plane", "baseballfield": "baseball_diamond", "basketballcourt": "basketball_court",
-              "bridge": "Bridge", "groundtrackfield": "Ground_Track_Field", "harbor": "Harbor", "ship": "ship",
-              "storagetank": "storage_tank", "tenniscourt": "tennis_court", "vehicle": "Small_Vehicle"}
-_STYLE.update({
-    "airport": (wd.draw_airport, ["grey"], False), "chimney": (wd.draw_chimney, ["brown"], False),
-    "dam": (wd.draw_dam, ["white"], True), "golffield": (wd.draw_golf, ["green"], False),
-    "stadium": (wd.draw_stadium, ["white"], False), "overpass": (wd.draw_overpass, ["grey"], False),
-    "trainstation": (wd.draw_trainstation, ["brown"], False), "windmill": (wd.draw_windmill, ["white"], False),
-    "Expressway-Service-area": (wd.draw_service_area, ["grey"], False),
-    "Expressway-toll-station": (wd.draw_toll_station, ["grey"], False),
-})
+_RRSISD_AS = {
+    "airplane": "plane",
+    "baseballfield": "baseball_diamond",
+    "basketballcourt": "basketball_court",
+    "bridge": "Bridge",
+    "groundtrackfield": "Ground_Track_Field",
+    "harbor": "Harbor",
+    "ship": "ship",
+    "storagetank": "storage_tank",
+    "tenniscourt": "tennis_court",
+    "vehicle": "Small_Vehicle",
+}
+_STYLE.update(
+    {
+        "airport": (wd.draw_airport, ["grey"], False),
+        "chimney": (wd.draw_chimney, ["brown"], False),
+        "dam": (wd.draw_dam, ["white"], True),
+        "golffield": (wd.draw_golf, ["green"], False),
+        "stadium": (wd.draw_stadium, ["white"], False),
+        "overpass": (wd.draw_overpass, ["grey"], False),
+        "trainstation": (wd.draw_trainstation, ["brown"], False),
+        "windmill": (wd.draw_windmill, ["white"], False),
+        "Expressway-Service-area": (wd.draw_service_area, ["grey"], False),
+        "Expressway-toll-station": (wd.draw_toll_station, ["grey"], False),
+    }
+)
 for _r, _i in _RRSISD_AS.items():
     _STYLE.setdefault(_r, _STYLE[_i])
 SCENE_CLASSES = {"isaid": ISAID_CLASSES[1:], "rrsisd": RRSISD_CATEGORIES}
@@ -77,19 +133,19 @@ GENERATOR_VERSION = 2  # bump whenever the rendered pixels or the written files 
 
 @dataclass
 class Instance:
-    id: int                # 1-based within the scene
-    category: str          # class name (ISAID_CLASSES or RRSISD_CATEGORIES spelling)
-    mask: np.ndarray       # H×W bool, visible pixels
-    bbox: tuple            # XYXY pixels of the mask, x2/y2 exclusive (max + 1)
-    colour: str            # named colour (world_draw.COLOURS)
+    id: int  # 1-based within the scene
+    category: str  # class name (ISAID_CLASSES or RRSISD_CATEGORIES spelling)
+    mask: np.ndarray  # H×W bool, visible pixels
+    bbox: tuple  # XYXY pixels of the mask, x2/y2 exclusive (max + 1)
+    colour: str  # named colour (world_draw.COLOURS)
     area: int
 
 
 @dataclass
 class Scene:
-    image: np.ndarray                 # H×W×3 uint8
-    class_map: np.ndarray             # H×W uint8 in the kind's index (iSAID: 0 = background; RRSIS-D: id + 1)
-    landcover: np.ndarray             # H×W uint8 index into world_draw.LANDCOVER
+    image: np.ndarray  # H×W×3 uint8
+    class_map: np.ndarray  # H×W uint8 in the kind's index (iSAID: 0 = background; RRSIS-D: id + 1)
+    landcover: np.ndarray  # H×W uint8 index into world_draw.LANDCOVER
     instances: list[Instance] = field(default_factory=list)
     kind: str = "isaid"
 
@@ -128,8 +184,11 @@ def render_scene(rng: np.random.Generator, size: int = 512, kind: str = "isaid")
         colours[i] = colour
     ids = np.asarray(c.ids).astype(np.int32)
     image = wd.textured(np.asarray(c.img), rng, 2.5)
-    index = {n: j for j, n in enumerate(ISAID_CLASSES)} if kind == "isaid" else \
-        {n: j + 1 for j, n in enumerate(RRSISD_CATEGORIES)}
+    index = (
+        {n: j for j, n in enumerate(ISAID_CLASSES)}
+        if kind == "isaid"
+        else {n: j + 1 for j, n in enumerate(RRSISD_CATEGORIES)}
+    )
     class_map = np.zeros((size, size), np.uint8)
     instances = []
     for i, cls in enumerate(objects, start=1):
@@ -138,8 +197,16 @@ def render_scene(rng: np.random.Generator, size: int = 512, kind: str = "isaid")
             continue
         class_map[m] = index[cls]
         ys, xs = np.nonzero(m)
-        instances.append(Instance(len(instances) + 1, cls, m, (int(xs.min()), int(ys.min()), int(xs.max()) + 1,
-                                                               int(ys.max()) + 1), colours[i], int(m.sum())))
+        instances.append(
+            Instance(
+                len(instances) + 1,
+                cls,
+                m,
+                (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1),
+                colours[i],
+                int(m.sum()),
+            )
+        )
     return Scene(image, class_map, lc, instances, kind)
 
 
@@ -199,10 +266,13 @@ def _by_position(cands, pos: str, size: int):
             return []
         return [vals[0]]
     if pos == "middle":
-        return [i for i in cands if max(abs(cx[i.id][0] - size / 2), abs(cx[i.id][1] - size / 2)) < 0.15 * size]
+        return [
+            i for i in cands if max(abs(cx[i.id][0] - size / 2), abs(cx[i.id][1] - size / 2)) < 0.15 * size
+        ]
     corners = {"upper left": (0, 0), "upper right": (1, 0), "lower left": (0, 1), "lower right": (1, 1)}
     if pos in corners:
         qx, qy = corners[pos]
+
         def inside(v: float, high: int) -> bool:  # in the outer 40 % on the requested side
             return v > size * 0.6 if high else v < size * 0.4
 
@@ -231,11 +301,17 @@ def _by_relation(cands, rel: dict, instances, size: int):
     return out
 
 
-_POS_TEXT = {"left": ["on the left", "at the left"], "right": ["on the right", "at the right"],
-             "top": ["on the top", "at the top"], "bottom": ["at the bottom", "on the bottom"],
-             "middle": ["in the middle"], "upper left": ["in the upper left corner"],
-             "upper right": ["in the upper right corner"], "lower left": ["in the lower left corner"],
-             "lower right": ["in the lower right corner"]}
+_POS_TEXT = {
+    "left": ["on the left", "at the left"],
+    "right": ["on the right", "at the right"],
+    "top": ["on the top", "at the top"],
+    "bottom": ["at the bottom", "on the bottom"],
+    "middle": ["in the middle"],
+    "upper left": ["in the upper left corner"],
+    "upper right": ["in the upper right corner"],
+    "lower left": ["in the lower left corner"],
+    "lower right": ["in the lower right corner"],
+}
 _REL_TEXT = {"near": ["next to the {}", "near the {}"], "above": ["above the {}"], "below": ["below the {}"]}
 
 
@@ -264,7 +340,9 @@ def spec_text(spec: dict, rng) -> tuple[str, list[str]]:
     return (text[0].upper() + text[1:] if rng.random() < 0.5 else text), kinds
 
 
-def expressions_for(scene: Scene, rng, per_target: int = 3) -> list[tuple[Instance, list[tuple[str, list, dict]]]]:
+def expressions_for(
+    scene: Scene, rng, per_target: int = 3
+) -> list[tuple[Instance, list[tuple[str, list, dict]]]]:
     """For up to 3 target instances, 1–``per_target`` expressions each as ``(text, modifier kinds, spec)``;
     every spec resolves (:func:`resolve`) to exactly its target, and a target's expressions use
     different modifier combinations. Targets without any unique expression are skipped."""
@@ -293,7 +371,7 @@ def expressions_for(scene: Scene, rng, per_target: int = 3) -> list[tuple[Instan
                 seen.add(key)
                 picked.append(s)
         if picked:
-            keep = picked[:int(rng.integers(1, per_target + 1))]
+            keep = picked[: int(rng.integers(1, per_target + 1))]
             out.append((target, [spec_text(s, rng) + (s,) for s in keep]))
     return out
 
@@ -305,9 +383,10 @@ def _write_isaid(scene: Scene, root: Path, split: str, name: str) -> None:
     from dglrsis.io import atomic_path
 
     pal = np.array(ISAID_PALETTE, np.uint8)
-    for sub, arr in ((Path(split) / "images" / f"{name}.png", scene.image),
-                     (Path(split) / "Semantic_masks" / "images" / f"{name}_instance_color_RGB.png",
-                      pal[scene.class_map])):
+    for sub, arr in (
+        (Path(split) / "images" / f"{name}.png", scene.image),
+        (Path(split) / "Semantic_masks" / "images" / f"{name}_instance_color_RGB.png", pal[scene.class_map]),
+    ):
         with atomic_path(root / sub) as tmp:
             Image.fromarray(arr).save(tmp, format="PNG")
 
@@ -344,15 +423,17 @@ def generate_world(out, seed: int = 0, n: int = 20, size: int = 512, progress: b
         raise DglrsisError(f"a world needs n >= 1 scenes of size >= 64 pixels, got n={n}, size={size}")
     out = Path(out)
     isaid = out / "isaid"
-    for i, scene in enumerate(tqdm(iter_scenes(seed, n, size, "isaid"), total=n, desc="isaid",
-                                   disable=not progress)):
+    for i, scene in enumerate(
+        tqdm(iter_scenes(seed, n, size, "isaid"), total=n, desc="isaid", disable=not progress)
+    ):
         _write_isaid(scene, isaid, _split_of(i, n, [("train", 0.75), ("val", 0.25)]), f"P{i:04d}")
     rr = out / "rrsisd"
     images, anns, refs = [], [], []
     rng_text = np.random.default_rng(np.random.SeedSequence([int(seed), 999_999]))
     sent_id = 0
-    for i, scene in enumerate(tqdm(iter_scenes(seed, n, size, "rrsisd"), total=n, desc="rrsisd",
-                                   disable=not progress)):
+    for i, scene in enumerate(
+        tqdm(iter_scenes(seed, n, size, "rrsisd"), total=n, desc="rrsisd", disable=not progress)
+    ):
         fname = f"{i:05d}.jpg"
         with atomic_path(rr / "images" / "rrsisd" / "JPEGImages" / fname) as tmp:
             Image.fromarray(scene.image).save(tmp, format="JPEG", quality=95)
@@ -361,29 +442,62 @@ def generate_world(out, seed: int = 0, n: int = 20, size: int = 512, progress: b
         for inst in scene.instances:
             ann_ids[inst.id] = len(anns)
             x0, y0, x1, y1 = inst.bbox
-            anns.append({"id": len(anns), "image_id": i, "categories_id": RRSISD_CATEGORIES.index(inst.category),
-                         "bbox": [x0, y0, x1 - 1, y1 - 1], "area": int(inst.area), "iscrowd": 0,
-                         "segmentation": [_rle(inst.mask)]})
+            anns.append(
+                {
+                    "id": len(anns),
+                    "image_id": i,
+                    "categories_id": RRSISD_CATEGORIES.index(inst.category),
+                    "bbox": [x0, y0, x1 - 1, y1 - 1],
+                    "area": int(inst.area),
+                    "iscrowd": 0,
+                    "segmentation": [_rle(inst.mask)],
+                }
+            )
         split = _split_of(i, n, [("train", 0.6), ("val", 0.1), ("test", 0.3)])
         for target, sents in expressions_for(scene, rng_text):
             sentences = []
             for text, kinds, _spec in sents:
                 toks = text.lower().split()
-                sentences.append({"tokens": toks, "raw": text, "sent_id": sent_id, "sent": " ".join(toks),
-                                  "modifiers": kinds})
+                sentences.append(
+                    {
+                        "tokens": toks,
+                        "raw": text,
+                        "sent_id": sent_id,
+                        "sent": " ".join(toks),
+                        "modifiers": kinds,
+                    }
+                )
                 sent_id += 1
-            refs.append({"image_id": i, "split": split, "sentences": sentences, "file_name": fname,
-                         "category_id": RRSISD_CATEGORIES.index(target.category), "ann_id": ann_ids[target.id],
-                         "sent_ids": [s["sent_id"] for s in sentences], "ref_id": len(refs)})
+            refs.append(
+                {
+                    "image_id": i,
+                    "split": split,
+                    "sentences": sentences,
+                    "file_name": fname,
+                    "category_id": RRSISD_CATEGORIES.index(target.category),
+                    "ann_id": ann_ids[target.id],
+                    "sent_ids": [s["sent_id"] for s in sentences],
+                    "ref_id": len(refs),
+                }
+            )
     write_bytes(rr / "refs(unc).p", pickle.dumps(refs, protocol=2))
     cats = [{"id": j, "name": name} for j, name in enumerate(RRSISD_CATEGORIES)]
     write_json(rr / "instances.json", {"images": images, "annotations": anns, "categories": cats})
     from importlib.metadata import version
 
     versions = {"generator": GENERATOR_VERSION, **{p: version(p) for p in ("numpy", "pillow", "pycocotools")}}
-    summary = {"generator_version": GENERATOR_VERSION, "versions": versions, "seed": seed, "n": n, "size": size,
-               "isaid_classes": ISAID_CLASSES, "rrsisd_categories": RRSISD_CATEGORIES,
-               "refs": len(refs), "sentences": sent_id, "annotations": len(anns)}
+    summary = {
+        "generator_version": GENERATOR_VERSION,
+        "versions": versions,
+        "seed": seed,
+        "n": n,
+        "size": size,
+        "isaid_classes": ISAID_CLASSES,
+        "rrsisd_categories": RRSISD_CATEGORIES,
+        "refs": len(refs),
+        "sentences": sent_id,
+        "annotations": len(anns),
+    }
     write_json(out / "world.json", summary)
     return summary
 
@@ -399,7 +513,10 @@ def convert_isaid_to_index(root, out) -> None:
     root, out = Path(root), Path(out)
     for split_dir in sorted(p for p in root.iterdir() if p.is_dir()):
         for img_path in sorted((split_dir / "images").glob("*.png")):
-            with Image.open(img_path) as im, atomic_path(out / "img_dir" / split_dir.name / img_path.name) as tmp:
+            with (
+                Image.open(img_path) as im,
+                atomic_path(out / "img_dir" / split_dir.name / img_path.name) as tmp,
+            ):
                 im.convert("RGB").save(tmp, format="BMP")
             lab_path = split_dir / "Semantic_masks" / "images" / f"{img_path.stem}_instance_color_RGB.png"
             idx = decode_label(lab_path)  # exact palette match, other colours → 255

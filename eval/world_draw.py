@@ -15,13 +15,24 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 COLOURS = {
-    "white": (232, 232, 228), "grey": (138, 138, 142), "red": (185, 42, 38), "blue": (42, 72, 185),
-    "black": (32, 32, 36), "yellow": (222, 196, 40), "green": (62, 140, 70), "orange": (214, 120, 40),
+    "white": (232, 232, 228),
+    "grey": (138, 138, 142),
+    "red": (185, 42, 38),
+    "blue": (42, 72, 185),
+    "black": (32, 32, 36),
+    "yellow": (222, 196, 40),
+    "green": (62, 140, 70),
+    "orange": (214, 120, 40),
     "brown": (140, 96, 58),
 }
 LANDCOVER = ["bare soil", "vegetation", "water", "road", "built-up"]
-LANDCOVER_RGB = {"bare soil": (164, 140, 104), "vegetation": (78, 112, 56), "water": (38, 74, 102),
-                 "road": (96, 96, 98), "built-up": (150, 144, 138)}
+LANDCOVER_RGB = {
+    "bare soil": (164, 140, 104),
+    "vegetation": (78, 112, 56),
+    "water": (38, 74, 102),
+    "road": (96, 96, 98),
+    "built-up": (150, 144, 138),
+}
 
 
 def _jitter(rgb, rng, amount=10):
@@ -42,7 +53,9 @@ def rounded(w, h, n=10):
     """A stadium (rectangle with semicircular ends) outline, long side along x."""
     r = h / 2
     a = [(w / 2 - r + r * math.cos(t), r * math.sin(t)) for t in np.linspace(-math.pi / 2, math.pi / 2, n)]
-    b = [(-w / 2 + r + r * math.cos(t), r * math.sin(t)) for t in np.linspace(math.pi / 2, 3 * math.pi / 2, n)]
+    b = [
+        (-w / 2 + r + r * math.cos(t), r * math.sin(t)) for t in np.linspace(math.pi / 2, 3 * math.pi / 2, n)
+    ]
     return a + b
 
 
@@ -99,17 +112,28 @@ def background(c: Canvas, rng, size: int, water: bool, road: bool = False) -> di
     if water:
         side = int(rng.integers(4))
         w = rng.uniform(0.3, 0.45) * size
-        band = {0: [(0, 0), (w, 0), (w * 0.8, size), (0, size)],
-                1: [(size, 0), (size - w, 0), (size - w * 0.8, size), (size, size)],
-                2: [(0, 0), (size, 0), (size, w), (0, w * 0.8)],
-                3: [(0, size), (size, size), (size, size - w), (0, size - w * 0.8)]}[side]
+        band = {
+            0: [(0, 0), (w, 0), (w * 0.8, size), (0, size)],
+            1: [(size, 0), (size - w, 0), (size - w * 0.8, size), (size, size)],
+            2: [(0, 0), (size, 0), (size, w), (0, w * 0.8)],
+            3: [(0, size), (size, size), (size, size - w), (0, size - w * 0.8)],
+        }[side]
         c.landcover(band, 2)
         layout["water"] = (side, float(w))
     return layout
 
 
-BIG = ("airport", "Ground_Track_Field", "groundtrackfield", "stadium", "trainstation", "golffield",
-        "Soccer_ball_field", "dam", "overpass")
+BIG = (
+    "airport",
+    "Ground_Track_Field",
+    "groundtrackfield",
+    "stadium",
+    "trainstation",
+    "golffield",
+    "Soccer_ball_field",
+    "dam",
+    "overpass",
+)
 VEHICLES = ("Small_Vehicle", "Large_Vehicle", "vehicle")  # placed along roads, often several
 _ACROSS_WATER = ("Bridge", "bridge", "dam")
 _SHORE = ("Harbor", "harbor")
@@ -249,9 +273,15 @@ def draw_roundabout(c, rng, x, y, a, k, rgb, i):
     c.poly(rotate(ellipse(r * 0.55, r * 0.55, 32), x, y, 0), (86, 150, 70), i)
     for t in range(4):
         ang = a + t * math.pi / 2
-        c.line([(x + r * math.cos(ang), y + r * math.sin(ang)), (x + r * 1.5 * math.cos(ang),
-                                                                  y + r * 1.5 * math.sin(ang))],
-               (104, 104, 108), r * 0.3, i)
+        c.line(
+            [
+                (x + r * math.cos(ang), y + r * math.sin(ang)),
+                (x + r * 1.5 * math.cos(ang), y + r * 1.5 * math.sin(ang)),
+            ],
+            (104, 104, 108),
+            r * 0.3,
+            i,
+        )
 
 
 def draw_soccer(c, rng, x, y, a, k, rgb, i):
@@ -263,18 +293,39 @@ def draw_soccer(c, rng, x, y, a, k, rgb, i):
 def draw_plane(c, rng, x, y, a, k, rgb, i):
     L = rng.uniform(40, 70) * k
     c.poly(rotate(rect(L, L * 0.12), x, y, a), rgb, i)
-    c.poly(rotate([(L * 0.05, -L * 0.5), (L * 0.18, -L * 0.5), (L * 0.1, L * 0.5), (-L * 0.03, L * 0.5)],
-                  x, y, a), rgb, i)
-    c.poly(rotate([(-L * 0.42, -L * 0.2), (-L * 0.36, -L * 0.2), (-L * 0.36, L * 0.2), (-L * 0.42, L * 0.2)],
-                  x, y, a), rgb, i)
+    c.poly(
+        rotate(
+            [(L * 0.05, -L * 0.5), (L * 0.18, -L * 0.5), (L * 0.1, L * 0.5), (-L * 0.03, L * 0.5)], x, y, a
+        ),
+        rgb,
+        i,
+    )
+    c.poly(
+        rotate(
+            [(-L * 0.42, -L * 0.2), (-L * 0.36, -L * 0.2), (-L * 0.36, L * 0.2), (-L * 0.42, L * 0.2)],
+            x,
+            y,
+            a,
+        ),
+        rgb,
+        i,
+    )
 
 
 def draw_harbor(c, rng, x, y, a, k, rgb, i):
     L, W = rng.uniform(90, 140) * k, rng.uniform(14, 20) * k
     c.poly(rotate(rect(L, W), x, y, a), rgb, i)
     for t in np.linspace(-L * 0.4, L * 0.4, 4):
-        c.poly(rotate([(t - W * 0.2, W / 2), (t + W * 0.2, W / 2), (t + W * 0.2, W * 2.2),
-                       (t - W * 0.2, W * 2.2)], x, y, a), rgb, i)
+        c.poly(
+            rotate(
+                [(t - W * 0.2, W / 2), (t + W * 0.2, W / 2), (t + W * 0.2, W * 2.2), (t - W * 0.2, W * 2.2)],
+                x,
+                y,
+                a,
+            ),
+            rgb,
+            i,
+        )
 
 
 def draw_airport(c, rng, x, y, a, k, rgb, i):
@@ -301,13 +352,20 @@ def draw_dam(c, rng, x, y, a, k, rgb, i):
 
 def draw_golf(c, rng, x, y, a, k, rgb, i):
     r = rng.uniform(60, 90) * k
-    blob = [(r * (1 + 0.25 * math.sin(3 * t + 1)) * math.cos(t),
-             r * 0.6 * (1 + 0.2 * math.cos(2 * t)) * math.sin(t))
-            for t in np.linspace(0, 2 * math.pi, 30, endpoint=False)]
+    blob = [
+        (
+            r * (1 + 0.25 * math.sin(3 * t + 1)) * math.cos(t),
+            r * 0.6 * (1 + 0.2 * math.cos(2 * t)) * math.sin(t),
+        )
+        for t in np.linspace(0, 2 * math.pi, 30, endpoint=False)
+    ]
     c.poly(rotate(blob, x, y, a), (128, 190, 84), i)
     for dx, dy in ((-0.4, 0.1), (0.3, -0.2), (0.5, 0.25)):
-        c.poly(rotate([(px + dx * r, py + dy * r * 0.6) for px, py in ellipse(r * 0.1, r * 0.07)], x, y, a),
-               (236, 226, 190), i)
+        c.poly(
+            rotate([(px + dx * r, py + dy * r * 0.6) for px, py in ellipse(r * 0.1, r * 0.07)], x, y, a),
+            (236, 226, 190),
+            i,
+        )
 
 
 def draw_stadium(c, rng, x, y, a, k, rgb, i):
@@ -344,8 +402,11 @@ def draw_service_area(c, rng, x, y, a, k, rgb, i):
     c.poly(rotate(rect(L, W), x, y, a), (120, 120, 124), i)
     for t in np.linspace(-L * 0.4, L * 0.4, 10):
         c.line(rotate([(t, -W * 0.45), (t, -W * 0.1)], x, y, a), (236, 236, 236), 1, i)
-    c.poly(rotate([(p[0] + L * 0.15, p[1] + W * 0.22) for p in rect(L * 0.4, W * 0.3)], x, y, a),
-           (196, 150, 120), i)
+    c.poly(
+        rotate([(p[0] + L * 0.15, p[1] + W * 0.22) for p in rect(L * 0.4, W * 0.3)], x, y, a),
+        (196, 150, 120),
+        i,
+    )
 
 
 def draw_toll_station(c, rng, x, y, a, k, rgb, i):

@@ -4,8 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from dglrsis.cam import (_tokens_to_grid, cam_mass_inside, clip_gradcam, interpolate_pos_embed,
-                         pointing_game, resize_pos_embed)
+from dglrsis.cam import (
+    _tokens_to_grid,
+    cam_mass_inside,
+    clip_gradcam,
+    interpolate_pos_embed,
+    pointing_game,
+    resize_pos_embed,
+)
 from dglrsis.errors import DglrsisError
 from dglrsis.models import load_clip
 
@@ -23,9 +29,11 @@ def vitb_random():
 
 
 def _hooks(model):
-    return [(n, len(m._forward_hooks), len(m._backward_hooks), len(m._forward_pre_hooks))
-            for n, m in model.named_modules()
-            if m._forward_hooks or m._backward_hooks or m._forward_pre_hooks]
+    return [
+        (n, len(m._forward_hooks), len(m._backward_hooks), len(m._forward_pre_hooks))
+        for n, m in model.named_modules()
+        if m._forward_hooks or m._backward_hooks or m._forward_pre_hooks
+    ]
 
 
 def _check_call(clip, size, batch=2, text_rows=1):
@@ -39,8 +47,8 @@ def _check_call(clip, size, batch=2, text_rows=1):
     cams = clip_gradcam(clip, x, text)
     assert cams.shape == (batch, size, size) and cams.dtype == np.float32
     assert np.isfinite(cams).all() and cams.min() >= 0.0 and cams.max() <= 1.0 + 1e-6
-    assert cams.reshape(batch, -1).max(1).min() > 0.99        # each map is min–max scaled
-    assert torch.equal(x, x_before) and not x.requires_grad    # input untouched
+    assert cams.reshape(batch, -1).max(1).min() > 0.99  # each map is min–max scaled
+    assert torch.equal(x, x_before) and not x.requires_grad  # input untouched
     assert [p.requires_grad for p in clip.model.parameters()] == flags
     assert all(p.grad is None for p in clip.model.parameters())
     assert clip.model.visual.positional_embedding is pos
@@ -51,12 +59,12 @@ def _check_call(clip, size, batch=2, text_rows=1):
 
 
 def test_world_clip_native_and_non_native(world_random):
-    _check_call(world_random, 96)                   # 12×12 grid
-    _check_call(world_random, 128, text_rows=2)     # 16×16 grid, interpolated positions, B×D text
+    _check_call(world_random, 96)  # 12×12 grid
+    _check_call(world_random, 128, text_rows=2)  # 16×16 grid, interpolated positions, B×D text
 
 
 def test_vit_b16_224(vitb_random):
-    _check_call(vitb_random, 224, batch=1)          # 14×14 grid
+    _check_call(vitb_random, 224, batch=1)  # 14×14 grid
 
 
 def test_frozen_model_and_no_grad_context(world_random):
@@ -78,8 +86,8 @@ def test_concurrent_calls_share_one_model(world_random):
     import concurrent.futures
 
     torch.manual_seed(3)
-    x = torch.randn(1, 3, 128, 128)                 # 16×16 grid: positional embedding interpolated
-    crops = torch.randn(2, 3, 96, 96)               # native size
+    x = torch.randn(1, 3, 128, 128)  # 16×16 grid: positional embedding interpolated
+    crops = torch.randn(2, 3, 96, 96)  # native size
     text = world_random.encode_text(["a ship"])
     want_cam = clip_gradcam(world_random, x, text)
     want_emb = world_random.encode_images(crops)
@@ -108,7 +116,7 @@ def test_bad_inputs(world_random):
 def test_reshape_transform_is_row_major_and_drops_cls():
     g, d = 3, 2
     tokens = torch.zeros(1, 1 + g * g, d)
-    tokens[0, 0] = -100.0                               # CLS
+    tokens[0, 0] = -100.0  # CLS
     tokens[0, 1:, 0] = torch.arange(g * g, dtype=torch.float32)
     grid = _tokens_to_grid(tokens)
     assert grid.shape == (1, d, g, g)
@@ -140,7 +148,7 @@ def test_resize_pos_embed_context_restores(world_random):
         assert out.shape == (1, world_random.embed_dim)
     assert visual.positional_embedding is orig and visual.grid_size == (12, 12)
     with pytest.raises(RuntimeError):
-        visual(torch.randn(1, 3, 80, 80))                # native embedding no longer fits 10×10
+        visual(torch.randn(1, 3, 80, 80))  # native embedding no longer fits 10×10
 
 
 def test_cam_mass_inside_hand_computed():

@@ -30,35 +30,53 @@ def demo(tmp_path_factory):
     app = build_app(models, examples)
     app.queue(max_size=64, default_concurrency_limit=2)
     port = _free_port()
-    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-               max_file_size="2mb", show_error=False)
+    app.launch(
+        server_name="127.0.0.1",
+        server_port=port,
+        prevent_thread_lock=True,
+        quiet=True,
+        max_file_size="2mb",
+        show_error=False,
+    )
     yield {"url": f"http://127.0.0.1:{port}/", "models": models, "examples": examples}
     app.close()
 
 
-@pytest.mark.parametrize("text, mode", [("ship, harbor", "ovss"), ("storage tank", "ovss"),
-                                        ("the ship on the left", "res"), ("largest storage tank", "res"),
-                                        ("ship; plane", "ovss")])
+@pytest.mark.parametrize(
+    "text, mode",
+    [
+        ("ship, harbor", "ovss"),
+        ("storage tank", "ovss"),
+        ("the ship on the left", "res"),
+        ("largest storage tank", "res"),
+        ("ship; plane", "ovss"),
+    ],
+)
 def test_mode_detection(text, mode):
     assert detect_mode(text) == mode
 
 
 def _predict(url, path, text, mode="auto", background="prompt"):
-    return Client(url, verbose=False).predict(handle_file(path), text, mode, "", background, api_name="/segment")
+    return Client(url, verbose=False).predict(
+        handle_file(path), text, mode, "", background, api_name="/segment"
+    )
 
 
 def test_both_modes_match_the_pipeline(demo):
     img_path = demo["examples"][0]
     image = dglrsis.read_image(img_path).array
-    ref_pred = dglrsis.Predictor(dglrsis.PredictorConfig(clip="world-clip:random", background="prompt"),
-                                 clip=demo["models"].clip)
+    ref_pred = dglrsis.Predictor(
+        dglrsis.PredictorConfig(clip="world-clip:random", background="prompt"), clip=demo["models"].clip
+    )
     ref_pred.set_image(image)
 
     out = _predict(demo["url"], img_path, "ship, storage tank, harbor")
     labels = np.asarray(Image.open(out[4]))
-    assert np.array_equal(labels, (ref_pred.segment("ship, storage tank, harbor").labels + 1).astype(np.uint8))
+    assert np.array_equal(
+        labels, (ref_pred.segment("ship, storage tank, harbor").labels + 1).astype(np.uint8)
+    )
     assert "OVSS" in out[5] and "legend" in out[1]
-    assert np.asarray(Image.open(out[0])).shape == image.shape    # overlay at the image's size
+    assert np.asarray(Image.open(out[0])).shape == image.shape  # overlay at the image's size
 
     out = _predict(demo["url"], img_path, "the storage tank on the left")
     mask = np.asarray(Image.open(out[4])) > 0

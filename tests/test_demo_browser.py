@@ -10,8 +10,10 @@ import pytest
 
 playwright = pytest.importorskip("playwright.sync_api")
 CHROMIUM = "/usr/bin/chromium"
-pytestmark = [pytest.mark.browser,
-              pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium is not installed")]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium is not installed"),
+]
 
 
 def _free_port() -> int:
@@ -32,15 +34,26 @@ def test_browser_both_modes(tmp_path):
     app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     try:
         with playwright.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--no-first-run"])
+            browser = p.chromium.launch(
+                executable_path=CHROMIUM,
+                args=[
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--no-first-run",
+                ],
+            )
             page = browser.new_page(viewport={"width": 1400, "height": 1100})
             page.goto(f"http://127.0.0.1:{port}/", wait_until="domcontentloaded", timeout=60_000)
             page.locator("#run").wait_for(timeout=60_000)
             page.locator("#image-input input[type=file]").set_input_files(str(upload))
             page.wait_for_timeout(1000)
-            for text, expect in (("ship, storage tank, harbor", "OVSS"), ("the storage tank on the left", "RES")):
+            for text, expect in (
+                ("ship, storage tank, harbor", "OVSS"),
+                ("the storage tank on the left", "RES"),
+            ):
                 page.locator("#query textarea").fill(text)
                 page.locator("#run").click()
                 page.locator("#message").get_by_text(expect).wait_for(timeout=120_000)

@@ -9,16 +9,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dglrsis.eval import isaid, ovrsisbench, rrsisd
 from PIL import Image
 
 from dglrsis.errors import DglrsisError
+from dglrsis.eval import isaid, ovrsisbench, rrsisd
 
 # Hand-made 4×6 iSAID index labels; 255 marks a colour outside the palette.
-LABELS = [np.array([[0, 0, 1, 1, 2, 2], [0, 0, 1, 1, 2, 2], [15, 15, 9, 9, 0, 0], [15, 15, 9, 9, 255, 255]],
-                   np.uint8),
-          np.array([[14, 14, 14, 0, 0, 0], [14, 14, 14, 0, 7, 7], [0, 0, 0, 0, 7, 7], [3, 3, 3, 3, 0, 0]],
-                   np.uint8)]
+LABELS = [
+    np.array(
+        [[0, 0, 1, 1, 2, 2], [0, 0, 1, 1, 2, 2], [15, 15, 9, 9, 0, 0], [15, 15, 9, 9, 255, 255]], np.uint8
+    ),
+    np.array(
+        [[14, 14, 14, 0, 0, 0], [14, 14, 14, 0, 7, 7], [0, 0, 0, 0, 7, 7], [3, 3, 3, 3, 0, 0]], np.uint8
+    ),
+]
 
 
 def _colour(label: np.ndarray) -> np.ndarray:
@@ -38,8 +42,9 @@ def make_raw_isaid(root: Path, split: str = "val") -> Path:
     (root / split / "Semantic_masks" / "images").mkdir(parents=True)
     for i, lab in enumerate(LABELS):
         Image.fromarray(_image(i)).save(root / split / "images" / f"P{i:04d}.png")
-        Image.fromarray(_colour(lab)).save(root / split / "Semantic_masks" / "images" /
-                                           f"P{i:04d}_instance_color_RGB.png")
+        Image.fromarray(_colour(lab)).save(
+            root / split / "Semantic_masks" / "images" / f"P{i:04d}_instance_color_RGB.png"
+        )
     return root
 
 
@@ -78,26 +83,78 @@ def make_rrsisd(root: Path, rmsin_layout: bool = False) -> Path:
     meta.mkdir(parents=True, exist_ok=True)
     for i in range(2):
         Image.fromarray(np.full((8, 10, 3), 60 * (i + 1), np.uint8)).save(img_dir / f"{i:05d}.jpg")
-    inst = {"images": [{"id": i, "file_name": f"{i:05d}.jpg", "height": 8, "width": 10} for i in range(2)],
-            "categories": [{"id": 13, "name": "ship"}, {"id": 2, "name": "airplane"}],
-            "annotations": [
-                {"id": 1, "image_id": 0, "categories_id": 13, "bbox": [1, 1, 9, 7], "area": 999,
-                 "segmentation": [_rle(a, True), _rle(b, True)]},
-                {"id": 2, "image_id": 1, "category_id": 2, "bbox": [2, 2, 6, 6], "area": 0,
-                 "segmentation": [[2, 2, 6, 2, 6, 6, 2, 6]]}]}
+    inst = {
+        "images": [{"id": i, "file_name": f"{i:05d}.jpg", "height": 8, "width": 10} for i in range(2)],
+        "categories": [{"id": 13, "name": "ship"}, {"id": 2, "name": "airplane"}],
+        "annotations": [
+            {
+                "id": 1,
+                "image_id": 0,
+                "categories_id": 13,
+                "bbox": [1, 1, 9, 7],
+                "area": 999,
+                "segmentation": [_rle(a, True), _rle(b, True)],
+            },
+            {
+                "id": 2,
+                "image_id": 1,
+                "category_id": 2,
+                "bbox": [2, 2, 6, 6],
+                "area": 0,
+                "segmentation": [[2, 2, 6, 2, 6, 6, 2, 6]],
+            },
+        ],
+    }
     (meta / "instances.json").write_text(json.dumps(inst))
-    refs = [{"image_id": 0, "split": "test", "file_name": "00000.jpg", "category_id": 13, "ann_id": 1,
-             "ref_id": 0, "sent_ids": [10, 11],
-             "sentences": [{"tokens": ["ships"], "raw": "The ships on the left", "sent_id": 10, "sent": "ships",
-                            "modifiers": ["position"]},
-                           {"tokens": ["ships"], "raw": "the two ships", "sent_id": 11, "sent": "the two ships"}]},
-            {"image_id": 1, "split": "test", "file_name": "00001.jpg", "category_id": 2, "ann_id": 2,
-             "ref_id": 1, "sent_ids": [12],
-             "sentences": [{"tokens": ["plane"], "raw": "the large airplane", "sent_id": 12, "sent": "plane",
-                            "modifiers": ["size", "class"]}]},
-            {"image_id": 1, "split": "train", "file_name": "00001.jpg", "category_id": 2, "ann_id": 2,
-             "ref_id": 2, "sent_ids": [13],
-             "sentences": [{"tokens": ["plane"], "raw": "plane", "sent_id": 13, "sent": "plane"}]}]
+    refs = [
+        {
+            "image_id": 0,
+            "split": "test",
+            "file_name": "00000.jpg",
+            "category_id": 13,
+            "ann_id": 1,
+            "ref_id": 0,
+            "sent_ids": [10, 11],
+            "sentences": [
+                {
+                    "tokens": ["ships"],
+                    "raw": "The ships on the left",
+                    "sent_id": 10,
+                    "sent": "ships",
+                    "modifiers": ["position"],
+                },
+                {"tokens": ["ships"], "raw": "the two ships", "sent_id": 11, "sent": "the two ships"},
+            ],
+        },
+        {
+            "image_id": 1,
+            "split": "test",
+            "file_name": "00001.jpg",
+            "category_id": 2,
+            "ann_id": 2,
+            "ref_id": 1,
+            "sent_ids": [12],
+            "sentences": [
+                {
+                    "tokens": ["plane"],
+                    "raw": "the large airplane",
+                    "sent_id": 12,
+                    "sent": "plane",
+                    "modifiers": ["size", "class"],
+                }
+            ],
+        },
+        {
+            "image_id": 1,
+            "split": "train",
+            "file_name": "00001.jpg",
+            "category_id": 2,
+            "ann_id": 2,
+            "ref_id": 2,
+            "sent_ids": [13],
+            "sentences": [{"tokens": ["plane"], "raw": "plane", "sent_id": 13, "sent": "plane"}],
+        },
+    ]
     (meta / "refs(unc).p").write_bytes(pickle.dumps(refs, protocol=2))
     return root
 
@@ -105,7 +162,7 @@ def make_rrsisd(root: Path, rmsin_layout: bool = False) -> Path:
 def test_isaid_raw_form_decodes_colours(tmp_path):
     samples = isaid.isaid_samples(make_raw_isaid(tmp_path / "raw"), "val")
     assert [s.key for s in samples] == ["P0000", "P0001"] and all(s.form == "raw" for s in samples)
-    for s, lab in zip(samples, LABELS):
+    for s, lab in zip(samples, LABELS, strict=False):
         assert np.array_equal(s.label(), lab)  # includes the off-palette colour → 255
 
 
@@ -114,7 +171,7 @@ def test_isaid_converted_form_and_bmp_bytes(tmp_path):
 
     samples = isaid.isaid_samples(make_converted_isaid(tmp_path / "conv"), "val")
     assert [s.form for s in samples] == ["converted"] * 2
-    for i, (s, lab) in enumerate(zip(samples, LABELS)):
+    for i, (s, lab) in enumerate(zip(samples, LABELS, strict=False)):
         assert s.image_path.read_bytes()[:2] == b"BM"
         assert np.array_equal(s.label(), lab)
         assert np.array_equal(read_image(s.image_path).array, _image(i))  # read by content
@@ -215,7 +272,11 @@ def test_ovrsisbench_layouts(tmp_path, dirs):
 def test_class_file(tmp_path):
     f = tmp_path / "c.txt"
     f.write_text("background,clutter\n\nbuilding, roof ,house\nroad\n")
-    assert ovrsisbench.read_class_file(f) == [["background", "clutter"], ["building", "roof", "house"], ["road"]]
+    assert ovrsisbench.read_class_file(f) == [
+        ["background", "clutter"],
+        ["building", "roof", "house"],
+        ["road"],
+    ]
     assert ovrsisbench.class_names(f) == ["background", "building", "road"]
     (tmp_path / "e.txt").write_text("\n")
     with pytest.raises(DglrsisError, match="no classes"):
@@ -238,7 +299,7 @@ def test_readers_on_the_synthetic_world(tmp_path):
     raw, conv = isaid.isaid_samples(tmp_path / "isaid", "val"), isaid.isaid_samples(tmp_path / "conv", "val")
     assert [s.key for s in raw] == [s.key for s in conv] and raw
     scenes = list(iter_scenes(5, 8, 96, "isaid"))
-    for r, c in zip(raw, conv):
+    for r, c in zip(raw, conv, strict=False):
         assert np.array_equal(r.label(), c.label())
         assert np.array_equal(r.label(), scenes[int(r.key[1:])].class_map)
     refs = rrsisd.rrsisd_samples(tmp_path / "rrsisd", "test")

@@ -1,18 +1,18 @@
-"""Resumable/splittable runner, model-mode plumbing with a fake predictor, and `dglrsis eval --predictions`."""
+"""Resumable/splittable runner, model-mode plumbing with a fake predictor, `dglrsis eval --predictions`."""
 
 import json
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from dglrsis.eval import isaid, rrsisd
-from dglrsis.eval.metrics import SemSegMetric
-from dglrsis.eval.runner import run_ovss, run_res
 from PIL import Image
 from test_eval_datasets import LABELS, make_converted_isaid, make_raw_isaid, make_rrsisd, rrsisd_masks
 
 from dglrsis.cli import main
 from dglrsis.commands.eval import ovss_predict_fn, res_predict_fn
+from dglrsis.eval import isaid, rrsisd
+from dglrsis.eval.metrics import SemSegMetric
+from dglrsis.eval.runner import run_ovss, run_res
 
 NAMES = isaid.ISAID_NAMES
 
@@ -28,17 +28,53 @@ def test_ovss_totals_match_direct_metric_and_split(tmp_path):
     direct = SemSegMetric(NAMES)
     for s in samples:
         direct.update(_noisy(None, s), s.label())
-    one = run_ovss(samples, _noisy, 16, NAMES, tmp_path / "a", {"x": 1}, read_images=False, rank=0, world=1,
-                   progress=False)
-    assert {k: one[k] for k in ("mIoU", "fwIoU", "pACC")} == {k: direct.report()[k] for k in
-                                                             ("mIoU", "fwIoU", "pACC")}
+    one = run_ovss(
+        samples,
+        _noisy,
+        16,
+        NAMES,
+        tmp_path / "a",
+        {"x": 1},
+        read_images=False,
+        rank=0,
+        world=1,
+        progress=False,
+    )
+    assert {k: one[k] for k in ("mIoU", "fwIoU", "pACC")} == {
+        k: direct.report()[k] for k in ("mIoU", "fwIoU", "pACC")
+    }
     assert 0 < one["mIoU"] < 100 and one["n"] == 2 and one["computed"] == 2
-    assert run_ovss(samples, _noisy, 16, NAMES, tmp_path / "b", {"x": 1}, read_images=False, rank=1, world=2,
-                    progress=False) is None  # a non-main rank does its share, reports nothing
-    two = run_ovss(samples, _noisy, 16, NAMES, tmp_path / "b", {"x": 1}, read_images=False, rank=0, world=2,
-                   progress=False)
+    assert (
+        run_ovss(
+            samples,
+            _noisy,
+            16,
+            NAMES,
+            tmp_path / "b",
+            {"x": 1},
+            read_images=False,
+            rank=1,
+            world=2,
+            progress=False,
+        )
+        is None
+    )  # a non-main rank does its share, reports nothing
+    two = run_ovss(
+        samples,
+        _noisy,
+        16,
+        NAMES,
+        tmp_path / "b",
+        {"x": 1},
+        read_images=False,
+        rank=0,
+        world=2,
+        progress=False,
+    )
     assert two["computed"] == 1
-    assert {k: v for k, v in two.items() if k != "computed"} == {k: v for k, v in one.items() if k != "computed"}
+    assert {k: v for k, v in two.items() if k != "computed"} == {
+        k: v for k, v in one.items() if k != "computed"
+    }
 
 
 def test_ovss_resume_and_settings_hash(tmp_path):
@@ -62,15 +98,33 @@ def test_ovss_shape_and_range_errors(tmp_path):
 
     samples = isaid.isaid_samples(make_raw_isaid(tmp_path / "d"), "val")
     with pytest.raises(DglrsisError, match="label is"):
-        run_ovss(samples, lambda im, s: np.zeros((2, 2), int), 16, NAMES, tmp_path / "e", read_images=False,
-                 rank=0, world=1, progress=False)
+        run_ovss(
+            samples,
+            lambda im, s: np.zeros((2, 2), int),
+            16,
+            NAMES,
+            tmp_path / "e",
+            read_images=False,
+            rank=0,
+            world=1,
+            progress=False,
+        )
     with pytest.raises(DglrsisError, match=r"\[0, 16\)"):
-        run_ovss(samples, lambda im, s: np.full((4, 6), 16), 16, NAMES, tmp_path / "f", read_images=False,
-                 rank=0, world=1, progress=False)
+        run_ovss(
+            samples,
+            lambda im, s: np.full((4, 6), 16),
+            16,
+            NAMES,
+            tmp_path / "f",
+            read_images=False,
+            rank=0,
+            world=1,
+            progress=False,
+        )
 
 
 class FakePredictor:
-    """Stands in for dglrsis.predictor.Predictor: segment() labels from the image brightness, refer() = target."""
+    """Stands in for dglrsis.predictor.Predictor: segment() labels by brightness, refer() = target."""
 
     def __init__(self, targets=None):
         self.images, self.targets, self.queries = 0, targets or {}, None
@@ -83,7 +137,7 @@ class FakePredictor:
     def segment(self, classes):
         self.queries = classes
         labels = np.full(self.img.shape[:2], -1)
-        labels[:, :2] = 0                      # "ship" → iSAID index 1
+        labels[:, :2] = 0  # "ship" → iSAID index 1
         return SimpleNamespace(labels=labels)
 
     def refer(self, text):
@@ -93,19 +147,33 @@ class FakePredictor:
 def test_model_mode_plumbing_with_fake_predictor(tmp_path):
     samples = isaid.isaid_samples(make_converted_isaid(tmp_path / "d"), "val")  # BMP bytes under .png
     fake = FakePredictor()
-    r = run_ovss(samples, ovss_predict_fn(fake, isaid.query_names(), 1), 16, NAMES, tmp_path / "c",
-                 rank=0, world=1, progress=False)
+    r = run_ovss(
+        samples,
+        ovss_predict_fn(fake, isaid.query_names(), 1),
+        16,
+        NAMES,
+        tmp_path / "c",
+        rank=0,
+        world=1,
+        progress=False,
+    )
     assert fake.images == 2 and fake.queries[0] == "ship" and len(fake.queries) == 15
     # Predicted: columns 0-1 = ship (1), rest background (0). Image 0: gt ship at cols 2-3 only → ship IoU 0.
     assert r["per_class"]["ship"]["IoU"] == 0.0
     bg_gt = sum(int((lab == 0).sum()) for lab in LABELS)
     bg_tp = sum(int((lab[:, 2:] == 0).sum()) for lab in LABELS)
     bg_pred = sum(int((lab[:, 2:] != 255).sum()) for lab in LABELS)
-    assert r["per_class"]["background"]["IoU"] == pytest.approx(100 * bg_tp / (bg_gt + bg_pred - bg_tp), abs=1e-3)
+    assert r["per_class"]["background"]["IoU"] == pytest.approx(
+        100 * bg_tp / (bg_gt + bg_pred - bg_tp), abs=1e-3
+    )
 
     a, b = rrsisd_masks()
     refs = rrsisd.rrsisd_samples(make_rrsisd(tmp_path / "r"), "test")
-    targets = {"The ships on the left": a, "the two ships": a | b, "the large airplane": np.zeros((8, 10), bool)}
+    targets = {
+        "The ships on the left": a,
+        "the two ships": a | b,
+        "the large airplane": np.zeros((8, 10), bool),
+    }
     fake = FakePredictor(targets)
     rr = run_res(refs, res_predict_fn(fake), tmp_path / "rc", "native", rank=0, world=1, progress=False)
     assert fake.images == 2  # one set_image per image, not per sentence
@@ -129,7 +197,9 @@ def test_res_resume_split_and_480(tmp_path):
     one = run_res(refs, predict, tmp_path / "a", "480", {"m": 1}, rank=0, world=1, **kw)
     assert run_res(refs, predict, tmp_path / "b", "480", {"m": 1}, rank=1, world=2, **kw) is None
     two = run_res(refs, predict, tmp_path / "b", "480", {"m": 1}, rank=0, world=2, **kw)
-    assert {k: v for k, v in two.items() if k != "computed"} == {k: v for k, v in one.items() if k != "computed"}
+    assert {k: v for k, v in two.items() if k != "computed"} == {
+        k: v for k, v in one.items() if k != "computed"
+    }
     n = len(calls)
     run_res(refs, predict, tmp_path / "a", "480", {"m": 1}, rank=0, world=1, **kw)
     assert len(calls) == n == 6  # resumed
@@ -143,10 +213,29 @@ def test_cli_predictions_ovss(tmp_path, capsys):
     preds = tmp_path / "p"
     preds.mkdir()
     for s in isaid.isaid_samples(root, "val"):
-        Image.fromarray(np.where(s.label() == 255, 0, s.label()).astype(np.uint8)).save(preds / f"{s.key}.png")
+        Image.fromarray(np.where(s.label() == 255, 0, s.label()).astype(np.uint8)).save(
+            preds / f"{s.key}.png"
+        )
     out = tmp_path / "r.json"
-    rc = main(["eval", "ovss", "--dataset", "isaid", "--root", str(root), "--split", "val", "--predictions",
-               str(preds), "--eval-background", "ignore", "--out", str(out), "--quiet"])
+    rc = main(
+        [
+            "eval",
+            "ovss",
+            "--dataset",
+            "isaid",
+            "--root",
+            str(root),
+            "--split",
+            "val",
+            "--predictions",
+            str(preds),
+            "--eval-background",
+            "ignore",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert rc == 0
     r = json.loads(out.read_text())
     assert r["mIoU"] == 100.0 and r["pACC"] == 100.0 and r["per_class"]["background"]["IoU"] is None
@@ -154,7 +243,9 @@ def test_cli_predictions_ovss(tmp_path, capsys):
     assert {"mIoU", "mACC", "fwIoU", "pACC", "per_class", "n"} <= set(r)
     assert "mIoU 100.00" in capsys.readouterr().out
     (preds / "P0001.png").unlink()
-    rc = main(["eval", "ovss", "--dataset", "isaid", "--root", str(root), "--predictions", str(preds), "--quiet"])
+    rc = main(
+        ["eval", "ovss", "--dataset", "isaid", "--root", str(root), "--predictions", str(preds), "--quiet"]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "P0001.png" in err and len(err.strip().splitlines()) == 1
 
@@ -168,8 +259,27 @@ def test_cli_predictions_res(tmp_path, capsys):
         m = s.mask if i != 1 else np.zeros(s.size, bool)
         Image.fromarray(m.astype(np.uint8) * 255).save(preds / f"{s.sent_id}.png")
     out = tmp_path / "res.json"
-    rc = main(["eval", "res", "--dataset", "rrsisd", "--root", str(root), "--split", "test", "--limit", "3",
-               "--predictions", str(preds), "--resolution", "480", "--out", str(out), "--quiet"])
+    rc = main(
+        [
+            "eval",
+            "res",
+            "--dataset",
+            "rrsisd",
+            "--root",
+            str(root),
+            "--split",
+            "test",
+            "--limit",
+            "3",
+            "--predictions",
+            str(preds),
+            "--resolution",
+            "480",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert rc == 0
     r = json.loads(out.read_text())
     assert r["n"] == 3 and r["mIoU"] == pytest.approx(200 / 3, abs=1e-3)
@@ -184,6 +294,8 @@ def test_cli_predictions_res(tmp_path, capsys):
     assert r2["computed"] == 2 and r2["mIoU"] == pytest.approx(200 / 3, abs=1e-3)  # native: same result here
     capsys.readouterr()
     (preds / "11.png").unlink()
-    rc = main(["eval", "res", "--dataset", "rrsisd", "--root", str(root), "--predictions", str(preds), "--quiet"])
+    rc = main(
+        ["eval", "res", "--dataset", "rrsisd", "--root", str(root), "--predictions", str(preds), "--quiet"]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "missing prediction" in err and "11.png" in err and len(err.strip().splitlines()) == 1

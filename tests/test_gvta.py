@@ -12,12 +12,12 @@ from dglrsis.predictor import Predictor, PredictorConfig
 
 def test_cam_agreement_hand_computed():
     cam = np.zeros((4, 4), np.float32)
-    cam[:2, :2] = 1.0          # hot region: the 2×2 top-left block (4 px)
-    cam[2, 2] = 0.49           # below the threshold
+    cam[:2, :2] = 1.0  # hot region: the 2×2 top-left block (4 px)
+    cam[2, 2] = 0.49  # below the threshold
     masks = np.zeros((3, 4, 4), bool)
-    masks[0, :2, :2] = True    # the hot region exactly → 1
-    masks[1, :2, :] = True     # 8 px covering it → 4 / 8
-    masks[2, 2:, 2:] = True    # disjoint (holds the 0.49 pixel) → 0
+    masks[0, :2, :2] = True  # the hot region exactly → 1
+    masks[1, :2, :] = True  # 8 px covering it → 4 / 8
+    masks[2, 2:, 2:] = True  # disjoint (holds the 0.49 pixel) → 0
     assert cam_agreement(masks, cam, 0.5) == pytest.approx([1.0, 0.5, 0.0])
     assert cam_agreement(masks, cam, 0.4)[2] == pytest.approx(1 / 8)  # 0.49 now hot: 1 / (4 + 5 − 1)
 
@@ -37,8 +37,9 @@ def test_masked_crops_encoded_once_and_blank_outside_the_mask(scene):
     p.refer("the ship")
     assert p._masked_emb is first  # cached with the image
     clip, props = p.clip, p.proposals
-    crops = context_crops(p.image, props.masks, props.boxes, clip.image_size, clip.mean, clip.std,
-                          LVTAConfig(background="mask"))
+    crops = context_crops(
+        p.image, props.masks, props.boxes, clip.image_size, clip.mean, clip.std, LVTAConfig(background="mask")
+    )
     assert torch.allclose(first, encode_crops(clip, crops, 64), atol=1e-5)
     assert not torch.allclose(first, p.crop_emb, atol=1e-3)  # the blurred-context crops differ
     p.set_image(scene.image)

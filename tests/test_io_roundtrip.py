@@ -17,8 +17,17 @@ TRANSFORM = from_origin(500000.0, 4000000.0, 0.5, 0.5)
 
 def _tif(path, arr, crs="EPSG:32633"):
     arr = arr[:, :, None] if arr.ndim == 2 else arr
-    with rasterio.open(path, "w", driver="GTiff", width=arr.shape[1], height=arr.shape[0], count=arr.shape[2],
-                       dtype=arr.dtype.name, crs=crs, transform=TRANSFORM) as dst:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=arr.shape[1],
+        height=arr.shape[0],
+        count=arr.shape[2],
+        dtype=arr.dtype.name,
+        crs=crs,
+        transform=TRANSFORM,
+    ) as dst:
         dst.write(np.moveaxis(arr, -1, 0))
 
 
@@ -32,7 +41,11 @@ def test_geotiff_roundtrip_keeps_values_crs_transform(tmp_path):
     labels = rng.integers(0, 5, (30, 40)).astype(np.uint8)
     io.write_label(tmp_path / "out.tif", labels, r.meta)
     back, meta = io.read_raster(tmp_path / "out.tif")
-    assert np.array_equal(back[:, :, 0], labels) and meta.crs == "EPSG:32633" and meta.transform == r.meta.transform
+    assert (
+        np.array_equal(back[:, :, 0], labels)
+        and meta.crs == "EPSG:32633"
+        and meta.transform == r.meta.transform
+    )
 
 
 def test_16bit_tiff_exact_and_stretched(tmp_path):
@@ -98,9 +111,16 @@ def _bad_files(tmp_path):
     data = png.read_bytes()
     jpg = tmp_path / "ok.jpg"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(jpg)
-    files = {"missing": tmp_path / "nope.png", "zero": tmp_path / "zero.png", "trunc_png": tmp_path / "t.png",
-             "trunc_jpg": tmp_path / "t.jpg", "text": tmp_path / "text.png", "bomb": tmp_path / "bomb.png",
-             "two_band": tmp_path / "two.tif", "directory": tmp_path}
+    files = {
+        "missing": tmp_path / "nope.png",
+        "zero": tmp_path / "zero.png",
+        "trunc_png": tmp_path / "t.png",
+        "trunc_jpg": tmp_path / "t.jpg",
+        "text": tmp_path / "text.png",
+        "bomb": tmp_path / "bomb.png",
+        "two_band": tmp_path / "two.tif",
+        "directory": tmp_path,
+    }
     files["zero"].write_bytes(b"")
     files["trunc_png"].write_bytes(data[: len(data) // 2])
     files["trunc_jpg"].write_bytes(jpg.read_bytes()[:300])
@@ -110,21 +130,26 @@ def _bad_files(tmp_path):
 
     ihdr = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
     chunk = b"IHDR" + ihdr
-    files["bomb"].write_bytes(b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + chunk
-                              + struct.pack(">I", zlib.crc32(chunk)))
+    files["bomb"].write_bytes(
+        b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + chunk + struct.pack(">I", zlib.crc32(chunk))
+    )
     _tif(files["two_band"], np.zeros((4, 4, 2), np.uint8))
     return files
 
 
-@pytest.mark.parametrize("kind", ["missing", "zero", "trunc_png", "trunc_jpg", "text", "bomb", "two_band",
-                                  "directory"])
+@pytest.mark.parametrize(
+    "kind", ["missing", "zero", "trunc_png", "trunc_jpg", "text", "bomb", "two_band", "directory"]
+)
 def test_bad_input_exit_2_one_line_no_output(tmp_path, kind):
     path = _bad_files(tmp_path)[kind]
     out = tmp_path / "out" / "seg.png"
     cmds = [["info", str(path)]] if kind != "two_band" else []  # info describes any band layout
-    for cmd in cmds + [["segment", str(path), "--classes", "ship", "--clip", "world-clip:random", "--out", str(out)]]:
-        res = subprocess.run([sys.executable, "-m", "dglrsis.cli", *cmd], capture_output=True, text=True,
-                             timeout=120)
+    for cmd in cmds + [
+        ["segment", str(path), "--classes", "ship", "--clip", "world-clip:random", "--out", str(out)]
+    ]:
+        res = subprocess.run(
+            [sys.executable, "-m", "dglrsis.cli", *cmd], capture_output=True, text=True, timeout=120
+        )
         assert res.returncode == 2, (kind, cmd[0], res.stderr)
         lines = res.stderr.strip().splitlines()
         assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
@@ -133,7 +158,22 @@ def test_bad_input_exit_2_one_line_no_output(tmp_path, kind):
 
 def test_out_of_range_band_cli(tmp_path):
     _tif(tmp_path / "five.tif", np.zeros((4, 4, 5), np.uint8))
-    res = subprocess.run([sys.executable, "-m", "dglrsis.cli", "segment", str(tmp_path / "five.tif"), "--classes",
-                          "ship", "--bands", "9,2,1", "--out", str(tmp_path / "o.png")], capture_output=True,
-                         text=True, timeout=120)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dglrsis.cli",
+            "segment",
+            str(tmp_path / "five.tif"),
+            "--classes",
+            "ship",
+            "--bands",
+            "9,2,1",
+            "--out",
+            str(tmp_path / "o.png"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 2 and "band 9" in res.stderr and not (tmp_path / "o.png").exists()

@@ -12,8 +12,8 @@ MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 
 def _scene():
     img = np.zeros((40, 60, 3), np.uint8)
-    img[:, :, 1] = 100                      # green background
-    img[10:20, 30:40] = (250, 0, 0)          # red square object
+    img[:, :, 1] = 100  # green background
+    img[10:20, 30:40] = (250, 0, 0)  # red square object
     mask = np.zeros((40, 60), bool)
     mask[10:20, 30:40] = True
     return img, mask, np.array([[30, 10, 40, 20]], float)
@@ -33,30 +33,38 @@ def _denorm(t):
 def test_context_crop_background_treatments(background):
     img, mask, boxes = _scene()
     before = img.copy()
-    crops = context_crops(img, mask[None], boxes, 32, MEAN, STD, LVTAConfig(context_ratio=2.0,
-                                                                           background=background))
+    crops = context_crops(
+        img, mask[None], boxes, 32, MEAN, STD, LVTAConfig(context_ratio=2.0, background=background)
+    )
     assert crops.shape == (1, 3, 32, 32)
     assert np.array_equal(img, before)  # input untouched
     c = _denorm(crops[0])
-    assert c[:, 16, 16].tolist() == [250.0, 0.0, 0.0]      # object centre kept as is
-    corner = c[:, 1, 1].tolist()                             # context pixel, outside the mask
+    assert c[:, 16, 16].tolist() == [250.0, 0.0, 0.0]  # object centre kept as is
+    corner = c[:, 1, 1].tolist()  # context pixel, outside the mask
     if background == "keep":
         assert corner == [0.0, 100.0, 0.0]
     elif background == "mask":
-        assert corner == [128.0, 128.0, 128.0]               # CLIP mean colour
+        assert corner == [128.0, 128.0, 128.0]  # CLIP mean colour
     elif background == "mean":
         expected = img.reshape(-1, 3).mean(0)
         assert np.allclose(corner, expected, atol=1.5)
     else:
-        assert corner[1] < 101 and corner[0] < 60            # blurred green, slightly red-tinted
+        assert corner[1] < 101 and corner[0] < 60  # blurred green, slightly red-tinted
 
 
 def test_crop_outside_image_is_mean_colour():
     img, mask, _ = _scene()
     m = np.zeros_like(mask)
     m[0:4, 0:4] = True
-    crops = context_crops(img, m[None], np.array([[0, 0, 4, 4]], float), 16, MEAN, STD,
-                          LVTAConfig(context_ratio=3.0, background="keep"))
+    crops = context_crops(
+        img,
+        m[None],
+        np.array([[0, 0, 4, 4]], float),
+        16,
+        MEAN,
+        STD,
+        LVTAConfig(context_ratio=3.0, background="keep"),
+    )
     assert torch.allclose(crops[0, :, 0, 0], torch.zeros(3), atol=1e-6)  # padded corner = mean
 
 
@@ -77,9 +85,9 @@ def test_classify_is_calibrated_softmax():
 
 def test_assign_pixels_most_confident_wins_and_ties_go_to_smaller():
     masks = np.zeros((3, 4, 4), bool)
-    masks[0] = True                  # whole image, class 0, conf 0.6
-    masks[1, :2, :2] = True          # corner, class 1, conf 0.9 → wins its pixels
-    masks[2, 2:, 2:] = True          # corner, class 2, conf 0.6 → tie with mask 0: smaller wins
+    masks[0] = True  # whole image, class 0, conf 0.6
+    masks[1, :2, :2] = True  # corner, class 1, conf 0.9 → wins its pixels
+    masks[2, 2:, 2:] = True  # corner, class 2, conf 0.6 → tie with mask 0: smaller wins
     out = assign_pixels(masks, np.array([0, 1, 2]), np.array([0.6, 0.9, 0.6]), fill_uncovered=False)
     expected = np.zeros((4, 4), int)
     expected[:2, :2] = 1

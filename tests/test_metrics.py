@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+
+from dglrsis.errors import DglrsisError
 from dglrsis.eval.metrics import (
     SemSegMetric,
     confusion,
@@ -12,8 +14,6 @@ from dglrsis.eval.metrics import (
     semseg_report,
 )
 
-from dglrsis.errors import DglrsisError
-
 
 def test_semseg_hand_computed():
     # 4 classes: class 2 absent from gt but predicted once; class 3 absent everywhere; one ignored pixel.
@@ -22,13 +22,14 @@ def test_semseg_hand_computed():
     m = SemSegMetric(["a", "b", "c", "d"])
     conf = m.update(pred, gt)
     assert conf.shape == (5, 5)
-    # gt 0 at (0,0),(0,1),(1,0) → pred 0,1,0 ; gt 1 at (0,2),(0,3),(1,1),(1,2) → pred 1,1,2,1 ; ignore → pred 0
+    # gt 0 at (0,0),(0,1),(1,0) → pred 0,1,0 ; gt 1 at (0,2),(0,3),(1,1),(1,2) → pred 1,1,2,1 ;
+    # ignore → pred 0
     expected = np.zeros((5, 5), int)
     expected[0, 0], expected[1, 0], expected[1, 1], expected[2, 1], expected[0, 4] = 2, 1, 3, 1, 1
     assert (conf == expected).all() and (m.conf == expected).all()
     r = m.report()
-    iou0 = 2 / (3 + 2 - 2)          # tp 2, gt 3, pred 2 (ignored pixel not counted in pos_pred)
-    iou1 = 3 / (4 + 4 - 3)          # tp 3, gt 4, pred 4
+    iou0 = 2 / (3 + 2 - 2)  # tp 2, gt 3, pred 2 (ignored pixel not counted in pos_pred)
+    iou1 = 3 / (4 + 4 - 3)  # tp 3, gt 4, pred 4
     assert r["per_class"]["a"]["IoU"] == pytest.approx(100 * iou0)
     assert r["per_class"]["b"]["IoU"] == pytest.approx(100 * iou1)
     assert r["per_class"]["b"]["Acc"] == pytest.approx(75.0)
@@ -55,7 +56,7 @@ def test_confusions_add_up_in_any_grouping():
     whole = SemSegMetric(list("wxyz"))
     whole.update(a, b)
     parts = [SemSegMetric(list("wxyz")) for _ in range(3)]
-    for p, x, y in zip(parts, a, b):
+    for p, x, y in zip(parts, a, b, strict=False):
         p.update(x, y)
     assert ((parts[0] + parts[1] + parts[2]).conf == whole.conf).all()
     assert whole.conf[:, -1].sum() == (b == 255).sum()
@@ -74,10 +75,12 @@ def test_res_cases():
     full, empty = np.ones((2, 2), bool), np.zeros((2, 2), bool)
     half = np.array([[1, 1], [0, 0]], bool)
     assert res_sample(empty, empty) == {"I": 0, "U": 0, "IoU": 0.0}  # both empty → 0 (RMSIN)
-    rows = [{**res_sample(empty, full), "modifiers": ["position"]},            # empty prediction: 0/4
-            {**res_sample(full, empty), "modifiers": ["colour"]},              # empty target: 0/4
-            {**res_sample(empty, empty), "modifiers": ["class"]},              # both empty: U=0 → IoU 0
-            {**res_sample(half, full), "modifiers": ["position", "size"]}]     # partial: 2/4
+    rows = [
+        {**res_sample(empty, full), "modifiers": ["position"]},  # empty prediction: 0/4
+        {**res_sample(full, empty), "modifiers": ["colour"]},  # empty target: 0/4
+        {**res_sample(empty, empty), "modifiers": ["class"]},  # both empty: U=0 → IoU 0
+        {**res_sample(half, full), "modifiers": ["position", "size"]},
+    ]  # partial: 2/4
     r = res_report(rows)
     assert r["n"] == 4
     assert r["mIoU"] == pytest.approx(100 * 0.5 / 4)
@@ -93,7 +96,9 @@ def test_resize_nearest():
     m = np.zeros((4, 4), bool)
     m[:2, :2] = True
     r = resize_nearest(m, 8, 8)
-    assert r.dtype == bool and r.shape == (8, 8) and r[:4, :4].all() and not r[4:].any() and not r[:, 4:].any()
+    assert (
+        r.dtype == bool and r.shape == (8, 8) and r[:4, :4].all() and not r[4:].any() and not r[:, 4:].any()
+    )
     lab = np.arange(6, dtype=np.int64).reshape(2, 3) * 100  # values > 255 survive
     assert (resize_nearest(lab, 2, 3) == lab).all()
     down = resize_nearest(np.arange(16).reshape(4, 4), 2, 2)  # centres (0.5,0.5)·2 → source 1 and 3

@@ -29,7 +29,10 @@ def test_clip_vit_b16_random_shapes():
 
 def test_world_clip_architecture_builds():
     clip = load_clip("world-clip:random")
-    assert clip.encode_images(torch.randn(1, 3, clip.image_size, clip.image_size)).shape == (1, clip.embed_dim)
+    assert clip.encode_images(torch.randn(1, 3, clip.image_size, clip.image_size)).shape == (
+        1,
+        clip.embed_dim,
+    )
 
 
 def test_sam_vit_b_random_image_embedding():
@@ -59,10 +62,14 @@ def _hf_to_dino_v1(state, num_layers):
 
     layout = "v5" if any(k.startswith("layers.") for k in state) else "v4"
     block, names, qkv = _HF_VIT_LAYOUTS[layout]
-    out = {"cls_token": state["embeddings.cls_token"], "pos_embed": state["embeddings.position_embeddings"],
-           "patch_embed.proj.weight": state["embeddings.patch_embeddings.projection.weight"],
-           "patch_embed.proj.bias": state["embeddings.patch_embeddings.projection.bias"],
-           "norm.weight": state["layernorm.weight"], "norm.bias": state["layernorm.bias"]}
+    out = {
+        "cls_token": state["embeddings.cls_token"],
+        "pos_embed": state["embeddings.position_embeddings"],
+        "patch_embed.proj.weight": state["embeddings.patch_embeddings.projection.weight"],
+        "patch_embed.proj.bias": state["embeddings.patch_embeddings.projection.bias"],
+        "norm.weight": state["layernorm.weight"],
+        "norm.bias": state["layernorm.bias"],
+    }
     for i in range(num_layers):
         s, d = block.format(i=i), f"blocks.{i}."
         for a, b in names.items():
@@ -76,8 +83,11 @@ def _hf_to_dino_v1(state, num_layers):
 
 def test_dino_v1_checkpoint_with_teacher_key_and_prefixes(tmp_path):
     src = load_dino("dino-tiny:random")
-    forged = {"teacher": {f"module.backbone.{k}": v for k, v in _hf_to_dino_v1(src.model.state_dict(), 4).items()},
-              "student": {}, "epoch": 100}
+    forged = {
+        "teacher": {f"module.backbone.{k}": v for k, v in _hf_to_dino_v1(src.model.state_dict(), 4).items()},
+        "student": {},
+        "epoch": 100,
+    }
     path = tmp_path / "rsib_like.pth"
     torch.save(forged, path)
     loaded = load_dino("dino-tiny", checkpoint=str(path))
@@ -116,13 +126,16 @@ def test_mismatched_checkpoint_is_one_clear_error(tmp_path):
         load_clip(f"world-clip:{path}")
 
 
-@pytest.mark.parametrize("call, expected", [
-    (lambda: load_clip("ViT-B-16:openai"), "ViT-B-16:/path/to/checkpoint.pt"),
-    (lambda: load_clip("RemoteCLIP-ViT-B-32"), "RemoteCLIP-ViT-B-32.pt"),
-    (lambda: load_sam("vit_b"), "sam_vit_b_01ec64.pth"),
-    (lambda: load_dino("rsib"), "rsib_dino_vitb8.pth"),
-    (lambda: load_dino("dinov2-base"), "facebook/dinov2-base"),
-])
+@pytest.mark.parametrize(
+    "call, expected",
+    [
+        (lambda: load_clip("ViT-B-16:openai"), "ViT-B-16:/path/to/checkpoint.pt"),
+        (lambda: load_clip("RemoteCLIP-ViT-B-32"), "RemoteCLIP-ViT-B-32.pt"),
+        (lambda: load_sam("vit_b"), "sam_vit_b_01ec64.pth"),
+        (lambda: load_dino("rsib"), "rsib_dino_vitb8.pth"),
+        (lambda: load_dino("dinov2-base"), "facebook/dinov2-base"),
+    ],
+)
 def test_missing_weights_offline_give_one_line_error(call, expected, empty_weights, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(DglrsisError) as info:
@@ -151,8 +164,9 @@ def test_list_models_covers_every_family(empty_weights):
 
 
 def test_models_cli_json(empty_weights):
-    out = subprocess.run([sys.executable, "-m", "dglrsis.cli", "models", "--json"], capture_output=True,
-                         text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "dglrsis.cli", "models", "--json"], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     import json
 

@@ -69,12 +69,18 @@ def test_background_policies(pred):
             pred.segment(CLASSES, background=bad)
 
 
-@pytest.mark.parametrize("classes, ok", [
-    ([], False), ("", False), (["ship", "Ship"], False), (["ship"] * 2, False),
-    ([f"class {i}" for i in range(1001)], False),
-    ([f"thing number {i}" for i in range(500)], True),   # 500 classes: allowed (documented limit 1000)
-    (["zorblax", "ship"], True),                           # unknown names are fine: open vocabulary
-])
+@pytest.mark.parametrize(
+    "classes, ok",
+    [
+        ([], False),
+        ("", False),
+        (["ship", "Ship"], False),
+        (["ship"] * 2, False),
+        ([f"class {i}" for i in range(1001)], False),
+        ([f"thing number {i}" for i in range(500)], True),  # 500 classes: allowed (documented limit 1000)
+        (["zorblax", "ship"], True),  # unknown names are fine: open vocabulary
+    ],
+)
 def test_class_list_validation(pred, classes, ok):
     if ok:
         seg = pred.segment(classes)
@@ -115,8 +121,9 @@ def test_refer_returns_one_instance_mask(pred, scene):
 
 
 def _cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "dglrsis.cli", *args], capture_output=True, text=True,
-                          timeout=300, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "dglrsis.cli", *args], capture_output=True, text=True, timeout=300, cwd=cwd
+    )
 
 
 def test_segment_and_refer_cli(tmp_path, scene):
@@ -124,9 +131,20 @@ def test_segment_and_refer_cli(tmp_path, scene):
 
     img = tmp_path / "scene.png"
     write_rgb_png(img, scene.image)
-    out = _cli("segment", str(img), "--classes", "ship,storage tank,harbor", "--clip", "world-clip:random",
-               "--out", str(tmp_path / "seg.png"), "--overlay", str(tmp_path / "ov.png"),
-               "--scores", str(tmp_path / "s.json"))
+    out = _cli(
+        "segment",
+        str(img),
+        "--classes",
+        "ship,storage tank,harbor",
+        "--clip",
+        "world-clip:random",
+        "--out",
+        str(tmp_path / "seg.png"),
+        "--overlay",
+        str(tmp_path / "ov.png"),
+        "--scores",
+        str(tmp_path / "s.json"),
+    )
     assert out.returncode == 0, out.stderr
     data = json.loads((tmp_path / "s.json").read_text())
     assert data["classes"] == ["ship", "storage tank", "harbor"] and data["masks"]
@@ -134,16 +152,32 @@ def test_segment_and_refer_cli(tmp_path, scene):
 
     lab = np.asarray(Image.open(tmp_path / "seg.png"))
     assert lab.shape == scene.image.shape[:2] and lab.max() <= 3
-    out = _cli("refer", str(img), "the storage tank", "--clip", "world-clip:random", "--scales", "1.0",
-               "--out", str(tmp_path / "m.png"), "--cam", str(tmp_path / "cam.png"))
+    out = _cli(
+        "refer",
+        str(img),
+        "the storage tank",
+        "--clip",
+        "world-clip:random",
+        "--scales",
+        "1.0",
+        "--out",
+        str(tmp_path / "m.png"),
+        "--cam",
+        str(tmp_path / "cam.png"),
+    )
     assert out.returncode == 0, out.stderr
     assert set(np.unique(np.asarray(Image.open(tmp_path / "m.png")))) <= {0, 255}
 
 
-@pytest.mark.parametrize("args", [
-    ["--classes", ""], ["--classes", "ship,ship"], ["--classes", "ship", "--background", "maybe"],
-    ["--classes", "ship", "--clip", "ViT-B-16:no_such_tag"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--classes", ""],
+        ["--classes", "ship,ship"],
+        ["--classes", "ship", "--background", "maybe"],
+        ["--classes", "ship", "--clip", "ViT-B-16:no_such_tag"],
+    ],
+)
 def test_segment_cli_bad_input_one_line_exit_2_no_output(tmp_path, scene, args):
     from dglrsis.io import write_rgb_png
 
@@ -162,11 +196,32 @@ def test_tiled_segment_geotiff_keeps_georeference(tmp_path, scene):
 
     src = tmp_path / "big.tif"
     img = np.concatenate([scene.image, scene.image], 1)  # 160×320
-    with rasterio.open(src, "w", driver="GTiff", width=img.shape[1], height=img.shape[0], count=3, dtype="uint8",
-                       crs="EPSG:32633", transform=from_origin(500000, 4000000, 0.5, 0.5)) as dst:
+    with rasterio.open(
+        src,
+        "w",
+        driver="GTiff",
+        width=img.shape[1],
+        height=img.shape[0],
+        count=3,
+        dtype="uint8",
+        crs="EPSG:32633",
+        transform=from_origin(500000, 4000000, 0.5, 0.5),
+    ) as dst:
         dst.write(np.moveaxis(img, -1, 0))
-    out = _cli("segment", str(src), "--classes", "ship,storage tank", "--clip", "world-clip:random", "--tile", "96",
-               "--overlap", "16", "--out", str(tmp_path / "seg.tif"))
+    out = _cli(
+        "segment",
+        str(src),
+        "--classes",
+        "ship,storage tank",
+        "--clip",
+        "world-clip:random",
+        "--tile",
+        "96",
+        "--overlap",
+        "16",
+        "--out",
+        str(tmp_path / "seg.tif"),
+    )
     assert out.returncode == 0, out.stderr
     with rasterio.open(tmp_path / "seg.tif") as ds:
         assert ds.crs.to_string() == "EPSG:32633" and ds.transform == from_origin(500000, 4000000, 0.5, 0.5)

@@ -1,4 +1,5 @@
 """GLD image side: superpixel-hierarchy and SAM proposals on synthetic scenes."""
+
 import numpy as np
 import pytest
 
@@ -12,12 +13,17 @@ def scene(seed=0, size=128):
     img[:] = (60, 120, 50)
     img = np.clip(img + rng.normal(0, 6, img.shape), 0, 255).astype(np.uint8)
     truth = []
-    m = np.zeros((size, size), bool); m[20:50, 15:60] = True; truth.append(m)
+    m = np.zeros((size, size), bool)
+    m[20:50, 15:60] = True
+    truth.append(m)
     img[m] = (150, 150, 150)
     yy, xx = np.mgrid[:size, :size]
-    m = (yy - 90) ** 2 + (xx - 40) ** 2 <= 15 ** 2; truth.append(m)
+    m = (yy - 90) ** 2 + (xx - 40) ** 2 <= 15**2
+    truth.append(m)
     img[m] = (235, 235, 235)
-    m = np.zeros((size, size), bool); m[70:115, 75:120] = True; truth.append(m)
+    m = np.zeros((size, size), bool)
+    m[70:115, 75:120] = True
+    truth.append(m)
     img[m] = (30, 60, 170)
     return img, truth
 
@@ -53,7 +59,7 @@ def test_no_duplicates_and_consistency(result):
     assert props.masks.dtype == bool and (h, w) == (128, 128) and 0 < n <= cfg.max_masks
     assert props.boxes.shape == (n, 4) and props.scores.shape == (n,) and props.areas.shape == (n,)
     assert np.array_equal(props.areas, props.masks.reshape(n, -1).sum(1))
-    for m, b in zip(props.masks, props.boxes):
+    for m, b in zip(props.masks, props.boxes, strict=False):
         ys, xs = np.nonzero(m)
         assert np.allclose(b, [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
     flat = props.masks.reshape(n, -1).astype(np.float32)
@@ -80,9 +86,12 @@ def test_degenerate_images_one_full_mask(img):
 
 
 def test_mask_nms_hand_case():
-    a = np.zeros((4, 4), bool); a[:2] = True          # 8 px
-    b = a.copy(); b[2, 0] = True                       # 9 px, IoU(a, b) = 8/9
-    c = np.zeros((4, 4), bool); c[3] = True            # disjoint
+    a = np.zeros((4, 4), bool)
+    a[:2] = True  # 8 px
+    b = a.copy()
+    b[2, 0] = True  # 9 px, IoU(a, b) = 8/9
+    c = np.zeros((4, 4), bool)
+    c[3] = True  # disjoint
     masks, scores = np.stack([a, b, c]), np.array([0.5, 0.9, 0.1])
     assert sorted(mask_nms(masks, scores, 0.85).tolist()) == [1, 2]
     assert sorted(mask_nms(masks, scores, 0.95).tolist()) == [0, 1, 2]
@@ -97,8 +106,9 @@ def test_sam_random_weights():
     torch.manual_seed(0)
     sam = sam_mod.sam_model_registry["vit_b"]()
     img, _ = scene(2, 64)
-    cfg = ProposalConfig(method="sam", points_per_side=4, points_per_batch=16, pred_iou_thresh=0.0,
-                         stability_score_thresh=0.0)
+    cfg = ProposalConfig(
+        method="sam", points_per_side=4, points_per_batch=16, pred_iou_thresh=0.0, stability_score_thresh=0.0
+    )
     props = generate_proposals(img, cfg, sam=sam)
     n = len(props)
     assert props.source == "sam" and props.masks.shape == (n, 64, 64) and props.boxes.shape == (n, 4)
@@ -116,8 +126,14 @@ def test_sam_bool_masks_match_library():
     torch.manual_seed(0)
     sam = sam_mod.sam_model_registry["vit_b"]().eval()
     img, _ = scene(3, 40)
-    kw = dict(points_per_side=4, points_per_batch=7, pred_iou_thresh=0.0, stability_score_thresh=0.0,
-              box_nms_thresh=1.0, min_mask_region_area=0)  # no NMS: every candidate mask is compared
+    kw = dict(
+        points_per_side=4,
+        points_per_batch=7,
+        pred_iou_thresh=0.0,
+        stability_score_thresh=0.0,
+        box_nms_thresh=1.0,
+        min_mask_region_area=0,
+    )  # no NMS: every candidate mask is compared
     recs = sam_mod.SamAutomaticMaskGenerator(sam, **kw).generate(img)
     masks, scores = _mask_generator()(sam, **kw).generate_masks(img)
     assert len(recs) > 1 and masks.shape == (len(recs), 40, 40) and masks.dtype == bool
@@ -130,9 +146,12 @@ def test_sam_conversion(monkeypatch):
     from dglrsis import proposals
 
     seen = {}
-    a = np.zeros((32, 32), bool); a[2:20, 2:20] = True
-    b = a.copy(); b[2, 20] = True                      # near-duplicate of a, lower score
-    tiny = np.zeros((32, 32), bool); tiny[30, 30] = True
+    a = np.zeros((32, 32), bool)
+    a[2:20, 2:20] = True
+    b = a.copy()
+    b[2, 20] = True  # near-duplicate of a, lower score
+    tiny = np.zeros((32, 32), bool)
+    tiny[30, 30] = True
 
     class FakeGen:
         def __init__(self, model, **kw):

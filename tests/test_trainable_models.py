@@ -1,4 +1,5 @@
 """Trainable cost-aggregation models: shapes, gradient selection, parameter budgets (Pi-Seg Table XII)."""
+
 import json
 from pathlib import Path
 
@@ -6,7 +7,6 @@ import pytest
 import torch
 
 from dglrsis.errors import DglrsisError
-
 from dglrsis.trainable.models import ModelConfig, build_model
 
 CLASSES = ["ship", "harbor", "plane"]
@@ -30,8 +30,8 @@ def test_catseg_shape_and_gradients(small_catseg):
             assert p.requires_grad and p.grad is not None, name
             if "in_proj" in name:
                 d = p.shape[0] // 3
-                assert p.grad[d:2 * d].abs().sum() == 0, name        # k slice masked
-                assert p.grad[:d].abs().sum() > 0 or p.grad[2 * d:].abs().sum() > 0, name
+                assert p.grad[d : 2 * d].abs().sum() == 0, name  # k slice masked
+                assert p.grad[:d].abs().sum() > 0 or p.grad[2 * d :].abs().sum() > 0, name
         else:
             assert not p.requires_grad and p.grad is None, name
     head = [p for n, p in m.named_parameters() if not n.startswith("clip.")]
@@ -105,6 +105,7 @@ def test_piseg_switches_change_output(switch):
 
 def test_piseg_noise_unit_variance():
     from dglrsis.trainable.models.piseg import sample_noise
+
     like = torch.zeros(1)
     for fam in ("gaussian", "laplace", "uniform"):
         z = sample_noise((200000,), fam, like)
@@ -133,8 +134,9 @@ def test_rsktseg_shape_and_frozen_encoders(small_rskt):
     assert all(dict(m.named_parameters())[n].grad is not None for n in head)
 
 
-@pytest.mark.parametrize("switch", [{"use_rotations": False}, {"use_dino_cost": False}, {"set_sr": 1},
-                                    {"cet": False}])
+@pytest.mark.parametrize(
+    "switch", [{"use_rotations": False}, {"use_dino_cost": False}, {"set_sr": 1}, {"cet": False}]
+)
 def test_rsktseg_switches_change_output(switch):
     x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(2))
     outs = []
@@ -147,13 +149,15 @@ def test_rsktseg_switches_change_output(switch):
 
 
 def test_rsktseg_param_conventions_vit_b():
-    m = build_model("rsktseg", ModelConfig(clip="ViT-B-16:random", rclip="ViT-B-32:random", dino="rsib:random"))
+    m = build_model(
+        "rsktseg", ModelConfig(clip="ViT-B-16:random", rclip="ViT-B-32:random", dino="rsib:random")
+    )
     c = m.count_by_convention()
     assert abs(c["pi-seg"] - 398.07e6) / 398.07e6 < 0.01, c
     assert abs(c["rsktseg-readme"] - 334.62e6) / 334.62e6 < 0.01, c
 
 
-SMALL = dict(clip="world-clip", dino="dino-tiny:random", input_size=32)   # GSNet / DR-Seg at toy size
+SMALL = dict(clip="world-clip", dino="dino-tiny:random", input_size=32)  # GSNet / DR-Seg at toy size
 
 
 def _with_and_without(name: str, switch: dict):
@@ -181,12 +185,14 @@ def test_gsnet_frozen_dino_and_switches(switch):
 
 def test_params_report_small(capsys):
     from dglrsis.trainable.params import main, report
+
     rep = report("rsktseg", "world-clip", "dino-tiny:random", "world-clip")
     assert {"model", "total", "trainable", "convention", "breakdown", "total_rsktseg_readme"} <= set(rep)
     assert sum(rep["breakdown"].values()) == rep["total"] and 0 < rep["trainable"] < rep["total"]
     assert rep["total_rsktseg_readme"] < rep["total"]
     assert main(["--model", "catseg", "--clip", "world-clip", "--json"]) == 0
     import json
+
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["model"] == "catseg" and out["breakdown"]["clip"] < out["total"]
     assert main(["--model", "nope", "--clip", "world-clip"]) == 2
@@ -202,17 +208,22 @@ def test_drseg_shape_frozen_and_switches(switch):
 
 
 def test_spsd_ranking_prefers_selective_channel(tmp_path):
-    from dglrsis.trainable.spsd import main, spsd_ranking
+    from dglrsis.trainable.spsd import spsd_ranking
+
     n = 60
     labels = torch.arange(3).repeat_interleave(n)
     feats = torch.zeros(3 * n, 3)
-    feats[:, 1] = 1.0                       # uniform response: high entropy, identical across classes
-    feats[labels == 0, 0] = 1.0             # responds to class 0 only
+    feats[:, 1] = 1.0  # uniform response: high entropy, identical across classes
+    feats[labels == 0, 0] = 1.0  # responds to class 0 only
     feats[:, 2] = labels.float() * 0.5 + 0.1  # graded response
     rank = spsd_ranking(feats, labels)
     assert rank["order"][0] == 0 and rank["order"][-1] == 1
     assert rank["entropy"][1] == pytest.approx(torch.log(torch.tensor(3.0)).item(), rel=1e-4)
-    e = build_model("catseg", ModelConfig(clip="world-clip", input_size=32)).aggregator.text_guidance_proj[0].in_features
+    e = (
+        build_model("catseg", ModelConfig(clip="world-clip", input_size=32))
+        .aggregator.text_guidance_proj[0]
+        .in_features
+    )
     order = list(range(e))[::-1]
     (tmp_path / "r.json").write_text(json.dumps({"order": order}))
     m = build_model("drseg", ModelConfig(**SMALL, spsd_path=str(tmp_path / "r.json")))
@@ -221,13 +232,16 @@ def test_spsd_ranking_prefers_selective_channel(tmp_path):
 
 def test_spsd_script_ranks_from_a_training_set(tmp_path, capsys):
     from dglrsis.trainable.spsd import main
+
     cfg = Path(__file__).resolve().parents[1] / "trainable" / "configs" / "world_drseg.yaml"
     out = tmp_path / "spsd.json"
-    assert main(["--config", str(cfg), str(out), "data.world_n=3", "data.world_size=96", "--pixels", "40"]) == 0
+    assert (
+        main(["--config", str(cfg), str(out), "data.world_n=3", "data.world_size=96", "--pixels", "40"]) == 0
+    )
     r = json.loads(out.read_text())
     e = len(r["entropy"])
     assert sorted(r["order"]) == list(range(e)) and e == len(r["similarity"])
-    assert {"bridge", "helicopter", "harbor"}.isdisjoint(r["pixels"])          # held out of training
+    assert {"bridge", "helicopter", "harbor"}.isdisjoint(r["pixels"])  # held out of training
     assert len(r["pixels"]) >= 2 and all(0 < n <= 40 for n in r["pixels"].values())
     m = build_model("drseg", ModelConfig(**SMALL, spsd_path=str(out)))
     assert m.spsd_order.tolist() == r["order"]

@@ -1,5 +1,6 @@
 """Training loop, exact resume, config overrides, open-vocabulary labels and Table-1 evaluation
 (tiny stand-in model, tiny world scenes, CPU)."""
+
 from __future__ import annotations
 
 import json
@@ -7,14 +8,14 @@ import json
 import numpy as np
 import pytest
 import torch
+from torch import nn
+
+from dglrsis.errors import DglrsisError
 from dglrsis.trainable import models as models_mod
 from dglrsis.trainable.config import build_config, parse_value
 from dglrsis.trainable.data import SegDataset, Source, StepBatchSampler, augment, background_lut, seen_lut
 from dglrsis.trainable.evaluate import evaluate, table
 from dglrsis.trainable.train import read_log, seg_loss, train
-from torch import nn
-
-from dglrsis.errors import DglrsisError
 
 
 class TinySeg(nn.Module):
@@ -33,8 +34,10 @@ class TinySeg(nn.Module):
         return torch.einsum("bchw,kc->bkhw", self.net(images), text)
 
     def param_groups(self, lr, clip_lr_mult=0.01, weight_decay=1e-4):
-        return [{"params": list(self.net.parameters()), "lr": lr, "weight_decay": weight_decay},
-                {"params": list(self.chars.parameters()), "lr": lr * clip_lr_mult, "weight_decay": weight_decay}]
+        return [
+            {"params": list(self.net.parameters()), "lr": lr, "weight_decay": weight_decay},
+            {"params": list(self.chars.parameters()), "lr": lr * clip_lr_mult, "weight_decay": weight_decay},
+        ]
 
 
 @pytest.fixture(autouse=True)
@@ -42,14 +45,32 @@ def tiny_model(monkeypatch):
     monkeypatch.setitem(models_mod.MODELS, "tiny", TinySeg)
 
 
-OVR = ["name=tiny", "data.world_n=6", "data.world_size=48", "data.val_n=2", "train.iterations=6",
-       "train.batch_size=2", "train.grad_accum=2", "train.save_every=2", "train.lr=1e-2", "train.grad_clip=1.0"]
+OVR = [
+    "name=tiny",
+    "data.world_n=6",
+    "data.world_size=48",
+    "data.val_n=2",
+    "train.iterations=6",
+    "train.batch_size=2",
+    "train.grad_accum=2",
+    "train.save_every=2",
+    "train.lr=1e-2",
+    "train.grad_clip=1.0",
+]
 
 
 def test_overrides_parse_with_types():
-    cfg = build_config({"name": "catseg", "train": {"lr": 1}}, ["train.lr=1e-4", "train.iterations=10",
-                                                                "data.train_classes=[ship,harbor]", "data.hflip=false",
-                                                                "data.scale=[0.5,1.5]", "data.root=null"])
+    cfg = build_config(
+        {"name": "catseg", "train": {"lr": 1}},
+        [
+            "train.lr=1e-4",
+            "train.iterations=10",
+            "data.train_classes=[ship,harbor]",
+            "data.hflip=false",
+            "data.scale=[0.5,1.5]",
+            "data.root=null",
+        ],
+    )
     assert cfg.train.lr == 1e-4 and isinstance(cfg.train.lr, float)
     assert cfg.train.iterations == 10 and cfg.data.train_classes == ["ship", "harbor"]
     assert cfg.data.hflip is False and cfg.data.scale == (0.5, 1.5) and cfg.data.root is None
@@ -92,7 +113,7 @@ def test_step_sampler_is_deterministic_and_resumable():
     assert len(full) == 10 and full[6:] == tail
     r0 = list(StepBatchSampler(10, 4, 7, 0, 5, 1, num_processes=2, rank=0))
     r1 = list(StepBatchSampler(10, 4, 7, 0, 5, 1, num_processes=2, rank=1))
-    assert [a + b for a, b in zip(r0, r1)] == list(StepBatchSampler(10, 4, 7, 0, 5))
+    assert [a + b for a, b in zip(r0, r1, strict=False)] == list(StepBatchSampler(10, 4, 7, 0, 5))
     with pytest.raises(DglrsisError):
         StepBatchSampler(10, 3, 0, 0, 1, grad_accum=2)
 
@@ -101,7 +122,7 @@ def test_loss_decreases_on_fixed_batch():
     torch.manual_seed(0)
     model = TinySeg()
     x = torch.randn(2, 3, 32, 32) * 0.1
-    x[..., 16:] += 1.0                      # bright right half = class 1
+    x[..., 16:] += 1.0  # bright right half = class 1
     y = torch.zeros(2, 32, 32, dtype=torch.long)
     y[..., 16:] = 1
     y[:, :4] = 255
@@ -119,6 +140,7 @@ def test_loss_decreases_on_fixed_batch():
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     import dglrsis.trainable.models as mm
+
     mm.MODELS["tiny"] = TinySeg
     root = tmp_path_factory.mktemp("runs")
     cfg = build_config({}, OVR)
@@ -157,7 +179,9 @@ def test_evaluate_writes_table1(runs, tmp_path):
     assert {"sets", "m-mIoU", "m-mACC"} <= set(data) and "m-mIoU" in md and "world mIoU" in md
     assert data["m-mIoU"] == pytest.approx(out["sets"]["world"]["mIoU"], abs=1e-4)
     # same held-out scenes and metric code as the periodic evaluation at the last training step
-    assert out["sets"]["world"]["mIoU"] == pytest.approx(float(read_log(root / "full" / "log.csv")[-1]["miou"]))
+    assert out["sets"]["world"]["mIoU"] == pytest.approx(
+        float(read_log(root / "full" / "log.csv")[-1]["miou"])
+    )
     two = table({"a": {"mIoU": 40.0, "mACC": 50.0}, "b": {"mIoU": 60.0, "mACC": 70.0}})
     assert two["m-mIoU"] == 50.0 and two["m-mACC"] == 60.0
 
@@ -173,9 +197,11 @@ def test_shipped_configs_load():
     for f in files:
         cfg = load_config(f)
         assert cfg.train.batch_size == 8, f.name
-        if f.name.startswith("world_"):      # short CPU schedule on the synthetic world (README figures)
+        if f.name.startswith("world_"):  # short CPU schedule on the synthetic world (README figures)
             assert cfg.model.clip == "world-clip" and cfg.train.iterations <= 1000, f.name
-        else:                                # the papers' setting
-            assert cfg.train.lr == pytest.approx(2e-4) and cfg.train.clip_lr_mult == pytest.approx(0.01), f.name
+        else:  # the papers' setting
+            assert cfg.train.lr == pytest.approx(2e-4) and cfg.train.clip_lr_mult == pytest.approx(0.01), (
+                f.name
+            )
             assert cfg.train.iterations >= 30000, f.name
     assert load_config(files[0], ["train.iterations=5"]).train.iterations == 5

@@ -16,8 +16,17 @@ from dglrsis.vocab import (
     synonyms_for,
 )
 
-COUNTS = {"isaid": 15, "rrsisd": 20, "dlrsd": 17, "potsdam": 6, "vaihingen": 6, "loveda": 7, "uavid": 8,
-          "udd5": 5, "vdd": 7}
+COUNTS = {
+    "isaid": 15,
+    "rrsisd": 20,
+    "dlrsd": 17,
+    "potsdam": 6,
+    "vaihingen": 6,
+    "loveda": 7,
+    "uavid": 8,
+    "udd5": 5,
+    "vdd": 7,
+}
 
 
 @pytest.mark.parametrize("name", BUNDLED)
@@ -25,7 +34,7 @@ def test_bundled_counts_and_knowledge(name):
     v = load_vocabulary(name)
     assert len(v.names) == COUNTS[name] == len(v.synonyms)
     assert len(set(v.names)) == len(v.names)
-    for n, syn in zip(v.names, v.synonyms):
+    for n, syn in zip(v.names, v.synonyms, strict=False):
         assert syn[0] == n and len(set(syn)) == len(syn)
         k = knowledge_for(n)
         assert 1 <= len(k) <= 3 and all(isinstance(s, str) and 10 < len(s) < 120 for s in k), n
@@ -113,10 +122,16 @@ def test_parse_classes():
     assert len(parse_classes(", ".join(f"class {i}" for i in range(500))).names) == 500
 
 
-@pytest.mark.parametrize("bad,match", [("", "empty class list"), (" , ,", "empty class list"),
-                                       ("ship, Ship", "'ship' is listed twice"),
-                                       ("ship, storage  tank, storage_tank", "listed twice"),
-                                       ("ship, |", "empty class name")])
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        ("", "empty class list"),
+        (" , ,", "empty class list"),
+        ("ship, Ship", "'ship' is listed twice"),
+        ("ship, storage  tank, storage_tank", "listed twice"),
+        ("ship, |", "empty class name"),
+    ],
+)
 def test_parse_classes_errors(bad, match):
     with pytest.raises(DglrsisError, match=match):
         parse_classes(bad)

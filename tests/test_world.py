@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
+
 from dglrsis.eval.world import (
     ISAID_CLASSES,
     ISAID_PALETTE,
@@ -19,7 +21,6 @@ from dglrsis.eval.world import (
     render_scene,
     resolve,
 )
-from PIL import Image
 
 N, SIZE, SEED = 5, 256, 3
 
@@ -56,8 +57,11 @@ def test_class_lists():
 @pytest.mark.parametrize("kind", ["isaid", "rrsisd"])
 def test_scene_masks_are_the_visible_labels(kind):
     rng = np.random.default_rng(11)
-    index = ({n: j for j, n in enumerate(ISAID_CLASSES)} if kind == "isaid"
-             else {n: j + 1 for j, n in enumerate(RRSISD_CATEGORIES)})
+    index = (
+        {n: j for j, n in enumerate(ISAID_CLASSES)}
+        if kind == "isaid"
+        else {n: j + 1 for j, n in enumerate(RRSISD_CATEGORIES)}
+    )
     for _ in range(4):
         s = render_scene(rng, SIZE, kind)
         assert s.image.shape == (SIZE, SIZE, 3) and s.image.dtype == np.uint8
@@ -66,7 +70,7 @@ def test_scene_masks_are_the_visible_labels(kind):
         rebuilt = np.zeros((SIZE, SIZE), np.uint8)
         seen = np.zeros((SIZE, SIZE), bool)
         for inst in s.instances:
-            assert not (seen & inst.mask).any()          # visible parts are disjoint
+            assert not (seen & inst.mask).any()  # visible parts are disjoint
             seen |= inst.mask
             rebuilt[inst.mask] = index[inst.category]
             ys, xs = np.nonzero(inst.mask)
@@ -90,11 +94,14 @@ def _inst(i, cat, box, size=100, colour="white"):
 
 
 def test_resolver_hand_cases():
-    ships = [_inst(1, "ship", (5, 40, 15, 50)), _inst(2, "ship", (70, 40, 80, 50), colour="red"),
-             _inst(3, "Harbor", (60, 60, 95, 70))]
+    ships = [
+        _inst(1, "ship", (5, 40, 15, 50)),
+        _inst(2, "ship", (70, 40, 80, 50), colour="red"),
+        _inst(3, "Harbor", (60, 60, 95, 70)),
+    ]
     assert resolve({"class": "ship", "position": "left"}, ships, 100) == [1]
     assert resolve({"class": "ship", "position": "right"}, ships, 100) == [2]
-    assert resolve({"class": "ship"}, ships, 100) == [1, 2]                     # not unique
+    assert resolve({"class": "ship"}, ships, 100) == [1, 2]  # not unique
     assert resolve({"class": "ship", "colour": "red"}, ships, 100) == [2]
     assert resolve({"class": "ship", "relation": {"type": "near", "anchor": "Harbor"}}, ships, 100) == [2]
     assert resolve({"class": "ship", "relation": {"type": "above", "anchor": "Harbor"}}, ships, 100) == [2]
@@ -206,9 +213,17 @@ def test_rrsisd_files(world):
         assert r["file_name"] == f"{r['image_id']:05d}.jpg"
         for s in r["sentences"]:
             assert s["tokens"] == s["sent"].split() and s["sent"] == s["raw"].lower()
-            assert s["modifiers"] and set(s["modifiers"]) <= {"position", "size", "colour", "relation", "class"}
+            assert s["modifiers"] and set(s["modifiers"]) <= {
+                "position",
+                "size",
+                "colour",
+                "relation",
+                "class",
+            }
     meta = json.loads((out / "world.json").read_text())
-    assert meta["seed"] == SEED and meta["n"] == N and meta["size"] == SIZE and "generator" in meta["versions"]
+    assert (
+        meta["seed"] == SEED and meta["n"] == N and meta["size"] == SIZE and "generator" in meta["versions"]
+    )
 
 
 def test_converted_isaid_form(world, tmp_path):
@@ -219,7 +234,7 @@ def test_converted_isaid_form(world, tmp_path):
     imgs = sorted(conv.glob("img_dir/*/*.png"))
     assert len(imgs) == N
     for p in imgs:
-        assert p.read_bytes()[:2] == b"BM"                # BMP bytes under a .png name
+        assert p.read_bytes()[:2] == b"BM"  # BMP bytes under a .png name
         i = int(p.stem[1:])
         np.testing.assert_array_equal(np.asarray(Image.open(p).convert("RGB")), scenes[i].image)
         lab = Image.open(conv / "ann_dir" / p.parent.name / f"{p.stem}_instance_color_RGB.png")

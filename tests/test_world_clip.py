@@ -27,7 +27,7 @@ def test_committed_world_clip_classifies_unseen_crops():
     from dglrsis.eval.world import SCENE_CLASSES, iter_scenes
     from dglrsis.lvta import LVTAConfig, context_crops
 
-    assert (BUNDLED_DIR / "world-clip.safetensors").stat().st_size <= 20 * 2 ** 20
+    assert (BUNDLED_DIR / "world-clip.safetensors").stat().st_size <= 20 * 2**20
     clip = load_clip("world-clip")
     hits = total = 0
     for kind in ("isaid", "rrsisd"):
@@ -38,9 +38,11 @@ def test_committed_world_clip_classifies_unseen_crops():
                 continue
             masks = np.stack([i.mask for i in scene.instances])
             boxes = np.array([i.bbox for i in scene.instances], dtype=float)
-            crops = context_crops(scene.image, masks, boxes, clip.image_size, clip.mean, clip.std, LVTAConfig())
+            crops = context_crops(
+                scene.image, masks, boxes, clip.image_size, clip.mean, clip.std, LVTAConfig()
+            )
             pred = (clip.encode_images(crops) @ text.T).argmax(1).tolist()
-            hits += sum(classes[p] == i.category for p, i in zip(pred, scene.instances))
+            hits += sum(classes[p] == i.category for p, i in zip(pred, scene.instances, strict=False))
             total += len(pred)
     assert total >= 40
     # the committed 900-step weights classify 71/77 (0.92) of these crops (the benchmark's 371: 0.960);
@@ -84,8 +86,15 @@ def test_position_phrases():
 
 
 def _tiny(seed, out):
-    cfg = wc.WorldClipConfig(seed=seed, steps=2, batch_size=8, scenes_per_kind=2, landcover_crops=4,
-                             crops_per_instance=1, threads=1)
+    cfg = wc.WorldClipConfig(
+        seed=seed,
+        steps=2,
+        batch_size=8,
+        scenes_per_kind=2,
+        landcover_crops=4,
+        crops_per_instance=1,
+        threads=1,
+    )
     return wc.train(cfg, out, progress=False)
 
 
@@ -96,15 +105,20 @@ def test_tiny_training_run_is_deterministic_and_loadable(tmp_path):
     card = _tiny(0, a)
     _tiny(0, b)
     _tiny(1, c)
-    assert sorted(p.name for p in a.iterdir()) == ["world-clip.card.json", "world-clip.json",
-                                                    "world-clip.safetensors"]  # no temp files left
+    assert sorted(p.name for p in a.iterdir()) == [
+        "world-clip.card.json",
+        "world-clip.json",
+        "world-clip.safetensors",
+    ]  # no temp files left
     wa, wb, wcc = (load_file(str(d / "world-clip.safetensors")) for d in (a, b, c))
     assert all(v.dtype == torch.float16 for v in wa.values())
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
     assert any(not torch.equal(wa[k], wcc[k]) for k in wa)
     assert card["world"]["train_world_seed"] == wc.WORLD_SEED_OFFSET and card["config"]["steps"] == 2
     assert json.loads((a / "world-clip.card.json").read_text())["pool"]["object_crops"] > 0
-    assert card["final_cam_loss"] is not None  # both steps train the Grad-CAM loss (cam_start 0.25), hi-res too
+    assert (
+        card["final_cam_loss"] is not None
+    )  # both steps train the Grad-CAM loss (cam_start 0.25), hi-res too
     clip = load_clip(f"world-clip:{a / 'world-clip.safetensors'}")
     emb = clip.encode_images(torch.zeros(1, 3, 96, 96))
     assert emb.shape == (1, clip.embed_dim) and torch.isfinite(emb).all()
@@ -135,9 +149,23 @@ def test_two_process_training_keeps_the_ranks_identical(tmp_path, mode):
     script = tmp_path / "two_ranks.py"
     script.write_text(_TWO_RANKS)
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
-    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                          str(script), str(tmp_path / "out"), mode], capture_output=True, text=True, env=env,
-                         timeout=600)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            str(script),
+            str(tmp_path / "out"),
+            mode,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     a, b = (load_file(str(tmp_path / "out" / r / "world-clip.safetensors")) for r in ("0", "1"))
     same = all(torch.equal(a[k], b[k]) for k in a)
@@ -155,14 +183,17 @@ def test_dense_patch_target_and_loss():
     from dglrsis.trainable import world_clip_dense as wd
 
     keys, names = wd.concepts()
-    assert keys[:5] == ["bare soil", "vegetation", "water", "road", "built-up"] and len(set(keys)) == len(keys)
+    assert keys[:5] == ["bare soil", "vegetation", "water", "road", "built-up"] and len(set(keys)) == len(
+        keys
+    )
     assert "airplane" not in keys and names["plane"] in ("plane", "airplane")
     lab = torch.zeros(16, 16, dtype=torch.uint8)
     lab[:8, :4] = 3  # left half of the top-left patch
     t = wd.patch_target(lab, 5, 2)
     assert t.shape == (5, 2, 2) and torch.allclose(t.sum(0), torch.ones(2, 2))
     assert float(t[3, 0, 0]) == pytest.approx(0.5) and float(t[0, 1, 1]) == 1.0
-    # one labelled patch with target on concept 0; logits = [1, 0] → -log(e / (e + 1)); unlabelled rows ignored
+    # one labelled patch with target on concept 0; logits = [1, 0] → -log(e / (e + 1));
+    # unlabelled rows ignored
     patches = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])
     target = torch.tensor([[[1.0, 0.0], [0.0, 0.0]]])
     expected = -np.log(np.e / (np.e + 1))
@@ -175,9 +206,12 @@ def test_scene_samples_carry_flipped_dense_targets():
 
     keys, _ = wd.concepts()
     pool = wcd.build_pool(1000, 1, 512, 1, 2, wc.OPENAI_MEAN, wc.OPENAI_STD)
-    assert pool.labels.shape == (len(pool.scenes), wcd.SCENE, wcd.SCENE) and int(pool.labels.max()) < len(keys)
-    data = wcd.PoolDataset(pool, wcd.TextSource.load(), 40, 0, (0.0, 0.0, 1.0), wc.OPENAI_MEAN, wc.OPENAI_STD,
-                           grid=12)
+    assert pool.labels.shape == (len(pool.scenes), wcd.SCENE, wcd.SCENE) and int(pool.labels.max()) < len(
+        keys
+    )
+    data = wcd.PoolDataset(
+        pool, wcd.TextSource.load(), 40, 0, (0.0, 0.0, 1.0), wc.OPENAI_MEAN, wc.OPENAI_STD, grid=12
+    )
     items = [data[k] for k in range(8)]
     assert all(it[4] is not None and it[4].shape == (len(keys), 12, 12) for it in items)
     assert all(torch.allclose(it[4].sum(0), torch.ones(12, 12), atol=1e-5) for it in items)
@@ -205,7 +239,9 @@ def test_dense_features_and_symmetric_loss():
             pooled, feats[feature] = wd._visual(model.visual, x, feature)
             assert torch.allclose(pooled, ref, atol=1e-5)
             assert len(feats[feature]) == count and all(f.shape == (2, 144, 128) for f in feats[feature])
-        assert torch.allclose(feats["both"][0], feats["cls"][0]) and torch.allclose(feats["both"][1], feats["output"][0])
+        assert torch.allclose(feats["both"][0], feats["cls"][0]) and torch.allclose(
+            feats["both"][1], feats["output"][0]
+        )
         assert not torch.allclose(feats["cls"][0], feats["output"][0], atol=1e-3)
     # symmetric: concept → patch CE over the patches, averaged with patch → concept
     patches = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])
@@ -235,7 +271,9 @@ def test_training_gradcam_equals_the_inference_gradcam(side):
     logits = wcam.gradcam_logits(acts["a"], (img * text).sum(-1))
     assert logits.shape == (3, g * g) and logits.requires_grad
     # the library min–max scales per layer, resizes, then min–max scales the layer mean again
-    mine = scale_cam_image(scale_cam_image(logits.detach().clamp_min(0).reshape(3, g, g).numpy(), (side, side)))
+    mine = scale_cam_image(
+        scale_cam_image(logits.detach().clamp_min(0).reshape(3, g, g).numpy(), (side, side))
+    )
     np.testing.assert_allclose(mine, ref, atol=1e-4)
     # second order: the map's loss reaches the weights
     wcam.cam_loss(logits, torch.zeros(3, g * g).index_fill_(1, torch.arange(10), 1.0)).backward()
@@ -253,10 +291,14 @@ def test_hires_scenes_are_flipped_pool_scenes_with_matching_targets():
     assert torch.allclose(dense.sum(-1), torch.ones(6, 576), atol=1e-5)
     mean, std = torch.tensor(wc.OPENAI_MEAN).view(3, 1, 1), torch.tensor(wc.OPENAI_STD).view(3, 1, 1)
     flips = [(h, v, t) for h in (0, 1) for v in (0, 1) for t in (0, 1)]
-    for img, target in zip(x, dense):
+    for img, target in zip(x, dense, strict=False):
         raw = (img * std + mean) * 255
-        match = [(j, f) for j in range(len(pool.scenes)) for f in flips
-                 if torch.allclose(raw, wcd._flip(pool.scenes[j].float(), f), atol=1e-3)]
+        match = [
+            (j, f)
+            for j in range(len(pool.scenes))
+            for f in flips
+            if torch.allclose(raw, wcd._flip(pool.scenes[j].float(), f), atol=1e-3)
+        ]
         assert match, "a hi-res sample is not a flip of a pool scene"
         j, f = match[0]
         full = wcd._flip(wd.patch_target(pool.labels[j], len(keys), 24), f).flatten(1).T
@@ -276,15 +318,19 @@ def _bench_world_clip():
 def test_bench_patch_share_reference_and_summary_hand_computed():
     bench = _bench_world_clip()
     mask = np.zeros((4, 4), bool)
-    mask[:2] = True                                   # top half: patch shares [[1, 1], [0, 0]] on a 2×2 grid
+    mask[:2] = True  # top half: patch shares [[1, 1], [0, 0]] on a 2×2 grid
     ref = bench.patch_share_map(mask, 2)
     # bilinear (align_corners=False) 2 → 4 rows sample at −0.25, 0.25, 0.75, 1.25 → 1, 0.75, 0.25, 0
     np.testing.assert_allclose(ref, np.repeat([[1.0], [0.75], [0.25], [0.0]], 4, axis=1), atol=1e-6)
-    recs = [{"area": 0.005, "mass": 0.2, "hit": True, "reference": 0.4},
-            {"area": 0.02, "mass": 0.6, "hit": False, "reference": 0.8},
-            {"area": 0.03, "mass": 0.4, "hit": True, "reference": 0.6}]
+    recs = [
+        {"area": 0.005, "mass": 0.2, "hit": True, "reference": 0.4},
+        {"area": 0.02, "mass": 0.6, "hit": False, "reference": 0.8},
+        {"area": 0.03, "mass": 0.4, "hit": True, "reference": 0.6},
+    ]
     s = bench.summarise_cam(recs, "cam192")
-    assert s["cam192_top10_mass_inside"] == pytest.approx(0.4) and s["cam192_pointing_game"] == pytest.approx(2 / 3)
+    assert s["cam192_top10_mass_inside"] == pytest.approx(0.4) and s["cam192_pointing_game"] == pytest.approx(
+        2 / 3
+    )
     assert s["cam192_reference_medium"] == pytest.approx(0.7) and s["cam192_n_small"] == 1
     assert s["cam192_top10_mass_inside_large"] is None and s["cam192_n_large"] == 0
 
@@ -298,8 +344,8 @@ def test_cam_loss_and_concept_pick_hand_computed():
     bad = wcam.cam_loss(torch.tensor([[-1.0, 1.0]]), torch.tensor([[1.0, 0.0]]))
     assert float(bad) == pytest.approx(np.log1p(np.exp(3 / np.sqrt(2))), rel=1e-5)
     dense = torch.zeros(3, 4, 7)
-    dense[0, :, 0] = 1.0                     # land cover only: never picked
-    dense[1, :2, 5] = 0.2                    # 0.4 patch of an object: too little
-    dense[2, :, 6] = 0.5                     # two patches' worth of concept 6
+    dense[0, :, 0] = 1.0  # land cover only: never picked
+    dense[1, :2, 5] = 0.2  # 0.4 patch of an object: too little
+    dense[2, :, 6] = 0.5  # two patches' worth of concept 6
     rows, concept = wcam.pick_concepts(dense, 5, torch.Generator().manual_seed(0))
     assert rows.tolist() == [2] and concept.tolist() == [6]

@@ -4,6 +4,7 @@ A config file has sections ``model`` (:class:`ModelConfig` fields), ``data`` (:c
 ``train`` (:class:`TrainConfig`) and a top-level ``name`` (registered model name). Overrides are dotted
 paths, e.g. ``train.lr=1e-4 data.train_classes=[ship,harbor]``; values are parsed as YAML scalars/lists.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
@@ -16,48 +17,48 @@ from .models import ModelConfig
 
 @dataclass
 class DataConfig:
-    kind: str = "world"                  # world | ovrsis | isaid (source format)
-    root: str | None = None              # dataset root (None for the in-memory world)
-    split: str = "train"                 # training split folder
-    val_split: str = "val"               # evaluation split folder
-    classes: str | None = None           # class file / vocabulary name (ovrsis); None → iSAID classes
-    background: str = "ignore"           # ignore (background → 255) | class (background is class 0)
-    train_classes: list | None = None    # open-vocabulary seen classes; others → 255 in training labels
-    world_seed: int = 0                  # synthetic-world seed (training scenes)
-    world_n: int = 64                    # number of training scenes
-    world_size: int = 128                # world scene side in pixels
-    val_n: int = 8                       # held-out evaluation scenes (world) / images (limit) for periodic eval
-    scale: tuple = (0.5, 2.0)            # random rescale range of the short side relative to input size
-    hflip: bool = True                   # random horizontal flip
-    vflip: bool = False                  # random vertical flip (remote sensing)
-    rot90: bool = False                  # random 90° rotations (remote sensing)
-    num_workers: int = 0                 # dataloader workers
+    kind: str = "world"  # world | ovrsis | isaid (source format)
+    root: str | None = None  # dataset root (None for the in-memory world)
+    split: str = "train"  # training split folder
+    val_split: str = "val"  # evaluation split folder
+    classes: str | None = None  # class file / vocabulary name (ovrsis); None → iSAID classes
+    background: str = "ignore"  # ignore (background → 255) | class (background is class 0)
+    train_classes: list | None = None  # open-vocabulary seen classes; others → 255 in training labels
+    world_seed: int = 0  # synthetic-world seed (training scenes)
+    world_n: int = 64  # number of training scenes
+    world_size: int = 128  # world scene side in pixels
+    val_n: int = 8  # held-out evaluation scenes (world) / images (limit) for periodic eval
+    scale: tuple = (0.5, 2.0)  # random rescale range of the short side relative to input size
+    hflip: bool = True  # random horizontal flip
+    vflip: bool = False  # random vertical flip (remote sensing)
+    rot90: bool = False  # random 90° rotations (remote sensing)
+    num_workers: int = 0  # dataloader workers
 
 
 @dataclass
 class TrainConfig:
-    iterations: int = 30000              # optimisation steps (paper: 30k)
-    batch_size: int = 8                  # total batch per step across processes and accumulation
-    grad_accum: int = 1                  # gradient accumulation steps
-    lr: float = 2e-4                     # AdamW learning rate
-    weight_decay: float = 1e-4           # AdamW weight decay
-    clip_lr_mult: float = 0.01           # lr multiplier of the CLIP parameter group
-    warmup: int = 0                      # linear warm-up steps before the cosine decay
-    grad_clip: float = 0.01              # max grad norm (0 = off); CAT-Seg uses full-model clip 0.01
-    mixed_precision: str = "no"          # no | fp16 | bf16 (accelerate launch flags take precedence)
-    seed: int = 0                        # global seed (accelerate.utils.set_seed)
-    log_every: int = 1                   # CSV log interval in steps
-    save_every: int = 1000               # save_state interval in steps
-    eval_every: int = 0                  # periodic evaluation interval (0 = only at the end)
-    keep_checkpoints: int = 3            # number of step_XXXXX folders kept
+    iterations: int = 30000  # optimisation steps (paper: 30k)
+    batch_size: int = 8  # total batch per step across processes and accumulation
+    grad_accum: int = 1  # gradient accumulation steps
+    lr: float = 2e-4  # AdamW learning rate
+    weight_decay: float = 1e-4  # AdamW weight decay
+    clip_lr_mult: float = 0.01  # lr multiplier of the CLIP parameter group
+    warmup: int = 0  # linear warm-up steps before the cosine decay
+    grad_clip: float = 0.01  # max grad norm (0 = off); CAT-Seg uses full-model clip 0.01
+    mixed_precision: str = "no"  # no | fp16 | bf16 (accelerate launch flags take precedence)
+    seed: int = 0  # global seed (accelerate.utils.set_seed)
+    log_every: int = 1  # CSV log interval in steps
+    save_every: int = 1000  # save_state interval in steps
+    eval_every: int = 0  # periodic evaluation interval (0 = only at the end)
+    keep_checkpoints: int = 3  # number of step_XXXXX folders kept
 
 
 @dataclass
 class Config:
-    name: str = "catseg"                 # registered model name (trainable.models.MODELS)
-    model: ModelConfig = field(default_factory=ModelConfig)   # model hyper-parameters
-    data: DataConfig = field(default_factory=DataConfig)      # data source and augmentation
-    train: TrainConfig = field(default_factory=TrainConfig)   # optimisation schedule
+    name: str = "catseg"  # registered model name (trainable.models.MODELS)
+    model: ModelConfig = field(default_factory=ModelConfig)  # model hyper-parameters
+    data: DataConfig = field(default_factory=DataConfig)  # data source and augmentation
+    train: TrainConfig = field(default_factory=TrainConfig)  # optimisation schedule
 
     def to_dict(self) -> dict:
         return asdict(self)

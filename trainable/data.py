@@ -19,6 +19,7 @@ nearest for the label), then a random ``input_size²`` crop (padding with 0 / 25
 optional horizontal/vertical flips and 90° rotations. Every random draw comes from a per-sample seed
 chosen by :class:`StepBatchSampler`, so a given training step always sees the same pixels (exact resume).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -35,9 +36,9 @@ IGNORE = 255
 
 @dataclass
 class Source:
-    names: list[str]                                   # class names, label index order
+    names: list[str]  # class names, label index order
     items: list[Callable[[], tuple[np.ndarray, np.ndarray]]]  # loaders → (H×W×3 uint8, H×W uint8)
-    keys: list[str]                                    # one id per item
+    keys: list[str]  # one id per item
 
 
 def class_list(spec: str | None) -> list[str]:
@@ -55,12 +56,12 @@ def background_lut(names: list[str], policy: str) -> tuple[np.ndarray, list[str]
     if policy not in ("ignore", "class"):
         raise DglrsisError(f"background policy must be ignore or class, got {policy!r}")
     lut = np.arange(256, dtype=np.uint8)
-    lut[len(names):] = IGNORE
+    lut[len(names) :] = IGNORE
     if policy == "class" or "background" not in names:
         return lut, list(names)
     b = names.index("background")
     lut[b] = IGNORE
-    lut[b + 1:len(names)] = np.arange(b, len(names) - 1, dtype=np.uint8)
+    lut[b + 1 : len(names)] = np.arange(b, len(names) - 1, dtype=np.uint8)
     return lut, [n for n in names if n != "background"]
 
 
@@ -69,7 +70,7 @@ def seen_lut(names: list[str], train_classes: list[str] | None) -> tuple[np.ndar
     ones are re-indexed in their original order."""
     lut = np.full(256, IGNORE, np.uint8)
     if not train_classes:
-        lut[:len(names)] = np.arange(len(names))
+        lut[: len(names)] = np.arange(len(names))
         return lut, list(names)
     unknown = [c for c in train_classes if c not in names]
     if unknown:
@@ -92,35 +93,59 @@ def training_labels(cfg) -> tuple[Source, np.ndarray, np.ndarray, list[str], lis
 
 def _load_rgb(path) -> np.ndarray:
     from PIL import Image
+
     with Image.open(path) as im:
         return np.asarray(im.convert("RGB"))
 
 
-def build_source(cfg, split: str, limit: int | None = None, world_start: int = 0,
-                 world_n: int | None = None) -> Source:
+def build_source(
+    cfg, split: str, limit: int | None = None, world_start: int = 0, world_n: int | None = None
+) -> Source:
     """A :class:`Source` for ``cfg`` (a DataConfig) and ``split`` (raw class space, before policies)."""
     if cfg.kind == "world":
         from dglrsis.eval.world import iter_scenes
-        scenes = list(iter_scenes(cfg.world_seed, world_n or cfg.world_n, cfg.world_size, "isaid", world_start))
-        return Source(class_list(None), [(lambda s=s: (s.image, s.class_map)) for s in scenes],
-                      [f"world_{world_start + i:05d}" for i in range(len(scenes))])
+
+        scenes = list(
+            iter_scenes(cfg.world_seed, world_n or cfg.world_n, cfg.world_size, "isaid", world_start)
+        )
+        return Source(
+            class_list(None),
+            [(lambda s=s: (s.image, s.class_map)) for s in scenes],
+            [f"world_{world_start + i:05d}" for i in range(len(scenes))],
+        )
     if cfg.root is None:
         raise DglrsisError(f"data.root is required for data.kind={cfg.kind}")
     if cfg.kind == "isaid":
         from dglrsis.eval.isaid import isaid_samples
+
         samples = isaid_samples(cfg.root, split, "include", limit)
-        return Source(class_list(None), [(lambda s=s: (_load_rgb(s.image_path), s.label()))
-                                            for s in samples], [s.key for s in samples])
+        return Source(
+            class_list(None),
+            [(lambda s=s: (_load_rgb(s.image_path), s.label())) for s in samples],
+            [s.key for s in samples],
+        )
     if cfg.kind == "ovrsis":
         from dglrsis.eval.ovrsisbench import ovrsis_samples
+
         samples = ovrsis_samples(cfg.root, split, limit)
-        return Source(class_list(cfg.classes), [(lambda s=s: (_load_rgb(s.image_path), s.label()))
-                                                for s in samples], [s.key for s in samples])
+        return Source(
+            class_list(cfg.classes),
+            [(lambda s=s: (_load_rgb(s.image_path), s.label())) for s in samples],
+            [s.key for s in samples],
+        )
     raise DglrsisError(f"unknown data.kind {cfg.kind!r}; choose world, ovrsis or isaid")
 
 
-def augment(image: np.ndarray, label: np.ndarray, size: int, rng: np.random.Generator,
-            scale=(0.5, 2.0), hflip=True, vflip=False, rot90=False) -> tuple[torch.Tensor, torch.Tensor]:
+def augment(
+    image: np.ndarray,
+    label: np.ndarray,
+    size: int,
+    rng: np.random.Generator,
+    scale=(0.5, 2.0),
+    hflip=True,
+    vflip=False,
+    rot90=False,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Random resized crop + flips. Returns (3×size×size float image in [0, 255], size×size long label)."""
     img = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()[None]
     lab = torch.from_numpy(np.ascontiguousarray(label)).float()[None, None]
@@ -135,7 +160,7 @@ def augment(image: np.ndarray, label: np.ndarray, size: int, rng: np.random.Gene
         lab = F.pad(lab, (0, pw, 0, ph), value=IGNORE)
     y0 = int(rng.integers(0, img.shape[1] - size + 1))
     x0 = int(rng.integers(0, img.shape[2] - size + 1))
-    img, lab = img[:, y0:y0 + size, x0:x0 + size], lab[y0:y0 + size, x0:x0 + size]
+    img, lab = img[:, y0 : y0 + size, x0 : x0 + size], lab[y0 : y0 + size, x0 : x0 + size]
     if hflip and rng.random() < 0.5:
         img, lab = img.flip(-1), lab.flip(-1)
     if vflip and rng.random() < 0.5:
@@ -153,8 +178,16 @@ class SegDataset(torch.utils.data.Dataset):
     Returns dict(image=3×S×S float normalised, label=S×S long, key=str).
     """
 
-    def __init__(self, source: Source, lut: np.ndarray, size: int, mean, std, train: bool = True,
-                 aug: dict | None = None):
+    def __init__(
+        self,
+        source: Source,
+        lut: np.ndarray,
+        size: int,
+        mean,
+        std,
+        train: bool = True,
+        aug: dict | None = None,
+    ):
         self.source, self.lut, self.size, self.train = source, lut, size, train
         self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1) * 255
         self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1) * 255
@@ -183,11 +216,22 @@ class StepBatchSampler(torch.utils.data.Sampler):
     the saved step and sees exactly the batches of an uninterrupted one, for any number of processes.
     """
 
-    def __init__(self, n: int, batch_size: int, seed: int, start: int, total: int, grad_accum: int = 1,
-                 num_processes: int = 1, rank: int = 0):
+    def __init__(
+        self,
+        n: int,
+        batch_size: int,
+        seed: int,
+        start: int,
+        total: int,
+        grad_accum: int = 1,
+        num_processes: int = 1,
+        rank: int = 0,
+    ):
         if batch_size % (grad_accum * num_processes):
-            raise DglrsisError(f"batch_size {batch_size} is not divisible by grad_accum × processes "
-                               f"({grad_accum} × {num_processes})")
+            raise DglrsisError(
+                f"batch_size {batch_size} is not divisible by grad_accum × processes "
+                f"({grad_accum} × {num_processes})"
+            )
         self.n, self.batch, self.seed, self.start, self.total = n, batch_size, seed, start, total
         self.accum, self.procs, self.rank = grad_accum, num_processes, rank
         self.micro = batch_size // (grad_accum * num_processes)
@@ -198,14 +242,20 @@ class StepBatchSampler(torch.utils.data.Sampler):
     def __iter__(self):
         for s in range(self.start, self.total):
             rng = np.random.default_rng([self.seed, s])
-            idx = rng.permutation(max(self.n, self.batch))[:self.batch] % self.n
+            idx = rng.permutation(max(self.n, self.batch))[: self.batch] % self.n
             seeds = rng.integers(0, 2**31 - 1, self.batch)
             for m in range(self.accum):
                 o = (m * self.procs + self.rank) * self.micro
-                yield [(int(i), int(z)) for i, z in zip(idx[o:o + self.micro], seeds[o:o + self.micro])]
+                yield [
+                    (int(i), int(z))
+                    for i, z in zip(idx[o : o + self.micro], seeds[o : o + self.micro], strict=False)
+                ]
 
 
 def collate(items: list[dict]) -> dict:
     """Stack images (B×3×S×S) and labels (B×S×S); keys as a list."""
-    return {"image": torch.stack([i["image"] for i in items]), "label": torch.stack([i["label"] for i in items]),
-            "key": [i["key"] for i in items]}
+    return {
+        "image": torch.stack([i["image"] for i in items]),
+        "label": torch.stack([i["label"] for i in items]),
+        "key": [i["key"] for i in items],
+    }

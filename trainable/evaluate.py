@@ -7,6 +7,7 @@ Scores with the same metric code as ``dglrsis eval ovss`` (``dglrsis.eval.metric
 Set ``NAME`` reads ``ROOT/NAME`` (index PNGs, vocabulary ``NAME``); ``isaid`` reads raw or converted
 iSAID under ``ROOT/isaid``; ``world`` renders held-out synthetic-world scenes in memory.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,8 +33,9 @@ def _forward(model, image: torch.Tensor, names: list[str]) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict_logits(model, image: torch.Tensor, names: list[str], sliding: bool = False,
-                   overlap: float = 1 / 3) -> torch.Tensor:
+def predict_logits(
+    model, image: torch.Tensor, names: list[str], sliding: bool = False, overlap: float = 1 / 3
+) -> torch.Tensor:
     """B×K×H×W logits for a normalised B×3×H×W image. ``sliding``: windows of the input size with
     ``overlap`` (padded image, averaged where they overlap) plus the whole image as a global view
     (CAT-Seg style; final = mean of the window and global sigmoid maps)."""
@@ -46,13 +48,13 @@ def predict_logits(model, image: torch.Tensor, names: list[str], sliding: bool =
     acc = count = None
     for y0 in sorted({*range(0, ph - s + 1, stride), ph - s}):
         for x0 in sorted({*range(0, pw - s + 1, stride), pw - s}):
-            out = model(x[..., y0:y0 + s, x0:x0 + s], names).float().sigmoid()
+            out = model(x[..., y0 : y0 + s, x0 : x0 + s], names).float().sigmoid()
             out = F.interpolate(out, (s, s), mode="bilinear", align_corners=False)
             if acc is None:
                 acc = out.new_zeros(out.shape[0], out.shape[1], ph, pw)
                 count = out.new_zeros(1, 1, ph, pw)
-            acc[..., y0:y0 + s, x0:x0 + s] += out
-            count[..., y0:y0 + s, x0:x0 + s] += 1
+            acc[..., y0 : y0 + s, x0 : x0 + s] += out
+            count[..., y0 : y0 + s, x0 : x0 + s] += 1
     local = (acc / count)[..., :h, :w]
     prob = (local + _forward(model, image, names).sigmoid()) / 2
     return torch.logit(prob.clamp(1e-6, 1 - 1e-6))
@@ -74,8 +76,9 @@ def evaluate_dataset(model, ds: SegDataset, names: list[str], sliding: bool = Fa
     return metric.report()
 
 
-def set_config(name: str, root: str | None, world_seed: int = 0, world_size: int = 128,
-               world_n: int = 16) -> tuple[DataConfig, str]:
+def set_config(
+    name: str, root: str | None, world_seed: int = 0, world_size: int = 128, world_n: int = 16
+) -> tuple[DataConfig, str]:
     """(DataConfig, split) of one benchmark set name (``world``: scenes from index 10 000 of the training
     world seed — held out of training, the same scenes as the periodic evaluation in trainable.train)."""
     if name == "world":
@@ -95,11 +98,14 @@ def load_trained(checkpoint: str | Path):
     from .models import build_model
 
     ckpt = Path(checkpoint)
-    cfg_file = next((p / "config.json" for p in (ckpt, ckpt.parent.parent) if (p / "config.json").is_file()), None)
+    cfg_file = next(
+        (p / "config.json" for p in (ckpt, ckpt.parent.parent) if (p / "config.json").is_file()), None
+    )
     weights = ckpt / "model.safetensors"
     if cfg_file is None or not weights.is_file():
         raise DglrsisError(f"{ckpt} has no config.json / model.safetensors (train it with trainable.train)")
     import json
+
     cfg = config_from_dict(json.loads(cfg_file.read_text()))
     model = build_model(cfg.name, cfg.model)
     state = load_checkpoint(weights)
@@ -113,7 +119,10 @@ def load_trained(checkpoint: str | Path):
 def table(results: dict[str, dict]) -> dict:
     """Table-1 summary: per set mIoU/mACC plus m-mIoU/m-mACC (means over sets)."""
     sets = {k: {"mIoU": v["mIoU"], "mACC": v["mACC"]} for k, v in results.items()}
-    mean = lambda key: round(float(np.mean([v[key] for v in sets.values()])), 4) if sets else None
+
+    def mean(key):
+        return round(float(np.mean([v[key] for v in sets.values()])), 4) if sets else None
+
     return {"sets": sets, "m-mIoU": mean("mIoU"), "m-mACC": mean("mACC")}
 
 
@@ -122,8 +131,11 @@ def markdown(summary: dict) -> str:
     names = list(summary["sets"])
     head = "| " + " | ".join(f"{n} mIoU | {n} mACC" for n in names) + " | m-mIoU | m-mACC |"
     sep = "|" + "---|" * (2 * len(names) + 2)
-    row = "| " + " | ".join(f"{summary['sets'][n]['mIoU']:.2f} | {summary['sets'][n]['mACC']:.2f}"
-                            for n in names) + f" | {summary['m-mIoU']:.2f} | {summary['m-mACC']:.2f} |"
+    row = (
+        "| "
+        + " | ".join(f"{summary['sets'][n]['mIoU']:.2f} | {summary['sets'][n]['mACC']:.2f}" for n in names)
+        + f" | {summary['m-mIoU']:.2f} | {summary['m-mACC']:.2f} |"
+    )
     return f"{head}\n{sep}\n{row}" + "\n"
 
 
@@ -133,8 +145,11 @@ def evaluate(checkpoint, sets: list[str], root=None, sliding=False, out=None, li
     results = {}
     for name in sets:
         dcfg, split = set_config(name, root, cfg.data.world_seed, cfg.data.world_size, limit or 16)
-        src = build_source(dcfg, split, limit=limit, world_start=10_000) if name == "world" else \
-            build_source(dcfg, split, limit=limit)
+        src = (
+            build_source(dcfg, split, limit=limit, world_start=10_000)
+            if name == "world"
+            else build_source(dcfg, split, limit=limit)
+        )
         lut, names = background_lut(src.names, cfg.data.background)
         ds = SegDataset(src, lut, model.input_size, model.mean, model.std, train=False)
         results[name] = evaluate_dataset(model, ds, names, sliding)
@@ -157,8 +172,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=int, default=None, help="images per set")
     args = p.parse_args(argv)
     try:
-        s = evaluate(args.checkpoint, [x for x in args.sets.split(",") if x], args.root, args.sliding,
-                     args.out, args.limit)
+        s = evaluate(
+            args.checkpoint,
+            [x for x in args.sets.split(",") if x],
+            args.root,
+            args.sliding,
+            args.out,
+            args.limit,
+        )
     except DglrsisError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

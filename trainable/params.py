@@ -6,14 +6,25 @@ Prints total and trainable counts and a per-component breakdown. ``trainable`` c
 attention in_proj tensors as their q and v slices only (2/3). RSKT-Seg: ``convention`` says whether the
 total counts the full RemoteCLIP (``pi-seg``, Pi-Seg Table XII) — the README convention (visual towers
 only) is given alongside as ``total_rsktseg_readme``."""
+
 from __future__ import annotations
 
 import argparse
 import json
 import sys
 
-COMPONENTS = ("clip", "dino", "rclip", "aggregator", "upsample1", "upsample2", "rclip_up", "dino_up",
-              "text_spm", "image_spm")
+COMPONENTS = (
+    "clip",
+    "dino",
+    "rclip",
+    "aggregator",
+    "upsample1",
+    "upsample2",
+    "rclip_up",
+    "dino_up",
+    "text_spm",
+    "image_spm",
+)
 
 
 def report(model_name: str, clip: str, dino: str = "rsib:random", rclip: str = "ViT-B-32:random") -> dict:
@@ -28,8 +39,14 @@ def report(model_name: str, clip: str, dino: str = "rsib:random", rclip: str = "
     other = total - sum(breakdown.values())
     if other:
         breakdown["other"] = other
-    out = {"model": model_name, "clip": clip, "total": total, "trainable": model.count_trainable(),
-           "convention": "all parameters of every module the model holds", "breakdown": breakdown}
+    out = {
+        "model": model_name,
+        "clip": clip,
+        "total": total,
+        "trainable": model.count_trainable(),
+        "convention": "all parameters of every module the model holds",
+        "breakdown": breakdown,
+    }
     if hasattr(model, "dino"):
         out["dino"] = dino
     if hasattr(model, "count_by_convention"):
@@ -58,8 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(rep))
         return 0
-    print(f"{rep['model']} ({rep['clip']}): total {rep['total'] / 1e6:.2f} M, "
-          f"trainable {rep['trainable'] / 1e6:.2f} M  [convention: {rep['convention']}]")
+    print(
+        f"{rep['model']} ({rep['clip']}): total {rep['total'] / 1e6:.2f} M, "
+        f"trainable {rep['trainable'] / 1e6:.2f} M  [convention: {rep['convention']}]"
+    )
     if "total_rsktseg_readme" in rep:
         print(f"  RSKT-Seg README convention (visual towers only): {rep['total_rsktseg_readme'] / 1e6:.2f} M")
     for k, v in rep["breakdown"].items():

@@ -8,6 +8,7 @@ class inside the ground-truth regions, ranks the channels with :func:`spsd_ranki
 {"order": [E channel ids, most semantic first], "entropy": [...], "similarity": [...], "classes": [...],
 "pixels": {class: n}}. Point ``model.spsd_path`` at OUT.json to use it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,8 +26,9 @@ def _norm_rank(v: torch.Tensor) -> torch.Tensor:
     return r / max(len(v) - 1, 1)
 
 
-def spsd_ranking(features: torch.Tensor, labels: torch.Tensor, alpha: float = 0.5, protos: int = 8,
-                 seed: int = 0) -> dict:
+def spsd_ranking(
+    features: torch.Tensor, labels: torch.Tensor, alpha: float = 0.5, protos: int = 8, seed: int = 0
+) -> dict:
     """features N×E, labels N → {"order", "entropy", "similarity"} (lists). Low entropy of the mean ReLU
     response over classes and low inter-class prototype response similarity → semantic channel."""
     g = torch.Generator().manual_seed(seed)
@@ -46,12 +48,17 @@ def spsd_ranking(features: torch.Tensor, labels: torch.Tensor, alpha: float = 0.
     sim = 1 - (r[:, None, :] - r[None, :, :]).abs() / (r[:, None, :].abs() + r[None, :, :].abs() + 1e-6)
     similarity = (sim * diff[..., None]).sum((0, 1)) / diff.sum().clamp_min(1)  # E
     score = alpha * (1 - _norm_rank(entropy)) + (1 - alpha) * (1 - _norm_rank(similarity))
-    return {"order": score.argsort(descending=True).tolist(), "entropy": entropy.tolist(),
-            "similarity": similarity.tolist()}
+    return {
+        "order": score.argsort(descending=True).tolist(),
+        "entropy": entropy.tolist(),
+        "similarity": similarity.tolist(),
+    }
 
 
 def sample_features(cfg, pixels: int = 512, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """(features N×E, labels N, seen class names indexed by labels) from the training set of ``cfg`` (a trainable Config).
+    """(features N×E, labels N, seen class names indexed by labels) from the training set of ``cfg``.
+
+    ``cfg`` is a trainable Config.
 
     Dense CLIP features (B×h×w×E, ``trainable.models.clip_dense``) are compared with the label map
     nearest-downsampled to h×w; at most ``pixels`` features per class are drawn (seeded)."""
@@ -64,7 +71,7 @@ def sample_features(cfg, pixels: int = 512, seed: int = 0) -> tuple[torch.Tensor
     from .models.clip_dense import dense_clip_features
 
     clip = load_clip(cfg.model.clip)
-    src, lut, _, _, names = training_labels(cfg.data)   # labels index the seen classes
+    src, lut, _, _, names = training_labels(cfg.data)  # labels index the seen classes
     ds = SegDataset(src, lut, clip.image_size, clip.mean, clip.std, train=False)  # size unused: no resizing
     feats: dict[int, list[torch.Tensor]] = {}
     visual = clip.model.visual.eval()
@@ -73,7 +80,9 @@ def sample_features(cfg, pixels: int = 512, seed: int = 0) -> tuple[torch.Tensor
             item = ds[i]
             tokens, _ = dense_clip_features(visual, item["image"][None], ())
             h, w = tokens.shape[1:3]
-            lab = torch.nn.functional.interpolate(item["label"][None, None].float(), size=(h, w), mode="nearest")
+            lab = torch.nn.functional.interpolate(
+                item["label"][None, None].float(), size=(h, w), mode="nearest"
+            )
             lab = lab[0, 0].long().flatten()
             tok = torch.nn.functional.normalize(tokens[0].reshape(h * w, -1).float(), dim=-1)
             for c in lab.unique().tolist():
@@ -92,8 +101,12 @@ def sample_features(cfg, pixels: int = 512, seed: int = 0) -> tuple[torch.Tensor
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="trainable.spsd", description="DR-Seg SPSD channel ranking from a training set")
-    ap.add_argument("--config", required=True, help="training config YAML (its CLIP and training data are used)")
+    ap = argparse.ArgumentParser(
+        prog="trainable.spsd", description="DR-Seg SPSD channel ranking from a training set"
+    )
+    ap.add_argument(
+        "--config", required=True, help="training config YAML (its CLIP and training data are used)"
+    )
     ap.add_argument("out", help="output JSON (model.spsd_path)")
     ap.add_argument("overrides", nargs="*", help="config overrides key=value")
     ap.add_argument("--pixels", type=int, default=512, help="pixel features sampled per class")
@@ -103,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     from dglrsis.io import write_json
 
     from .config import load_config
+
     try:
         cfg = load_config(a.config, a.overrides)
         x, y, names = sample_features(cfg, a.pixels)

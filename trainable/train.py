@@ -7,6 +7,7 @@ Also runs as ``python -m trainable.train`` / ``python -m dglrsis.trainable.train
 Output folder: ``config.json``, ``log.csv`` (step, loss, lr, miou), ``checkpoints/step_XXXXX``
 (``accelerator.save_state``, written to a temporary folder then renamed), ``model.safetensors``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,10 +44,12 @@ def seg_loss(logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
 
 def cosine_lambda(total: int, warmup: int = 0):
     """Scheduler multiplier: linear warm-up then cosine decay to 0 at ``total``."""
+
     def f(step: int) -> float:
         if warmup and step < warmup:
             return (step + 1) / warmup
         return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
     return f
 
 
@@ -70,7 +73,7 @@ def save_checkpoint(accelerator, output: Path, step: int, keep: int) -> Path:
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
-        for old in sorted(p for p in final.parent.glob("step_*") if p.name[5:].isdigit())[:-max(1, keep)]:
+        for old in sorted(p for p in final.parent.glob("step_*") if p.name[5:].isdigit())[: -max(1, keep)]:
             shutil.rmtree(old)
     accelerator.wait_for_everyone()
     return final
@@ -107,7 +110,12 @@ def build_training(cfg: Config):
 
     model = build_model(cfg.name, cfg.model)
     src, train_lut, bg, names, seen_names = training_labels(cfg.data)
-    aug = {"scale": tuple(cfg.data.scale), "hflip": cfg.data.hflip, "vflip": cfg.data.vflip, "rot90": cfg.data.rot90}
+    aug = {
+        "scale": tuple(cfg.data.scale),
+        "hflip": cfg.data.hflip,
+        "vflip": cfg.data.vflip,
+        "rot90": cfg.data.rot90,
+    }
     train_ds = SegDataset(src, train_lut, model.input_size, model.mean, model.std, True, aug)
     if cfg.data.kind == "world":
         vsrc = build_source(cfg.data, "val", world_start=10_000, world_n=cfg.data.val_n)
@@ -125,12 +133,17 @@ def train(cfg: Config, output: str | Path, resume: str | None = None, stop_after
 
     output = Path(output)
     t = cfg.train
-    accelerator = Accelerator(gradient_accumulation_steps=t.grad_accum, mixed_precision=t.mixed_precision
-                              if os.environ.get("ACCELERATE_MIXED_PRECISION") is None else None)
+    accelerator = Accelerator(
+        gradient_accumulation_steps=t.grad_accum,
+        mixed_precision=t.mixed_precision if os.environ.get("ACCELERATE_MIXED_PRECISION") is None else None,
+    )
     set_seed(t.seed)
     model, train_ds, eval_ds, names, seen_names = build_training(cfg)
-    opt = torch.optim.AdamW(model.param_groups(t.lr, clip_lr_mult=t.clip_lr_mult, weight_decay=t.weight_decay),
-                            lr=t.lr, weight_decay=t.weight_decay)
+    opt = torch.optim.AdamW(
+        model.param_groups(t.lr, clip_lr_mult=t.clip_lr_mult, weight_decay=t.weight_decay),
+        lr=t.lr,
+        weight_decay=t.weight_decay,
+    )
     sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_lambda(t.iterations, t.warmup))
     model, opt, sched = accelerator.prepare(model, opt, sched)
     start, ckpt = 0, None
@@ -147,14 +160,25 @@ def train(cfg: Config, output: str | Path, resume: str | None = None, stop_after
         if start or log.exists():
             _rewrite_log(log, start)
     end = min(t.iterations, stop_after) if stop_after else t.iterations
-    sampler = StepBatchSampler(len(train_ds), t.batch_size, t.seed, start, end, t.grad_accum,
-                               accelerator.num_processes, accelerator.process_index)
-    loader = torch.utils.data.DataLoader(train_ds, batch_sampler=sampler, collate_fn=collate,
-                                         num_workers=cfg.data.num_workers)
+    sampler = StepBatchSampler(
+        len(train_ds),
+        t.batch_size,
+        t.seed,
+        start,
+        end,
+        t.grad_accum,
+        accelerator.num_processes,
+        accelerator.process_index,
+    )
+    loader = torch.utils.data.DataLoader(
+        train_ds, batch_sampler=sampler, collate_fn=collate, num_workers=cfg.data.num_workers
+    )
     return _loop(accelerator, cfg, model, opt, sched, loader, eval_ds, names, seen_names, start, end, output)
 
 
-def _loop(accelerator, cfg, model, opt, sched, loader, eval_ds, names, seen_names, start, end, output) -> dict:
+def _loop(
+    accelerator, cfg, model, opt, sched, loader, eval_ds, names, seen_names, start, end, output
+) -> dict:
     from tqdm import tqdm
 
     from .evaluate import evaluate_dataset
@@ -186,7 +210,9 @@ def _loop(accelerator, cfg, model, opt, sched, loader, eval_ds, names, seen_name
             model.train()
         if accelerator.is_main_process and (step % t.log_every == 0 or miou is not None):
             lr = opt.param_groups[0]["lr"]
-            _append_log(log, {"step": step, "loss": repr(value), "lr": repr(lr), "miou": "" if miou is None else miou})
+            _append_log(
+                log, {"step": step, "loss": repr(value), "lr": repr(lr), "miou": "" if miou is None else miou}
+            )
             if tb is not None:
                 tb.add_scalar("loss", value, step)
                 tb.add_scalar("lr", lr, step)
@@ -217,8 +243,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--config", help="YAML config (trainable/configs/*.yaml)")
     p.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. train.lr=1e-4")
     p.add_argument("--output", default=None, help="run folder (default runs/<config name>)")
-    p.add_argument("--resume", nargs="?", const="", default=None,
-                   help="resume from DIR, or from the last checkpoint of --output when no DIR is given")
+    p.add_argument(
+        "--resume",
+        nargs="?",
+        const="",
+        default=None,
+        help="resume from DIR, or from the last checkpoint of --output when no DIR is given",
+    )
     p.add_argument("--stop-after", type=int, default=None, help="stop after this step (checkpointed)")
     return p.parse_args(argv)
 
@@ -234,8 +265,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if os.environ.get("RANK", "0") != "0":  # one summary line under accelerate launch
         return 0
-    print(f"step {out['step']}  last loss {out['losses'][-1] if out['losses'] else float('nan'):.4f}"
-          f"  mIoU {out['miou']}")
+    print(
+        f"step {out['step']}  last loss {out['losses'][-1] if out['losses'] else float('nan'):.4f}"
+        f"  mIoU {out['miou']}"
+    )
     return 0
 
 

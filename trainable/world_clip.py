@@ -54,15 +54,21 @@ from dglrsis.cam import resize_pos_embed
 from dglrsis.errors import DglrsisError
 from dglrsis.io import atomic_path, write_json
 
-from . import world_clip_data as wcd
 from . import world_clip_cam as wcam
+from . import world_clip_data as wcd
 from . import world_clip_dense as wdense
 
 WORLD_SEED_OFFSET = 1000  # training world seed = WORLD_SEED_OFFSET + seed; evaluation seeds stay below it
 ARCH = {
     "embed_dim": 128,
-    "vision_cfg": {"image_size": 96, "patch_size": 8, "width": 128, "layers": 4, "head_width": 32,
-                   "mlp_ratio": 4.0},
+    "vision_cfg": {
+        "image_size": 96,
+        "patch_size": 8,
+        "width": 128,
+        "layers": 4,
+        "head_width": 32,
+        "mlp_ratio": 4.0,
+    },
     "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 128, "heads": 2, "layers": 4},
 }
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -71,25 +77,27 @@ OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 
 @dataclass
 class WorldClipConfig:
-    seed: int = 0                    # model init, training world (1000 + seed), sampling and captions
-    steps: int = 900                 # optimisation steps
-    batch_size: int = 128            # samples per step
-    lr: float = 1e-3                 # AdamW peak learning rate
-    warmup: float = 0.05             # share of the steps with linear warm-up (then cosine to 0)
-    weight_decay: float = 0.05       # AdamW weight decay on matrices (not on gains, biases, embeddings)
-    scenes_per_kind: int = 300       # scenes rendered per kind (isaid, rrsisd) into the pool
-    scene_size: int = 512            # rendered scene side (pixels)
-    crops_per_instance: int = 2      # object crops per instance (different context / background)
-    landcover_crops: int = 600       # land-cover crops in the pool
+    seed: int = 0  # model init, training world (1000 + seed), sampling and captions
+    steps: int = 900  # optimisation steps
+    batch_size: int = 128  # samples per step
+    lr: float = 1e-3  # AdamW peak learning rate
+    warmup: float = 0.05  # share of the steps with linear warm-up (then cosine to 0)
+    weight_decay: float = 0.05  # AdamW weight decay on matrices (not on gains, biases, embeddings)
+    scenes_per_kind: int = 300  # scenes rendered per kind (isaid, rrsisd) into the pool
+    scene_size: int = 512  # rendered scene side (pixels)
+    crops_per_instance: int = 2  # object crops per instance (different context / background)
+    landcover_crops: int = 600  # land-cover crops in the pool
     mix: tuple = (0.50, 0.10, 0.40)  # share of object crops, land-cover crops and scenes in a batch
-    dense_weight: float = 1.0        # weight of the dense patch–concept loss on scene samples (0: off)
-    dense_feature: str = "both"      # patch features of the dense loss: "cls" (CLS attending to one patch, what the
-                                     # Grad-CAM reads) | "output" (patch tokens, what dense-CLIP models read) | "both"
-    dense_symmetric: bool = True     # also the concept → patch direction of the dense loss
-    cam_weight: float = 1.5          # weight of the Grad-CAM alignment loss on scene samples (0: off)
-    cam_start: float = 0.25          # share of the steps trained before the Grad-CAM loss joins
-    cam_hires: int = 8               # whole scenes per Grad-CAM step also at the stored 192 px (24² patches; 0: off)
-    threads: int = 1                 # torch CPU threads (1: no thread thrashing on a shared CPU)
+    dense_weight: float = 1.0  # weight of the dense patch–concept loss on scene samples (0: off)
+    dense_feature: str = (
+        "both"  # patch features of the dense loss: "cls" (CLS attending to one patch, what the
+    )
+    # Grad-CAM reads) | "output" (patch tokens, what dense-CLIP models read) | "both"
+    dense_symmetric: bool = True  # also the concept → patch direction of the dense loss
+    cam_weight: float = 1.5  # weight of the Grad-CAM alignment loss on scene samples (0: off)
+    cam_start: float = 0.25  # share of the steps trained before the Grad-CAM loss joins
+    cam_hires: int = 8  # whole scenes per Grad-CAM step also at the stored 192 px (24² patches; 0: off)
+    threads: int = 1  # torch CPU threads (1: no thread thrashing on a shared CPU)
     arch: dict = field(default_factory=lambda: json.loads(json.dumps(ARCH)))  # open_clip CLIP(**arch)
 
 
@@ -100,6 +108,7 @@ def _lr_lambda(steps: int, warmup: float):
         if step < warm:
             return (step + 1) / warm
         return 0.5 * (1 + np.cos(np.pi * min(1.0, (step - warm) / max(1, steps - warm))))
+
     return f
 
 
@@ -111,8 +120,9 @@ def _param_groups(model, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def multi_positive_loss(img: torch.Tensor, txt: torch.Tensor, scale: torch.Tensor,
-                        pos: torch.Tensor) -> torch.Tensor:
+def multi_positive_loss(
+    img: torch.Tensor, txt: torch.Tensor, scale: torch.Tensor, pos: torch.Tensor
+) -> torch.Tensor:
     """Symmetric InfoNCE with soft multi-positive targets.
 
     img, txt: ``B×D`` L2-normalised embeddings; scale: the (exponentiated) logit scale; pos: ``B×B`` bool,
@@ -132,7 +142,9 @@ def average_gradients(accelerator, model) -> None:
         return
     for p in model.parameters():
         if p.requires_grad:
-            p.grad = accelerator.reduce(p.grad if p.grad is not None else torch.zeros_like(p), reduction="mean")
+            p.grad = accelerator.reduce(
+                p.grad if p.grad is not None else torch.zeros_like(p), reduction="mean"
+            )
 
 
 def _save(model, cfg: WorldClipConfig, out: Path, card: dict) -> Path:
@@ -143,15 +155,24 @@ def _save(model, cfg: WorldClipConfig, out: Path, card: dict) -> Path:
     path = out / "world-clip.safetensors"
     with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata={"format": "pt", "seed": str(cfg.seed)})
-    write_json(out / "world-clip.json", {
-        "note": "architecture of world-clip, the small CLIP trained on the synthetic world by trainable/world_clip.py",
-        "model_cfg": cfg.arch, "mean": list(OPENAI_MEAN), "std": list(OPENAI_STD)})
+    write_json(
+        out / "world-clip.json",
+        {
+            "note": "architecture of world-clip, the small CLIP trained on the synthetic world "
+            "by trainable/world_clip.py",
+            "model_cfg": cfg.arch,
+            "mean": list(OPENAI_MEAN),
+            "std": list(OPENAI_STD),
+        },
+    )
     write_json(out / "world-clip.card.json", card)
     return path
 
 
 def train(cfg: WorldClipConfig, out: str | Path = "dglrsis/weights", progress: bool = True) -> dict:
-    """Render the pool, train, save ``world-clip.{safetensors,json,card.json}`` into ``out``; returns the card."""
+    """Render the pool, train, save ``world-clip.{safetensors,json,card.json}`` into ``out``.
+
+    Returns the card."""
     if cfg.steps < 1 or cfg.batch_size < 2:
         raise DglrsisError("world-clip training needs steps >= 1 and batch_size >= 2")
     threads_before = torch.get_num_threads()
@@ -174,16 +195,33 @@ def _train(cfg: WorldClipConfig, out: Path, progress: bool) -> dict:
     accelerator = Accelerator()
     set_seed(cfg.seed)
     texts = wcd.TextSource.load()
-    pool = wcd.build_pool(WORLD_SEED_OFFSET + cfg.seed, cfg.scenes_per_kind, cfg.scene_size,
-                          cfg.crops_per_instance, cfg.landcover_crops, OPENAI_MEAN, OPENAI_STD, progress)
+    pool = wcd.build_pool(
+        WORLD_SEED_OFFSET + cfg.seed,
+        cfg.scenes_per_kind,
+        cfg.scene_size,
+        cfg.crops_per_instance,
+        cfg.landcover_crops,
+        OPENAI_MEAN,
+        OPENAI_STD,
+        progress,
+    )
     t_pool = time.time() - t0
     tokenizer = open_clip.SimpleTokenizer(context_length=cfg.arch["text_cfg"]["context_length"])
     patch = cfg.arch["vision_cfg"]["patch_size"]
     grid = cfg.arch["vision_cfg"]["image_size"] // patch
-    data = wcd.PoolDataset(pool, texts, cfg.steps * cfg.batch_size, cfg.seed, cfg.mix, OPENAI_MEAN, OPENAI_STD,
-                           grid=grid if cfg.dense_weight > 0 else 0)
-    loader = torch.utils.data.DataLoader(data, batch_size=cfg.batch_size, shuffle=False, num_workers=0,
-                                         collate_fn=wcd.make_collate(tokenizer))
+    data = wcd.PoolDataset(
+        pool,
+        texts,
+        cfg.steps * cfg.batch_size,
+        cfg.seed,
+        cfg.mix,
+        OPENAI_MEAN,
+        OPENAI_STD,
+        grid=grid if cfg.dense_weight > 0 else 0,
+    )
+    loader = torch.utils.data.DataLoader(
+        data, batch_size=cfg.batch_size, shuffle=False, num_workers=0, collate_fn=wcd.make_collate(tokenizer)
+    )
     model = open_clip.CLIP(**cfg.arch).to(accelerator.device)
     opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg.steps, cfg.warmup))
@@ -196,7 +234,9 @@ def _train(cfg: WorldClipConfig, out: Path, progress: bool) -> dict:
     keys, names = wdense.concepts()
     cam_from, cam_gen = int(cfg.cam_start * len(loader)), torch.Generator().manual_seed(cfg.seed + 7919)
     hires_grid = wcd.SCENE // patch
-    bar = tqdm(loader, total=len(loader), desc="world-clip", disable=not (progress and accelerator.is_main_process))
+    bar = tqdm(
+        loader, total=len(loader), desc="world-clip", disable=not (progress and accelerator.is_main_process)
+    )
     for step, (images, tokens, pos, dense) in enumerate(bar):
         use_dense = cfg.dense_weight > 0 and dense is not None
         if use_dense:  # one caption per concept, encoded with the batch's captions
@@ -204,24 +244,31 @@ def _train(cfg: WorldClipConfig, out: Path, progress: bool) -> dict:
             tokens = torch.cat([tokens, concept_tokens.to(tokens.device)])
         use_cam = use_dense and cfg.cam_weight > 0 and step >= cam_from
         with wcam.capture_ln1(model.visual) if use_cam else contextlib.nullcontext() as acts:
-            img, txt, patches = wdense.encode(model, images, tokens, cfg.dense_feature if use_dense else "none")
+            img, txt, patches = wdense.encode(
+                model, images, tokens, cfg.dense_feature if use_dense else "none"
+            )
         scale = model.logit_scale.exp()
-        loss = multi_positive_loss(img, txt[:len(img)], scale, pos)
+        loss = multi_positive_loss(img, txt[: len(img)], scale, pos)
         losses.append(float(loss.detach()))
         if use_dense:
-            d = torch.stack([wdense.dense_loss(p, txt[len(img):], scale, dense, cfg.dense_symmetric)
-                             for p in patches]).mean()
+            d = torch.stack(
+                [wdense.dense_loss(p, txt[len(img) :], scale, dense, cfg.dense_symmetric) for p in patches]
+            ).mean()
             dense_losses.append(float(d.detach()))
             loss = loss + cfg.dense_weight * d
         if use_cam:
-            terms = [wcam.cam_term(acts["a"], img, txt[len(img):], dense, len(LANDCOVER), cam_gen)]
+            terms = [wcam.cam_term(acts["a"], img, txt[len(img) :], dense, len(LANDCOVER), cam_gen)]
             if cfg.cam_hires > 0:  # whole scenes at the stored side, CAM on the finer grid
                 rng = np.random.default_rng([cfg.seed, 31, step * world + rank])
-                x, dense_hi = (t.to(device) for t in wcam.hires_scenes(pool, cfg.cam_hires, rng, OPENAI_MEAN,
-                                                                        OPENAI_STD, hires_grid))
+                x, dense_hi = (
+                    t.to(device)
+                    for t in wcam.hires_scenes(pool, cfg.cam_hires, rng, OPENAI_MEAN, OPENAI_STD, hires_grid)
+                )
                 with resize_pos_embed(model.visual, hires_grid), wcam.capture_ln1(model.visual) as hi:
                     img_hi = F.normalize(model.encode_image(x), dim=-1)
-                terms.append(wcam.cam_term(hi["a"], img_hi, txt[len(img):], dense_hi, len(LANDCOVER), cam_gen))
+                terms.append(
+                    wcam.cam_term(hi["a"], img_hi, txt[len(img) :], dense_hi, len(LANDCOVER), cam_gen)
+                )
             terms = [t for t in terms if t is not None]
             if terms:
                 c = torch.stack(terms).mean()
@@ -237,17 +284,27 @@ def _train(cfg: WorldClipConfig, out: Path, progress: bool) -> dict:
         bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
     accelerator.wait_for_everyone()
     model.eval()
-    card = {"model": "world-clip", "trainer": "python -m trainable.world_clip", "config": asdict(cfg),
-            "world": {"generator": "dglrsis.eval.world.iter_scenes", "kinds": ["isaid", "rrsisd"],
-                      "train_world_seed": WORLD_SEED_OFFSET + cfg.seed,
-                      "eval_world_seeds": f"< {WORLD_SEED_OFFSET} (benchmark: 7)"},
-            "pool": pool.summary(), "prompt_source": texts.source,
-            "final_loss": float(np.mean(losses[-20:])),
-            "final_dense_loss": float(np.mean(dense_losses[-20:])) if dense_losses else None,
-            "final_cam_loss": float(np.mean(cam_losses[-20:])) if cam_losses else None,
-            "logit_scale": float(model.logit_scale.detach().exp()),
-            "pool_seconds": round(t_pool, 1), "wall_seconds": round(time.time() - t0, 1),
-            "torch": torch.__version__, "threads": cfg.threads}
+    card = {
+        "model": "world-clip",
+        "trainer": "python -m trainable.world_clip",
+        "config": asdict(cfg),
+        "world": {
+            "generator": "dglrsis.eval.world.iter_scenes",
+            "kinds": ["isaid", "rrsisd"],
+            "train_world_seed": WORLD_SEED_OFFSET + cfg.seed,
+            "eval_world_seeds": f"< {WORLD_SEED_OFFSET} (benchmark: 7)",
+        },
+        "pool": pool.summary(),
+        "prompt_source": texts.source,
+        "final_loss": float(np.mean(losses[-20:])),
+        "final_dense_loss": float(np.mean(dense_losses[-20:])) if dense_losses else None,
+        "final_cam_loss": float(np.mean(cam_losses[-20:])) if cam_losses else None,
+        "logit_scale": float(model.logit_scale.detach().exp()),
+        "pool_seconds": round(t_pool, 1),
+        "wall_seconds": round(time.time() - t0, 1),
+        "torch": torch.__version__,
+        "threads": cfg.threads,
+    }
     if accelerator.is_main_process:
         _save(model, cfg, out, card)
     return card
@@ -263,22 +320,47 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scenes-per-kind", type=int, default=d.scenes_per_kind)
     p.add_argument("--landcover-crops", type=int, default=d.landcover_crops)
     p.add_argument("--threads", type=int, default=d.threads)
-    p.add_argument("--mix", type=float, nargs=3, default=list(d.mix), metavar=("CROPS", "LANDCOVER", "SCENES"))
-    p.add_argument("--dense-weight", type=float, default=d.dense_weight, help="dense patch loss weight (0: off)")
+    p.add_argument(
+        "--mix", type=float, nargs=3, default=list(d.mix), metavar=("CROPS", "LANDCOVER", "SCENES")
+    )
+    p.add_argument(
+        "--dense-weight", type=float, default=d.dense_weight, help="dense patch loss weight (0: off)"
+    )
     p.add_argument("--dense-feature", choices=("cls", "output", "both"), default=d.dense_feature)
     p.add_argument("--no-dense-symmetric", action="store_true", help="patch → concept direction only")
-    p.add_argument("--cam-weight", type=float, default=d.cam_weight, help="Grad-CAM alignment loss weight (0: off)")
-    p.add_argument("--cam-start", type=float, default=d.cam_start, help="share of the steps before the CAM loss joins")
-    p.add_argument("--cam-hires", type=int, default=d.cam_hires,
-                   help="whole scenes per CAM step also trained at 192 px (0: off)")
-    p.add_argument("--out", default="dglrsis/weights", help="folder for world-clip.{safetensors,json,card.json}")
+    p.add_argument(
+        "--cam-weight", type=float, default=d.cam_weight, help="Grad-CAM alignment loss weight (0: off)"
+    )
+    p.add_argument(
+        "--cam-start", type=float, default=d.cam_start, help="share of the steps before the CAM loss joins"
+    )
+    p.add_argument(
+        "--cam-hires",
+        type=int,
+        default=d.cam_hires,
+        help="whole scenes per CAM step also trained at 192 px (0: off)",
+    )
+    p.add_argument(
+        "--out", default="dglrsis/weights", help="folder for world-clip.{safetensors,json,card.json}"
+    )
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
-    cfg = WorldClipConfig(seed=a.seed, steps=a.steps, batch_size=a.batch_size, lr=a.lr,
-                          scenes_per_kind=a.scenes_per_kind, landcover_crops=a.landcover_crops, threads=a.threads,
-                          mix=tuple(a.mix), dense_weight=a.dense_weight, dense_feature=a.dense_feature,
-                          dense_symmetric=not a.no_dense_symmetric, cam_weight=a.cam_weight,
-                          cam_start=a.cam_start, cam_hires=a.cam_hires)
+    cfg = WorldClipConfig(
+        seed=a.seed,
+        steps=a.steps,
+        batch_size=a.batch_size,
+        lr=a.lr,
+        scenes_per_kind=a.scenes_per_kind,
+        landcover_crops=a.landcover_crops,
+        threads=a.threads,
+        mix=tuple(a.mix),
+        dense_weight=a.dense_weight,
+        dense_feature=a.dense_feature,
+        dense_symmetric=not a.no_dense_symmetric,
+        cam_weight=a.cam_weight,
+        cam_start=a.cam_start,
+        cam_hires=a.cam_hires,
+    )
     card = train(cfg, a.out, progress=not a.no_progress)
     print(json.dumps({k: card[k] for k in ("final_loss", "logit_scale", "pool", "wall_seconds")}))
     return 0

@@ -45,7 +45,9 @@ def capture_ln1(visual):
         handle.remove()
 
 
-def hires_scenes(pool, n: int, rng: np.random.Generator, mean, std, grid: int) -> tuple[torch.Tensor, torch.Tensor]:
+def hires_scenes(
+    pool, n: int, rng: np.random.Generator, mean, std, grid: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` whole pool scenes at their stored side ``S`` (random top-down orientation), for the CAM loss.
 
     Returns images ``n×3×S×S`` (float, normalised with ``mean``/``std``) and their soft patch targets
@@ -72,11 +74,13 @@ def gradcam_logits(acts: torch.Tensor, sim: torch.Tensor) -> torch.Tensor:
     Σ_c mean_j(∂sim/∂a_jc) · a_ic over the patch tokens j (all zeros for samples ``sim`` does not read).
     """
     grad = torch.autograd.grad(sim.sum(), acts, create_graph=True)[0][:, 1:]
-    weight = grad.mean(1)                                       # B×W: Grad-CAM channel weights
+    weight = grad.mean(1)  # B×W: Grad-CAM channel weights
     return (acts[:, 1:] * weight[:, None]).sum(-1)
 
 
-def pick_concepts(dense: torch.Tensor, first_object: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def pick_concepts(
+    dense: torch.Tensor, first_object: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One object concept per scene sample that shows one: (rows ``R``, concept index ``R``).
 
     dense: ``B×N×K`` patch shares (:func:`~trainable.world_clip_data.dense_targets`); concepts before
@@ -91,8 +95,14 @@ def pick_concepts(dense: torch.Tensor, first_object: int, generator: torch.Gener
     return rows, torch.multinomial(mass[rows].cpu(), 1, generator=generator).flatten().to(dense.device)
 
 
-def cam_term(acts: torch.Tensor, img: torch.Tensor, concept_txt: torch.Tensor, dense: torch.Tensor,
-             first_object: int, generator: torch.Generator) -> torch.Tensor | None:
+def cam_term(
+    acts: torch.Tensor,
+    img: torch.Tensor,
+    concept_txt: torch.Tensor,
+    dense: torch.Tensor,
+    first_object: int,
+    generator: torch.Generator,
+) -> torch.Tensor | None:
     """Grad-CAM loss of one picked object concept per sample (:func:`pick_concepts`), or ``None`` when no
     sample shows an object. acts: the captured ``B×(1+N)×W`` ``ln_1`` output; img: ``B×D`` normalised image
     embeddings computed from it; concept_txt: ``K×D`` normalised concept captions; dense: ``B×N×K``."""
@@ -103,7 +113,9 @@ def cam_term(acts: torch.Tensor, img: torch.Tensor, concept_txt: torch.Tensor, d
     return cam_loss(gradcam_logits(acts, sim)[rows], dense[rows, :, concept])
 
 
-def cam_loss(logits: torch.Tensor, target: torch.Tensor, on: float = 0.25, sharpness: float = 3.0) -> torch.Tensor:
+def cam_loss(
+    logits: torch.Tensor, target: torch.Tensor, on: float = 0.25, sharpness: float = 3.0
+) -> torch.Tensor:
     """Balanced BCE of a Grad-CAM map against the object's patches.
 
     logits: ``R×N`` pre-ReLU Grad-CAM (:func:`gradcam_logits`); target: ``R×N`` share of the object in

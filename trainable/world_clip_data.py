@@ -14,21 +14,43 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-CROP = 96            # crop / model input side (pixels)
-SCENE = 192          # stored scene side (pixels); scene samples are windows of it resized to CROP
+CROP = 96  # crop / model input side (pixels)
+SCENE = 192  # stored scene side (pixels); scene samples are windows of it resized to CROP
 BACKGROUNDS = ("keep", "blur", "mean", "mask")
 # RRSIS-D classes drawn exactly like an iSAID class share its concept (no false negatives across kinds).
-ALIASES = {"airplane": "plane", "baseballfield": "baseball_diamond", "basketballcourt": "basketball_court",
-           "bridge": "Bridge", "groundtrackfield": "Ground_Track_Field", "harbor": "Harbor", "ship": "ship",
-           "storagetank": "storage_tank", "tenniscourt": "tennis_court", "vehicle": "Small_Vehicle"}
-LANDCOVER_WORDS = {"bare soil": ["bare soil", "bare land", "barren land"],
-                   "vegetation": ["vegetation", "trees", "grass", "forest"],
-                   "water": ["water", "river", "lake", "sea"], "road": ["road", "street", "highway"],
-                   "built-up": ["built-up area", "buildings", "residential area"]}
-FALLBACK_TEMPLATES = ["a satellite image of a {}.", "an aerial photo of a {}.", "a top-down view of a {}.",
-                      "a remote sensing image of a {}.", "an aerial image of the {}.", "a photo of a {}."]
-SCENE_TEMPLATES = ["an aerial image with a {}.", "a satellite image containing a {}.",
-                   "a remote sensing image showing a {}.", "there is a {} in this aerial image."]
+ALIASES = {
+    "airplane": "plane",
+    "baseballfield": "baseball_diamond",
+    "basketballcourt": "basketball_court",
+    "bridge": "Bridge",
+    "groundtrackfield": "Ground_Track_Field",
+    "harbor": "Harbor",
+    "ship": "ship",
+    "storagetank": "storage_tank",
+    "tenniscourt": "tennis_court",
+    "vehicle": "Small_Vehicle",
+}
+LANDCOVER_WORDS = {
+    "bare soil": ["bare soil", "bare land", "barren land"],
+    "vegetation": ["vegetation", "trees", "grass", "forest"],
+    "water": ["water", "river", "lake", "sea"],
+    "road": ["road", "street", "highway"],
+    "built-up": ["built-up area", "buildings", "residential area"],
+}
+FALLBACK_TEMPLATES = [
+    "a satellite image of a {}.",
+    "an aerial photo of a {}.",
+    "a top-down view of a {}.",
+    "a remote sensing image of a {}.",
+    "an aerial image of the {}.",
+    "a photo of a {}.",
+]
+SCENE_TEMPLATES = [
+    "an aerial image with a {}.",
+    "a satellite image containing a {}.",
+    "a remote sensing image showing a {}.",
+    "there is a {} in this aerial image.",
+]
 COLOURS = ["white", "grey", "red", "blue", "black", "yellow", "green", "orange", "brown"]
 
 
@@ -41,13 +63,13 @@ def concept_of(name: str) -> str:
 class TextSource:
     """Class words, templates and knowledge used for captions (from ``dglrsis.vocab`` when available)."""
 
-    names: dict            # world class / land-cover name → list of synonyms (canonical first)
-    knowledge: dict        # same keys → list of visual descriptions (may be empty)
-    templates: list        # templates with one ``{}``
-    source: str            # "dglrsis.vocab" or "fallback"
+    names: dict  # world class / land-cover name → list of synonyms (canonical first)
+    knowledge: dict  # same keys → list of visual descriptions (may be empty)
+    templates: list  # templates with one ``{}``
+    source: str  # "dglrsis.vocab" or "fallback"
 
     @classmethod
-    def load(cls) -> "TextSource":
+    def load(cls) -> TextSource:
         from dglrsis.eval.world import READABLE, SCENE_CLASSES
 
         names = {c: [READABLE[c]] for k in SCENE_CLASSES for c in SCENE_CLASSES[k]}
@@ -59,7 +81,7 @@ class TextSource:
             return cls(names, knowledge, list(FALLBACK_TEMPLATES), "fallback")
         for kind, classes in SCENE_CLASSES.items():
             vocab = load_vocabulary(kind)
-            for c, syn in zip(classes, vocab.synonyms):
+            for c, syn in zip(classes, vocab.synonyms, strict=False):
                 names[c] = list(dict.fromkeys(list(syn) + names[c]))
         for k in names:
             knowledge[k] = [d for s in names[k][:1] for d in _safe_knowledge(knowledge_for, s)]
@@ -75,17 +97,21 @@ def _safe_knowledge(fn, name: str) -> list:
 
 @dataclass
 class Pool:
-    crops: torch.Tensor                 # N×3×96×96 uint8 object crops
-    crop_meta: list                     # (class, colour) per crop
-    lc: torch.Tensor                    # L×3×96×96 uint8 land-cover crops
-    lc_meta: list                       # land-cover name per crop
-    scenes: torch.Tensor                # M×3×192×192 uint8 scenes
+    crops: torch.Tensor  # N×3×96×96 uint8 object crops
+    crop_meta: list  # (class, colour) per crop
+    lc: torch.Tensor  # L×3×96×96 uint8 land-cover crops
+    lc_meta: list  # land-cover name per crop
+    scenes: torch.Tensor  # M×3×192×192 uint8 scenes
     scene_meta: list = field(default_factory=list)  # per scene: [(class, colour, (x0, y0, x1, y1) in [0,1])]
-    labels: torch.Tensor = None         # M×192×192 uint8 concept index per pixel (world_clip_dense.concepts)
+    labels: torch.Tensor = None  # M×192×192 uint8 concept index per pixel (world_clip_dense.concepts)
 
     def summary(self) -> dict:
-        return {"object_crops": len(self.crops), "landcover_crops": len(self.lc), "scenes": len(self.scenes),
-                "instances": sum(len(m) for m in self.scene_meta)}
+        return {
+            "object_crops": len(self.crops),
+            "landcover_crops": len(self.lc),
+            "scenes": len(self.scenes),
+            "instances": sum(len(m) for m in self.scene_meta),
+        }
 
 
 def _to_uint8(x: torch.Tensor, mean, std) -> torch.Tensor:
@@ -103,7 +129,10 @@ def _object_crops(scene, rng, per_instance: int, mean, std):
         x0, y0, x1, y1 = inst.bbox
         for _ in range(per_instance):
             side = max(x1 - x0, y1 - y0) * rng.uniform(1.0, 2.0)
-            cx, cy = (x0 + x1) / 2 + rng.uniform(-0.1, 0.1) * side, (y0 + y1) / 2 + rng.uniform(-0.1, 0.1) * side
+            cx, cy = (
+                (x0 + x1) / 2 + rng.uniform(-0.1, 0.1) * side,
+                (y0 + y1) / 2 + rng.uniform(-0.1, 0.1) * side,
+            )
             masks, boxes, meta = jobs[BACKGROUNDS[int(rng.integers(4))]]
             masks.append(inst.mask)
             boxes.append((cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2))
@@ -112,14 +141,19 @@ def _object_crops(scene, rng, per_instance: int, mean, std):
     for bg, (masks, boxes, meta) in jobs.items():
         if masks:
             cfg = LVTAConfig(context=False, background=bg)
-            out.append(_to_uint8(context_crops(scene.image, np.stack(masks), np.array(boxes), CROP, mean, std, cfg),
-                                 mean, std))
+            out.append(
+                _to_uint8(
+                    context_crops(scene.image, np.stack(masks), np.array(boxes), CROP, mean, std, cfg),
+                    mean,
+                    std,
+                )
+            )
             metas += meta
     return out, metas
 
 
 def _landcover_crops(scene, rng, want: int, mean, std):
-    """Windows dominated (≥ 80 %) by one land cover and (≤ 5 %) free of objects, land-cover mask as proposal."""
+    """Windows dominated (≥ 80 %) by one land cover, ≤ 5 % objects; the land-cover mask as proposal."""
     from dglrsis.eval.world_draw import LANDCOVER
     from dglrsis.lvta import LVTAConfig, context_crops
 
@@ -130,21 +164,31 @@ def _landcover_crops(scene, rng, want: int, mean, std):
             break
         side = int(rng.uniform(0.08, 0.3) * size)
         x, y = (int(v) for v in rng.integers(0, size - side, 2))
-        win = scene.landcover[y:y + side, x:x + side]
+        win = scene.landcover[y : y + side, x : x + side]
         counts = np.bincount(win.ravel(), minlength=len(LANDCOVER))
         c = int(counts.argmax())
-        if counts[c] < 0.8 * win.size or (scene.class_map[y:y + side, x:x + side] > 0).mean() > 0.05:
+        if counts[c] < 0.8 * win.size or (scene.class_map[y : y + side, x : x + side] > 0).mean() > 0.05:
             continue
         mask = (scene.landcover == c) & (scene.class_map == 0)
         cfg = LVTAConfig(context=False, background=BACKGROUNDS[int(rng.integers(4))])
-        crop = context_crops(scene.image, mask[None], np.array([(x, y, x + side, y + side)]), CROP, mean, std, cfg)
+        crop = context_crops(
+            scene.image, mask[None], np.array([(x, y, x + side, y + side)]), CROP, mean, std, cfg
+        )
         out.append(_to_uint8(crop, mean, std))
         meta.append(LANDCOVER[c])
     return out, meta
 
 
-def build_pool(world_seed: int, scenes_per_kind: int, scene_size: int, crops_per_instance: int,
-               landcover_crops: int, mean, std, progress: bool = False) -> Pool:
+def build_pool(
+    world_seed: int,
+    scenes_per_kind: int,
+    scene_size: int,
+    crops_per_instance: int,
+    landcover_crops: int,
+    mean,
+    std,
+    progress: bool = False,
+) -> Pool:
     """Render ``scenes_per_kind`` scenes of each kind (world ``world_seed``) and cut the pool from them."""
     from tqdm.auto import tqdm
 
@@ -167,19 +211,32 @@ def build_pool(world_seed: int, scenes_per_kind: int, scene_size: int, crops_per
             crops += c
             crop_meta += m
             if len(lc_meta) < landcover_crops:
-                c, m = _landcover_crops(scene, rng, min(lc_per_scene, landcover_crops - len(lc_meta)), mean, std)
+                c, m = _landcover_crops(
+                    scene, rng, min(lc_per_scene, landcover_crops - len(lc_meta)), mean, std
+                )
                 lcs += c
                 lc_meta += m
             img = torch.from_numpy(scene.image).permute(2, 0, 1)[None].float()
-            scenes.append(F.interpolate(img, size=(SCENE, SCENE), mode="bilinear", antialias=True,
-                                        align_corners=False).round().clamp(0, 255).to(torch.uint8))
+            scenes.append(
+                F.interpolate(img, size=(SCENE, SCENE), mode="bilinear", antialias=True, align_corners=False)
+                .round()
+                .clamp(0, 255)
+                .to(torch.uint8)
+            )
             labels.append(label_map(scene, SCENE, index)[None])
             s = float(scene_size)
             scene_meta.append([(i.category, i.colour, tuple(v / s for v in i.bbox)) for i in scene.instances])
     bar.close()
     empty = torch.zeros(0, 3, CROP, CROP, dtype=torch.uint8)
-    return Pool(torch.cat(crops) if crops else empty, crop_meta, torch.cat(lcs) if lcs else empty, lc_meta,
-                torch.cat(scenes), scene_meta, torch.cat(labels))
+    return Pool(
+        torch.cat(crops) if crops else empty,
+        crop_meta,
+        torch.cat(lcs) if lcs else empty,
+        lc_meta,
+        torch.cat(scenes),
+        scene_meta,
+        torch.cat(labels),
+    )
 
 
 # --------------------------------------------------------------------------------------------- captions
@@ -318,14 +375,14 @@ class PoolDataset(torch.utils.data.Dataset):
             targets = inside
         a, b = int(round(wy * SCENE)), int(round(wx * SCENE))
         s = max(8, int(round(z * SCENE)))
-        img = self.pool.scenes[j, :, a:a + s, b:b + s].float()[None]
+        img = self.pool.scenes[j, :, a : a + s, b : b + s].float()[None]
         img = F.interpolate(img, size=(CROP, CROP), mode="bilinear", antialias=True, align_corners=False)[0]
         img, flags = _dihedral(img, rng)
         dense = None
         if self.grid:
             from .world_clip_dense import patch_target
 
-            dense = _flip(patch_target(self.pool.labels[j, a:a + s, b:b + s], self.k, self.grid), flags)
+            dense = _flip(patch_target(self.pool.labels[j, a : a + s, b : b + s], self.k, self.grid), flags)
         cls, colour, _, centre = targets[int(rng.integers(len(targets)))]
         present = [o for o in inside if o[2] >= 0.3]
         unique = sum(o[0] == cls for o in present) == 1
@@ -358,8 +415,14 @@ def dense_targets(dense: list) -> torch.Tensor | None:
 
 def make_collate(tokenizer):
     """Batch → (images B×3×96×96, tokens, positives B×B, dense targets B×g²×K or None)."""
+
     def collate(items):
-        images, texts, caps, labels, dense = zip(*items)
-        return (torch.stack(images), tokenizer(list(texts)), positives(list(caps), list(labels)),
-                dense_targets(list(dense)))
+        images, texts, caps, labels, dense = zip(*items, strict=False)
+        return (
+            torch.stack(images),
+            tokenizer(list(texts)),
+            positives(list(caps), list(labels)),
+            dense_targets(list(dense)),
+        )
+
     return collate

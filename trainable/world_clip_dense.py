@@ -61,15 +61,22 @@ def patch_target(labels: torch.Tensor, k: int, grid: int) -> torch.Tensor:
 
 
 def concept_captions(texts, keys: list, names: dict, seed: int, step: int) -> list:
-    """One caption per concept for a step (``K`` strings, drawn from ``default_rng([seed, _REP_SEED, step])``)."""
+    """One caption per concept for a step.
+
+    ``K`` strings, drawn from ``default_rng([seed, _REP_SEED, step])``."""
     from .world_clip_data import object_caption
 
     rng = np.random.default_rng([seed, _REP_SEED, step])
     return [object_caption(rng, texts, names[k], None)[0] for k in keys]
 
 
-def dense_loss(patches: torch.Tensor, concept_txt: torch.Tensor, scale: torch.Tensor,
-               target: torch.Tensor, symmetric: bool = False) -> torch.Tensor:
+def dense_loss(
+    patches: torch.Tensor,
+    concept_txt: torch.Tensor,
+    scale: torch.Tensor,
+    target: torch.Tensor,
+    symmetric: bool = False,
+) -> torch.Tensor:
     """Soft cross-entropy of patch tokens against concept caption embeddings.
 
     patches: ``B×N×D`` L2-normalised projected patch tokens; concept_txt: ``K×D`` L2-normalised; scale: the
@@ -85,10 +92,10 @@ def dense_loss(patches: torch.Tensor, concept_txt: torch.Tensor, scale: torch.Te
         return logits.sum() * 0
     loss = -(target * logits.log_softmax(-1)).sum(-1)[has].mean()
     if symmetric:
-        mass = target.sum(1)                                     # B×K patches' worth of each concept
+        mass = target.sum(1)  # B×K patches' worth of each concept
         present = mass > 0
         q = target / mass.clamp_min(1e-9)[:, None, :]
-        c2p = -(q * logits.log_softmax(1)).sum(1)                # B×K
+        c2p = -(q * logits.log_softmax(1)).sum(1)  # B×K
         loss = (loss + c2p[present].mean()) / 2
     return loss
 
@@ -117,7 +124,9 @@ def _visual(visual, images: torch.Tensor, feature: str) -> tuple[torch.Tensor, l
             feats.append(visual.ln_post(out[:, 1:]) @ visual.proj)
             continue
         attn, d = last.attn, h.shape[-1]
-        value = attn.out_proj(F.linear(last.ln_1(h[:, 1:]), attn.in_proj_weight[2 * d:], attn.in_proj_bias[2 * d:]))
+        value = attn.out_proj(
+            F.linear(last.ln_1(h[:, 1:]), attn.in_proj_weight[2 * d :], attn.in_proj_bias[2 * d :])
+        )
         y = h[:, :1] + last.ls_1(value)
         y = y + last.ls_2(last.mlp(last.ln_2(y)))
         feats.append(visual.ln_post(y) @ visual.proj)

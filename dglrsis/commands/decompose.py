@@ -10,13 +10,18 @@ HELP = "split a referring expression into local class nouns and global context t
 def add_arguments(parser) -> None:
     parser.add_argument("text", help="the referring expression, e.g. 'the white ship next to the harbor'")
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--vocabulary", default=None,
-                       help="bundled vocabulary (isaid, rrsisd, dlrsd, potsdam, vaihingen, loveda, uavid, "
-                            "udd5, vdd) or a vocabulary file; class nouns are mapped onto its names")
-    group.add_argument("--classes-file", default=None,
-                       help="a class file: one class per line, synonyms comma-separated")
-    group.add_argument("--classes", default=None,
-                       help="comma-separated class names, synonyms joined with '|'")
+    group.add_argument(
+        "--vocabulary",
+        default=None,
+        help="bundled vocabulary (isaid, rrsisd, dlrsd, potsdam, vaihingen, loveda, uavid, "
+        "udd5, vdd) or a vocabulary file; class nouns are mapped onto its names",
+    )
+    group.add_argument(
+        "--classes-file", default=None, help="a class file: one class per line, synonyms comma-separated"
+    )
+    group.add_argument(
+        "--classes", default=None, help="comma-separated class names, synonyms joined with '|'"
+    )
 
 
 def run(args) -> int:

@@ -6,9 +6,13 @@ HELP = "launch the Gradio demo (upload an image, type classes or an expression)"
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--host", default="127.0.0.1", help="address to serve on (default: this machine only)")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to serve on (default: this machine only)"
+    )
     parser.add_argument("--port", type=int, default=7860)
-    parser.add_argument("--clip", help="CLIP registry name; default ViT-B-16:openai, else world-clip with a note")
+    parser.add_argument(
+        "--clip", help="CLIP registry name; default ViT-B-16:openai, else world-clip with a note"
+    )
     parser.add_argument("--proposals", default="slic", choices=("slic", "felzenszwalb", "sam"))
     parser.add_argument("--sam-checkpoint", help="SAM vit_b checkpoint for --proposals sam")
 

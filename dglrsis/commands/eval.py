@@ -21,21 +21,37 @@ HELP = "evaluate OVSS (iSAID, OVRSISBench sets) or RES (RRSIS-D); resumable, acc
 
 def add_arguments(parser) -> None:
     parser.add_argument("task", choices=("ovss", "res"))
-    parser.add_argument("--dataset", required=True, choices=("isaid", "ovrsisbench", "rrsisd"),
-                        help="ovss: isaid (raw or converted) or ovrsisbench (index PNGs + --classes-file); "
-                             "res: rrsisd")
+    parser.add_argument(
+        "--dataset",
+        required=True,
+        choices=("isaid", "ovrsisbench", "rrsisd"),
+        help="ovss: isaid (raw or converted) or ovrsisbench (index PNGs + --classes-file); res: rrsisd",
+    )
     parser.add_argument("--root", required=True, help="dataset folder")
     parser.add_argument("--split", default=None, help="split (default: val for ovss, test for res)")
-    parser.add_argument("--classes-file", help="ovrsisbench: class file (one class per line, synonyms by comma)")
+    parser.add_argument(
+        "--classes-file", help="ovrsisbench: class file (one class per line, synonyms by comma)"
+    )
     parser.add_argument("--limit", type=int, help="evaluate only the first N samples")
     parser.add_argument("--out", help="report JSON (written atomically)")
     parser.add_argument("--predictions", help="score saved predictions from this folder instead of the model")
-    parser.add_argument("--cache", help="per-sample result cache (model mode default: <out>.cache or "
-                                        "./.eval_cache; predictions mode default: none)")
-    parser.add_argument("--eval-background", default="ignore", choices=("include", "ignore"),
-                        help="iSAID: score background as class 0 (include) or ignore it as 255 (RSKT-Seg)")
-    parser.add_argument("--resolution", default="native", choices=("native", "480"),
-                        help="res: compare at the image's size or both masks nearest-resized to 480×480 (RMSIN)")
+    parser.add_argument(
+        "--cache",
+        help="per-sample result cache (model mode default: <out>.cache or "
+        "./.eval_cache; predictions mode default: none)",
+    )
+    parser.add_argument(
+        "--eval-background",
+        default="ignore",
+        choices=("include", "ignore"),
+        help="iSAID: score background as class 0 (include) or ignore it as 255 (RSKT-Seg)",
+    )
+    parser.add_argument(
+        "--resolution",
+        default="native",
+        choices=("native", "480"),
+        help="res: compare at the image's size or both masks nearest-resized to 480×480 (RMSIN)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     try:  # model options; the --predictions path works without the model stack
         from ..predictor import add_predictor_arguments
@@ -120,26 +136,53 @@ def run(args) -> int:
         from ..predictor import predictor_from_args
 
         model = predictor_from_args(args)
-    settings = {"task": args.task, "dataset": args.dataset, "root": str(Path(args.root).resolve()),
-                "split": args.split, "limit": args.limit,
-                "predictions": str(Path(args.predictions).resolve()) if args.predictions else None,
-                "model": model.settings() if model else None}
+    settings = {
+        "task": args.task,
+        "dataset": args.dataset,
+        "root": str(Path(args.root).resolve()),
+        "split": args.split,
+        "limit": args.limit,
+        "predictions": str(Path(args.predictions).resolve()) if args.predictions else None,
+        "model": model.settings() if model else None,
+    }
     # Saved predictions without --cache: a throw-away cache, scored in one process (cheap). Everything else
     # is split over the accelerate processes through the shared cache folder.
     split = {"rank": 0, "world": 1} if args.predictions and not args.cache else {}
     with tempfile.TemporaryDirectory(prefix="dglrsis-eval-") as tmp:
-        cache = Path(args.cache) if args.cache else (Path(tmp) if args.predictions else
-                                                      Path(args.out).with_suffix(".cache") if args.out
-                                                      else Path(".eval_cache"))
+        cache = (
+            Path(args.cache)
+            if args.cache
+            else (
+                Path(tmp)
+                if args.predictions
+                else Path(args.out).with_suffix(".cache")
+                if args.out
+                else Path(".eval_cache")
+            )
+        )
         if args.task == "ovss":
             samples, names, queries, offset = _ovss_data(args)
             settings["eval_background"] = args.eval_background if args.dataset == "isaid" else None
             settings["classes"] = names
-            key = {k: v for k, v in settings.items() if k != "limit"}  # --limit does not change a sample's result
-            fn = ((lambda image, s: read_prediction(args.predictions, s.key)) if args.predictions
-                  else ovss_predict_fn(model, queries, offset))
-            report = run_ovss(samples, fn, len(names), names, cache, key, read_images=model is not None,
-                              progress=not args.quiet, **split)
+            key = {
+                k: v for k, v in settings.items() if k != "limit"
+            }  # --limit does not change a sample's result
+            fn = (
+                (lambda image, s: read_prediction(args.predictions, s.key))
+                if args.predictions
+                else ovss_predict_fn(model, queries, offset)
+            )
+            report = run_ovss(
+                samples,
+                fn,
+                len(names),
+                names,
+                cache,
+                key,
+                read_images=model is not None,
+                progress=not args.quiet,
+                **split,
+            )
         else:
             if args.dataset != "rrsisd":
                 raise DglrsisError("res evaluation needs --dataset rrsisd")
@@ -147,11 +190,24 @@ def run(args) -> int:
 
             samples = rrsisd_samples(args.root, args.split, args.limit)
             settings["resolution"] = args.resolution
-            key = {k: v for k, v in settings.items() if k != "limit"}  # --limit does not change a sample's result
-            fn = ((lambda image, s: read_prediction(args.predictions, s.key)) if args.predictions
-                  else res_predict_fn(model))
-            report = run_res(samples, fn, cache, args.resolution, key, read_images=model is not None,
-                             progress=not args.quiet, **split)
+            key = {
+                k: v for k, v in settings.items() if k != "limit"
+            }  # --limit does not change a sample's result
+            fn = (
+                (lambda image, s: read_prediction(args.predictions, s.key))
+                if args.predictions
+                else res_predict_fn(model)
+            )
+            report = run_res(
+                samples,
+                fn,
+                cache,
+                args.resolution,
+                key,
+                read_images=model is not None,
+                progress=not args.quiet,
+                **split,
+            )
     if report is None:  # not the main process
         return 0
     report["settings"] = settings
@@ -168,7 +224,10 @@ def print_summary(r: dict, task: str) -> None:
         return "  n/a" if v is None else f"{v:6.2f}"
 
     if task == "ovss":
-        print(f"mIoU {f(r['mIoU'])}  mACC {f(r['mACC'])}  fwIoU {f(r['fwIoU'])}  pACC {f(r['pACC'])}  n={r['n']}")
+        print(
+            f"mIoU {f(r['mIoU'])}  mACC {f(r['mACC'])}  fwIoU {f(r['fwIoU'])}  pACC {f(r['pACC'])}  "
+            f"n={r['n']}"
+        )
         for name, v in r["per_class"].items():
             if v["IoU"] is not None:
                 print(f"  {name:22s} IoU {f(v['IoU'])}  Acc {f(v['Acc'])}")

@@ -21,9 +21,18 @@ def run(args) -> int:
         m = r.meta
         over = r.overview()  # decimated for big rasters
     ranges = [[float(np.nanmin(over[..., c])), float(np.nanmax(over[..., c]))] for c in range(over.shape[-1])]
-    info = {"path": m.path, "format": m.format, "width": m.width, "height": m.height, "bands": m.count,
-            "dtype": m.dtype, "crs": m.crs, "transform": list(m.transform) if m.transform else None,
-            "nodata": m.nodata, "band_ranges": ranges}
+    info = {
+        "path": m.path,
+        "format": m.format,
+        "width": m.width,
+        "height": m.height,
+        "bands": m.count,
+        "dtype": m.dtype,
+        "crs": m.crs,
+        "transform": list(m.transform) if m.transform else None,
+        "nodata": m.nodata,
+        "band_ranges": ranges,
+    }
     if args.json:
         print(json.dumps(info))
         return 0

@@ -21,9 +21,11 @@ def run(args) -> int:
         return 0
     cols = ("family", "name", "present", "weights", "note")
     widths = [max(len(c), *(len(str(r[c])) for r in rows)) for c in cols]
-    print("  ".join(c.upper().ljust(w) for c, w in zip(cols, widths)).rstrip())
+    print("  ".join(c.upper().ljust(w) for c, w in zip(cols, widths, strict=False)).rstrip())
     for r in rows:
-        print("  ".join(str(r[c]).ljust(w) for c, w in zip(cols, widths)).rstrip())
-    print(f"\nLocal weights folder: {weights_dir()} (set DGLRSIS_WEIGHTS). Any open_clip architecture also "
-          f"works as ARCH:TAG, ARCH:/path/to/checkpoint or ARCH:random.")
+        print("  ".join(str(r[c]).ljust(w) for c, w in zip(cols, widths, strict=False)).rstrip())
+    print(
+        f"\nLocal weights folder: {weights_dir()} (set DGLRSIS_WEIGHTS). Any open_clip architecture also "
+        f"works as ARCH:TAG, ARCH:/path/to/checkpoint or ARCH:random."
+    )
     return 0

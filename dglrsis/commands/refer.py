@@ -52,6 +52,8 @@ def run(args) -> int:
         io.write_rgb_png(args.overlay, io.overlay(raster.array, mask, [(0, 0, 0), (255, 40, 40)]))
     if args.scores:
         io.write_json(args.scores, {"image": str(args.image), **ref.to_json(), "settings": pred.settings()})
-    print(f"referred: {ref.target or '(no class noun)'}; {int(mask.sum())} pixels "
-          f"({100 * mask.mean():.2f}% of the image)")
+    print(
+        f"referred: {ref.target or '(no class noun)'}; {int(mask.sum())} pixels "
+        f"({100 * mask.mean():.2f}% of the image)"
+    )
     return 0

@@ -17,10 +17,16 @@ def add_arguments(parser) -> None:
     parser.add_argument("image", help="PNG/JPEG/BMP/TIFF/GeoTIFF (read by content)")
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--classes", help='comma-separated class names, e.g. "ship,storage tank"')
-    src.add_argument("--classes-file", help="a vocabulary file (one class per line, synonyms comma-separated) "
-                                            "or a bundled vocabulary name (isaid, rrsisd, potsdam, …)")
-    parser.add_argument("--out", help="label map: .png (index PNG with palette) or .tif (GeoTIFF, keeps the "
-                                      "georeference); value 0 = background, k = k-th class")
+    src.add_argument(
+        "--classes-file",
+        help="a vocabulary file (one class per line, synonyms comma-separated) "
+        "or a bundled vocabulary name (isaid, rrsisd, potsdam, …)",
+    )
+    parser.add_argument(
+        "--out",
+        help="label map: .png (index PNG with palette) or .tif (GeoTIFF, keeps the "
+        "georeference); value 0 = background, k = k-th class",
+    )
     parser.add_argument("--scores", help="JSON with the classes, the label encoding and per-mask scores")
     parser.add_argument("--overlay", help="PNG of the image with the coloured labels blended over it")
     parser.add_argument("--bands", help="band selection for multi-band rasters, 1-based, e.g. 3,2,1")
@@ -76,10 +82,19 @@ def run(args) -> int:
         io.write_rgb_png(args.overlay, io.overlay(raster.array, labels, palette))
     if args.scores:
         counts = np.bincount(labels.ravel(), minlength=len(names) + 1)
-        io.write_json(args.scores, {
-            "image": str(args.image), "classes": names, "encoding": "0 = background, k = classes[k-1]",
-            "pixels": {("background" if k == 0 else names[k - 1]): int(c) for k, c in enumerate(counts) if c},
-            "masks": seg.mask_scores(), "settings": pred.settings()})
+        io.write_json(
+            args.scores,
+            {
+                "image": str(args.image),
+                "classes": names,
+                "encoding": "0 = background, k = classes[k-1]",
+                "pixels": {
+                    ("background" if k == 0 else names[k - 1]): int(c) for k, c in enumerate(counts) if c
+                },
+                "masks": seg.mask_scores(),
+                "settings": pred.settings(),
+            },
+        )
     _summary(labels, names)
     return 0
 
@@ -90,6 +105,7 @@ def _run_tiled(args, pred, names, bands, palette) -> int:
 
     if not args.out:
         raise DglrsisError("tiled inference writes a label map: give --out (.tif keeps the georeference)")
+
     def fn(tile: np.ndarray) -> np.ndarray:
         pred.set_image(tile)
         return (pred.segment(names).labels + 1).astype(np.uint8)
@@ -97,9 +113,17 @@ def _run_tiled(args, pred, names, bands, palette) -> int:
     with io.open_raster(args.image, bands=bands) as reader:
         run_tiled(reader, args.out, fn, args.tile, args.overlap, reader.meta, palette=palette)
     if args.scores:
-        io.write_json(args.scores, {"image": str(args.image), "classes": names,
-                                    "encoding": "0 = background, k = classes[k-1]", "tile": args.tile,
-                                    "overlap": args.overlap, "settings": pred.settings()})
+        io.write_json(
+            args.scores,
+            {
+                "image": str(args.image),
+                "classes": names,
+                "encoding": "0 = background, k = classes[k-1]",
+                "tile": args.tile,
+                "overlap": args.overlap,
+                "settings": pred.settings(),
+            },
+        )
     print(f"wrote {Path(args.out)} (tiled {args.tile}px, overlap {args.overlap}px)")
     return 0
 
@@ -107,6 +131,9 @@ def _run_tiled(args, pred, names, bands, palette) -> int:
 def _summary(labels: np.ndarray, names: list[str]) -> None:
     counts = np.bincount(labels.ravel(), minlength=len(names) + 1)
     total = max(int(counts.sum()), 1)
-    parts = [f"{('background' if k == 0 else names[k - 1])} {100 * c / total:.1f}%"
-             for k, c in enumerate(counts) if c]
+    parts = [
+        f"{('background' if k == 0 else names[k - 1])} {100 * c / total:.1f}%"
+        for k, c in enumerate(counts)
+        if c
+    ]
     print("segmented: " + ", ".join(parts))

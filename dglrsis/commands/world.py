@@ -25,6 +25,8 @@ def run(args) -> int:
     if args.seed < 0:
         raise DglrsisError("--seed must be ≥ 0")
     s = generate_world(args.out, seed=args.seed, n=args.n, size=args.size, progress=not args.quiet)
-    print(f"wrote {args.n} iSAID + {args.n} RRSIS-D scenes ({s['refs']} refs, {s['sentences']} expressions) "
-          f"to {args.out}")
+    print(
+        f"wrote {args.n} iSAID + {args.n} RRSIS-D scenes ({s['refs']} refs, {s['sentences']} expressions) "
+        f"to {args.out}"
+    )
     return 0

@@ -1,4 +1,5 @@
 """Trainable cost-aggregation models: flat registry ``MODELS`` and ``build_model(name, cfg)``."""
+
 from __future__ import annotations
 
 from .catseg import CATSeg, build_catseg
@@ -30,4 +31,14 @@ def list_models() -> list[str]:
     return sorted(MODELS)
 
 
-__all__ = ["MODELS", "ModelConfig", "CATSeg", "DRSeg", "GSNet", "PiSeg", "RSKTSeg", "build_model", "list_models"]
+__all__ = [
+    "MODELS",
+    "ModelConfig",
+    "CATSeg",
+    "DRSeg",
+    "GSNet",
+    "PiSeg",
+    "RSKTSeg",
+    "build_model",
+    "list_models",
+]

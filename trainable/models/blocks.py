@@ -1,5 +1,6 @@
 """Shared blocks of the cost-aggregation family (CAT-Seg layout): guided Swin window attention,
 linear-attention class transformer, up blocks with guidance. Tensors: B×C×H×W unless stated."""
+
 from __future__ import annotations
 
 import torch
@@ -48,7 +49,10 @@ class GuidedWindowAttention(nn.Module):
         """x: N×T×C, g: N×T×G (or None), mask: nW×T×T additive or None."""
         n, t, c = x.shape
         xg = torch.cat([x, g], -1) if g is not None else x
-        q, k, v = (m(i).view(n, t, self.heads, -1).transpose(1, 2) for m, i in ((self.q, xg), (self.k, xg), (self.v, x)))
+        q, k, v = (
+            m(i).view(n, t, self.heads, -1).transpose(1, 2)
+            for m, i in ((self.q, xg), (self.k, xg), (self.v, x))
+        )
         bias = self.bias_table[self.bias_index.view(-1)].view(t, t, -1).permute(2, 0, 1)  # heads×T×T
         if mask is not None:
             nw = mask.shape[0]
@@ -104,7 +108,9 @@ class SpatialAggregation(nn.Module):
         ws = min(ws, grid)
         shift = ws // 2 if grid > ws else 0
         self.guidance_norm = nn.LayerNorm(guid) if guid else None
-        self.blocks = nn.ModuleList([SwinBlock(dim, guid, heads, ws, 0), SwinBlock(dim, guid, heads, ws, shift)])
+        self.blocks = nn.ModuleList(
+            [SwinBlock(dim, guid, heads, ws, 0), SwinBlock(dim, guid, heads, ws, shift)]
+        )
 
     def forward(self, x, g):
         b, c, k, h, w = x.shape
@@ -168,9 +174,14 @@ class DoubleConv(nn.Sequential):
     """(conv3×3 no bias → GroupNorm(C/16) → ReLU) ×2."""
 
     def __init__(self, cin: int, cout: int):
-        super().__init__(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.GroupNorm(max(cout // 16, 1), cout),
-                         nn.ReLU(True), nn.Conv2d(cout, cout, 3, padding=1, bias=False),
-                         nn.GroupNorm(max(cout // 16, 1), cout), nn.ReLU(True))
+        super().__init__(
+            nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+            nn.GroupNorm(max(cout // 16, 1), cout),
+            nn.ReLU(True),
+            nn.Conv2d(cout, cout, 3, padding=1, bias=False),
+            nn.GroupNorm(max(cout // 16, 1), cout),
+            nn.ReLU(True),
+        )
 
 
 class Up(nn.Module):

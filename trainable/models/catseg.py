@@ -2,6 +2,7 @@
 (linear attention) aggregation, two up blocks guided by intermediate CLIP layers.
 
 forward(images B×3×S×S, class_names list[str]) → logits B×K×(S/4·…)=B×K×4h×4w (h = S/patch)."""
+
 from __future__ import annotations
 
 import torch
@@ -24,12 +25,18 @@ class Aggregator(nn.Module):
         self.text_guidance_proj = nn.Sequential(nn.Linear(embed, cfg.text_guidance_dim), nn.ReLU())
         self.layers = nn.ModuleList()
         for _ in range(cfg.num_layers):
-            self.layers.append(nn.ModuleList([
-                SpatialAggregation(hd, cfg.guidance_dim, cfg.heads, cfg.window, grid),
-                ClassAggregation(hd, cfg.text_guidance_dim, cfg.heads, cfg.class_pool)]))
+            self.layers.append(
+                nn.ModuleList(
+                    [
+                        SpatialAggregation(hd, cfg.guidance_dim, cfg.heads, cfg.window, grid),
+                        ClassAggregation(hd, cfg.text_guidance_dim, cfg.heads, cfg.class_pool),
+                    ]
+                )
+            )
         gd, gp, dd = cfg.decoder_guidance_dims, cfg.decoder_guidance_proj_dims, cfg.decoder_dims
         self.decoder_guidance = nn.ModuleList(
-            [nn.Sequential(nn.Conv2d(a, b, 3, padding=1), nn.ReLU()) for a, b in zip(gd, gp)])
+            [nn.Sequential(nn.Conv2d(a, b, 3, padding=1), nn.ReLU()) for a, b in zip(gd, gp, strict=False)]
+        )
         self.decoder1 = Up(hd, dd[0], gp[0])
         self.decoder2 = Up(dd[0], dd[1], gp[1])
         self.head = nn.Conv2d(dd[1], 1, 3, padding=1)
@@ -53,7 +60,9 @@ class Aggregator(nn.Module):
         """x B×C×K×h×w, dec_guid [B×256×2h×2w, B×128×4h×4w] → B×K×4h×4w."""
         b, c, k, h, w = x.shape
         x = x.transpose(1, 2).reshape(b * k, c, h, w)
-        gs = [proj(g).repeat_interleave(k, 0) for proj, g in zip(self.decoder_guidance, dec_guid)]
+        gs = [
+            proj(g).repeat_interleave(k, 0) for proj, g in zip(self.decoder_guidance, dec_guid, strict=False)
+        ]
         x = self.decoder1(x, gs[0])
         x = self.decoder2(x, gs[1])
         return self.head(x).view(b, k, 4 * h, 4 * w)
@@ -75,6 +84,7 @@ class CATSeg(nn.Module):
         super().__init__()
         if clip_bundle is None:
             from dglrsis.models import load_clip
+
             clip_bundle = load_clip(cfg.clip)
         self.cfg = cfg
         self.clip = clip_bundle.model
@@ -152,8 +162,10 @@ class CATSeg(nn.Module):
         clip_ids |= {id(p) for n, p in self.named_parameters() if n.startswith("dino.")}
         head = [p for p in self.parameters() if p.requires_grad and id(p) not in clip_ids]
         clip = [p for p in self.clip_trainable if p.requires_grad]
-        return [{"params": head, "lr": lr, "weight_decay": weight_decay, "name": "head"},
-                {"params": clip, "lr": lr * clip_lr_mult, "weight_decay": 0.0, "name": "clip"}]
+        return [
+            {"params": head, "lr": lr, "weight_decay": weight_decay, "name": "head"},
+            {"params": clip, "lr": lr * clip_lr_mult, "weight_decay": 0.0, "name": "clip"},
+        ]
 
     def count_trainable(self) -> int:
         """Trained elements: head + CLIP (fused in_proj counted as its q and v slices)."""

@@ -6,6 +6,7 @@ gradient hook that zeroes the k rows, so only the q and v slices receive gradien
 group uses weight decay 0 so that AdamW leaves the k slice untouched (zero gradient → zero Adam update).
 Positional embeddings (image and text) are trainable; everything else in CLIP is frozen.
 """
+
 from __future__ import annotations
 
 import torch
@@ -50,8 +51,9 @@ def dense_clip_features(visual: nn.Module, images: torch.Tensor, layers: tuple[i
 def _mask_k_hook(dim: int):
     def hook(grad: torch.Tensor) -> torch.Tensor:
         grad = grad.clone()
-        grad[dim:2 * dim] = 0
+        grad[dim : 2 * dim] = 0
         return grad
+
     return hook
 
 

@@ -6,6 +6,7 @@ cross-attention whose hidden width is C/r (q, k, v: C→C/r, out: C/r→C), and 
 predict μ_vis and σ_vis (softplus) per location: V̂ = V + σ_vis⊙Z + μ_vis. With r = 2 this is 5C²
 parameters, which is exactly what Pi-Seg Table XII implies over CAT-Seg (155.60 − 154.29 M for C = 512,
 436.68 − 433.73 M for C = 768). Z is drawn from the configured family (unit variance)."""
+
 from __future__ import annotations
 
 import math
@@ -27,12 +28,15 @@ def sample_noise(shape, family: str, like: torch.Tensor, df: float = 5.0) -> tor
     if family == "uniform":
         return (torch.rand(shape, device=like.device, dtype=like.dtype) * 2 - 1) * math.sqrt(3.0)
     if family == "laplace":
-        d = torch.distributions.Laplace(torch.zeros((), device=like.device), torch.tensor(2 ** -0.5, device=like.device))
+        d = torch.distributions.Laplace(
+            torch.zeros((), device=like.device), torch.tensor(2**-0.5, device=like.device)
+        )
         return d.sample(shape).to(like.dtype)
     if family == "student_t":
         d = torch.distributions.StudentT(torch.tensor(float(df), device=like.device))
         return d.sample(shape).to(like.dtype)
     from dglrsis.errors import DglrsisError
+
     raise DglrsisError(f"unknown noise {family!r}; choose from {', '.join(NOISES)}")
 
 
@@ -78,6 +82,7 @@ class PiSeg(CATSeg):
         super().__init__(cfg, clip_bundle)
         if cfg.noise not in NOISES:
             from dglrsis.errors import DglrsisError
+
             raise DglrsisError(f"unknown noise {cfg.noise!r}; choose from {', '.join(NOISES)}")
         embed = self.aggregator.text_guidance_proj[0].in_features
         self.text_spm = TextSPM(embed, cfg.spm_init_std) if cfg.text_spm else None

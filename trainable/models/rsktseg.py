@@ -4,6 +4,7 @@ and DINO intermediate layers. CLIP partially fine-tuned as CAT-Seg; DINO and Rem
 
 Parameter conventions: ``pi-seg`` counts the whole RemoteCLIP (text tower too, Pi-Seg Table XII),
 ``rsktseg-readme`` only its visual tower (see ``count_by_convention``)."""
+
 from __future__ import annotations
 
 import torch
@@ -67,7 +68,9 @@ class CETLayer(nn.Module):
         hp, wp = p.shape[-2:]
         p = p.view(b, c, k, hp * wp).permute(0, 3, 2, 1).reshape(b * hp * wp, k, c)
         z = self.norm1(torch.cat([p, t.repeat_interleave(hp * wp, 0)], -1))
-        q, kk, v = (u.view(-1, k, self.heads, c // self.heads).transpose(1, 2) for u in self.qkv(z).chunk(3, -1))
+        q, kk, v = (
+            u.view(-1, k, self.heads, c // self.heads).transpose(1, 2) for u in self.qkv(z).chunk(3, -1)
+        )
         p = p + self.proj(F.scaled_dot_product_attention(q, kk, v).transpose(1, 2).reshape(-1, k, c))
         p = p + self.mlp(self.norm2(p))
         p = p.view(b, hp, wp, k, c).permute(0, 4, 3, 1, 2).reshape(b, c * k, hp, wp)
@@ -87,14 +90,26 @@ class RSKTAggregator(Aggregator):
         self.dino_gate = nn.Conv2d(2 * hd, hd, 7, padding=3)
         self.dino_guidance_proj = nn.Sequential(resampler(dino_dim, g, dino_grid, grid), nn.ReLU())
         self.layers = nn.ModuleList(
-            nn.ModuleList([SETLayer(hd, g, cfg.heads, cfg.set_sr),
-                           CETLayer(hd, cfg.text_guidance_dim, cfg.heads) if cfg.cet else
-                           ClassAggregation(hd, cfg.text_guidance_dim, cfg.heads)])
-            for _ in range(cfg.num_layers))
+            nn.ModuleList(
+                [
+                    SETLayer(hd, g, cfg.heads, cfg.set_sr),
+                    CETLayer(hd, cfg.text_guidance_dim, cfg.heads)
+                    if cfg.cet
+                    else ClassAggregation(hd, cfg.text_guidance_dim, cfg.heads),
+                ]
+            )
+            for _ in range(cfg.num_layers)
+        )
         gp = cfg.decoder_guidance_proj_dims
-        srcs = [a + b + c for a, b, c in zip(cfg.decoder_guidance_dims, cfg.rclip_guidance_dims, cfg.dino_guidance_dims)]
+        srcs = [
+            a + b + c
+            for a, b, c in zip(
+                cfg.decoder_guidance_dims, cfg.rclip_guidance_dims, cfg.dino_guidance_dims, strict=False
+            )
+        ]
         self.decoder_guidance = nn.ModuleList(
-            [nn.Sequential(nn.Conv2d(a, b, 3, padding=1), nn.ReLU()) for a, b in zip(srcs, gp)])
+            [nn.Sequential(nn.Conv2d(a, b, 3, padding=1), nn.ReLU()) for a, b in zip(srcs, gp, strict=False)]
+        )
         self.decoder1 = Up(hd, cfg.decoder_dims[0], gp[0])
         self.decoder2 = Up(cfg.decoder_dims[0], cfg.decoder_dims[1], gp[1])
 
@@ -122,6 +137,7 @@ class RSKTSeg(CATSeg):
 
     def __init__(self, cfg: ModelConfig, clip_bundle=None, rclip_bundle=None, dino_bundle=None):
         from dglrsis.models import load_clip, load_dino
+
         self._dino_b = dino_bundle or load_dino(cfg.dino)
         self._rclip_b = rclip_bundle or load_clip(cfg.rclip)
         super().__init__(cfg, clip_bundle)
@@ -134,10 +150,18 @@ class RSKTSeg(CATSeg):
         nd = self.dino.config.num_hidden_layers
         self.dino_layers = (max(nd // 3 - 1, 0), max(2 * nd // 3 - 1, 0))
         rw, dw = rv.conv1.out_channels, self._dino_b.embed_dim
-        self.rclip_up = nn.ModuleList([resampler(rw, c, self.rclip_grid, self.grid * f)
-                                       for c, f in zip(cfg.rclip_guidance_dims, (2, 4))])
-        self.dino_up = nn.ModuleList([resampler(dw, c, self.dino_grid, self.grid * f)
-                                      for c, f in zip(cfg.dino_guidance_dims, (2, 4))])
+        self.rclip_up = nn.ModuleList(
+            [
+                resampler(rw, c, self.rclip_grid, self.grid * f)
+                for c, f in zip(cfg.rclip_guidance_dims, (2, 4), strict=False)
+            ]
+        )
+        self.dino_up = nn.ModuleList(
+            [
+                resampler(dw, c, self.dino_grid, self.grid * f)
+                for c, f in zip(cfg.dino_guidance_dims, (2, 4), strict=False)
+            ]
+        )
         del self._dino_b, self._rclip_b
 
     def _make_aggregator(self, cfg, embed):
@@ -166,7 +190,9 @@ class RSKTSeg(CATSeg):
         rots = 4 if self.cfg.use_rotations else 1
         batch = torch.cat([torch.rot90(images, r, (2, 3)) for r in range(rots)], 0)
         img_all, inter_all = self.image_features(batch)  # (rots·B)×h×w×E
-        costs = [torch.rot90(self.cost_volume(img_all[r * b:(r + 1) * b], text), -r, (3, 4)) for r in range(rots)]
+        costs = [
+            torch.rot90(self.cost_volume(img_all[r * b : (r + 1) * b], text), -r, (3, 4)) for r in range(rots)
+        ]
         img, inter = img_all[:b], [t[:b] for t in inter_all]
         x = self.aggregator.embed_cost(torch.cat(costs, 1))
         dino_last, dino_inter = self.dino_features(images)
@@ -177,8 +203,12 @@ class RSKTSeg(CATSeg):
         x = self.aggregator.aggregate(x, img.permute(0, 3, 1, 2), text_guid, dino_last)
         with torch.no_grad():
             _, r_inter = dense_clip_features(self.rclip.visual, images, self.rclip_layers)
-        guid = [torch.cat([c, r(ri), d(di)], 1) for c, r, ri, d, di in
-                zip(self.decoder_guidance(inter), self.rclip_up, r_inter, self.dino_up, dino_inter)]
+        guid = [
+            torch.cat([c, r(ri), d(di)], 1)
+            for c, r, ri, d, di in zip(
+                self.decoder_guidance(inter), self.rclip_up, r_inter, self.dino_up, dino_inter, strict=False
+            )
+        ]
         return self.aggregator.decode(x, guid)
 
     def count_by_convention(self) -> dict:
