@@ -5,20 +5,18 @@ cosine similarity to a fixed text embedding (``B×1``); the target layer is ``ln
 (the output of the last block carries gradient only for the CLS token); a reshape transform drops the CLS
 token and folds the patch tokens (open_clip 3.x is batch-first, ``B×N×D``) into the ``g×g`` grid,
 ``g = S // patch``. Inputs of a non-native size work: the positional embedding is interpolated for the
-duration of the call (:func:`resize_pos_embed`). Hooks are released, the caller's tensor, the model's
-``requires_grad`` flags and train/eval mode are left as they were (weights are frozen during the call, so
-no weight gradients are computed; note pytorch-grad-cam calls ``zero_grad`` on the model). Because the
-model is changed for the duration of the call, calls hold :func:`dglrsis.models.model_lock` and are safe
-from several threads.
+duration of the call (:func:`dglrsis.vit.resize_pos_embed`). Hooks are released, the caller's tensor, the
+model's ``requires_grad`` flags and train/eval mode are left as they were (weights are frozen during the
+call, so no weight gradients are computed; note pytorch-grad-cam calls ``zero_grad`` on the model).
+Because the model is changed for the duration of the call, calls hold
+:func:`dglrsis.models.model_lock` and are safe from several threads.
 
 Also two pure scoring helpers for CAM sanity checks: :func:`cam_mass_inside` and :func:`pointing_game`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -27,49 +25,7 @@ from torch import nn
 
 from .errors import DglrsisError
 from .models import model_lock
-
-
-def interpolate_pos_embed(pos: torch.Tensor, grid: int) -> torch.Tensor:
-    """Resize a ViT positional embedding ``(1 + g0²)×D`` (CLS first) to ``(1 + grid²)×D``.
-
-    The patch part is treated as a ``D×g0×g0`` image and resized bicubically (``align_corners=False``);
-    the CLS row is kept. ``grid == g0`` returns an unchanged copy.
-    """
-    n, dim = pos.shape
-    g0 = math.isqrt(n - 1)
-    if g0 * g0 != n - 1:
-        raise DglrsisError(f"positional embedding with {n - 1} patch tokens is not a square grid")
-    if grid == g0:
-        return pos.detach().clone()
-    patches = pos[1:].detach().float().reshape(1, g0, g0, dim).permute(0, 3, 1, 2)
-    patches = F.interpolate(patches, size=(grid, grid), mode="bicubic", align_corners=False)
-    patches = patches.permute(0, 2, 3, 1).reshape(grid * grid, dim).to(pos.dtype)
-    return torch.cat([pos[:1].detach(), patches], dim=0)
-
-
-@contextlib.contextmanager
-def resize_pos_embed(visual: nn.Module, grid: int) -> Iterator[nn.Module]:
-    """Temporarily give an open_clip ``VisionTransformer`` a positional embedding for a ``grid×grid`` input.
-
-    Inside the block the module accepts images of side ``grid × patch``; on exit the original
-    ``positional_embedding`` Parameter (same object, same values) and ``grid_size`` are restored.
-    """
-    orig = visual.positional_embedding
-    orig_grid = getattr(visual, "grid_size", None)
-    if math.isqrt(orig.shape[0] - 1) == grid:
-        yield visual
-        return
-    visual.positional_embedding = nn.Parameter(
-        interpolate_pos_embed(orig, grid), requires_grad=orig.requires_grad
-    )
-    if orig_grid is not None:
-        visual.grid_size = (grid, grid)
-    try:
-        yield visual
-    finally:
-        visual.positional_embedding = orig
-        if orig_grid is not None:
-            visual.grid_size = orig_grid
+from .vit import patch_size, resize_pos_embed, tokens_to_grid
 
 
 class _Similarity(nn.Module):
@@ -85,20 +41,9 @@ class _Similarity(nn.Module):
         return (img * self.text).sum(-1, keepdim=True)
 
 
-def _tokens_to_grid(tokens: torch.Tensor) -> torch.Tensor:
-    """Reshape transform: ``B×N×D`` tokens (CLS first) → ``B×D×g×g`` float32 activations."""
-    if tokens.dim() != 3:
-        raise DglrsisError(f"expected B×N×D transformer tokens, got shape {tuple(tokens.shape)}")
-    b, n, d = tokens.shape
-    g = math.isqrt(n - 1)
-    if g * g != n - 1:
-        raise DglrsisError(f"{n - 1} patch tokens do not form a square grid")
-    return tokens[:, 1:, :].float().reshape(b, g, g, d).permute(0, 3, 1, 2)
-
-
-def _patch_size(visual: nn.Module) -> int:
-    k = visual.conv1.kernel_size
-    return int(k[0] if isinstance(k, (tuple, list)) else k)
+def _grid_activations(tokens: torch.Tensor) -> torch.Tensor:
+    """pytorch-grad-cam reshape transform: ``B×N×D`` tokens (CLS first) → ``B×D×g×g`` float32."""
+    return tokens_to_grid(tokens).float()
 
 
 def clip_gradcam(clip, images: torch.Tensor, text_emb: torch.Tensor, layer: int = -1) -> np.ndarray:
@@ -134,7 +79,7 @@ def _clip_gradcam(model: nn.Module, images: torch.Tensor, text_emb: torch.Tensor
             f"text_emb must be 1×D or B×D with B={images.shape[0]}, got {tuple(text_emb.shape)}"
         )
     param = next(model.parameters())
-    grid = images.shape[-1] // _patch_size(visual)
+    grid = images.shape[-1] // patch_size(visual)
     blocks = visual.transformer.resblocks
     target = blocks[layer].ln_1
     was_training = model.training
@@ -149,7 +94,7 @@ def _clip_gradcam(model: nn.Module, images: torch.Tensor, text_emb: torch.Tensor
         with (
             torch.enable_grad(),
             resize_pos_embed(visual, grid),
-            GradCAM(model=wrapper, target_layers=[target], reshape_transform=_tokens_to_grid) as cam,
+            GradCAM(model=wrapper, target_layers=[target], reshape_transform=_grid_activations) as cam,
         ):
             maps = cam(input_tensor=x, targets=[ClassifierOutputTarget(0)] * x.shape[0])
     finally:

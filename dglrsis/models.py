@@ -35,11 +35,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .constants import IMAGENET_MEAN, IMAGENET_STD, OPENAI_MEAN, OPENAI_STD
 from .errors import DglrsisError
 from .safeload import load_checkpoint
 
-OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
-OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 _MODEL_LOCKS: weakref.WeakKeyDictionary[Any, threading.RLock] = weakref.WeakKeyDictionary()
 _LOCKS_GUARD = threading.Lock()
 
@@ -58,8 +57,6 @@ def model_lock(model) -> threading.RLock:
         return lock
 
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 BUNDLED_DIR = Path(__file__).parent / "weights"
 
 
@@ -332,7 +329,7 @@ def _build_world_clip(with_weights: bool):
     if not cfg_path.is_file() or (with_weights and not weights.is_file()):
         raise DglrsisError(
             "world-clip weights are missing from the package: regenerate them with "
-            "`python -m trainable.world_clip` (see README)"
+            "`python -m dglrsis.trainable.world_clip` (see README)"
         )
     cfg = json.loads(cfg_path.read_text())
     model = open_clip.CLIP(**cfg["model_cfg"])

@@ -4,14 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from dglrsis.cam import (
-    _tokens_to_grid,
-    cam_mass_inside,
-    clip_gradcam,
-    interpolate_pos_embed,
-    pointing_game,
-    resize_pos_embed,
-)
+from dglrsis.cam import cam_mass_inside, clip_gradcam, pointing_game
 from dglrsis.errors import DglrsisError
 from dglrsis.models import load_clip
 
@@ -111,44 +104,6 @@ def test_bad_inputs(world_random):
         clip_gradcam(world_random, torch.randn(1, 3, 96, 64), world_random.encode_text(["a"]))
     with pytest.raises(DglrsisError):
         clip_gradcam(world_random, torch.randn(3, 3, 96, 96), world_random.encode_text(["a", "b"]))
-
-
-def test_reshape_transform_is_row_major_and_drops_cls():
-    g, d = 3, 2
-    tokens = torch.zeros(1, 1 + g * g, d)
-    tokens[0, 0] = -100.0  # CLS
-    tokens[0, 1:, 0] = torch.arange(g * g, dtype=torch.float32)
-    grid = _tokens_to_grid(tokens)
-    assert grid.shape == (1, d, g, g)
-    assert grid[0, 0, 1, 2] == 1 * g + 2 and grid.min() >= 0
-
-
-def test_interpolate_pos_embed():
-    torch.manual_seed(0)
-    pos = torch.randn(1 + 4 * 4, 8)
-    assert torch.equal(interpolate_pos_embed(pos, 4), pos)
-    big = interpolate_pos_embed(pos, 6)
-    assert big.shape == (1 + 36, 8) and torch.equal(big[0], pos[0])
-    const = torch.cat([torch.zeros(1, 3), torch.full((16, 3), 2.5)])
-    assert torch.allclose(interpolate_pos_embed(const, 7)[1:], torch.full((49, 3), 2.5), atol=1e-5)
-    # down- then up-sampling a smooth (constant-per-row) field keeps the row order
-    rows = torch.arange(4, dtype=torch.float32).repeat_interleave(4)[:, None]
-    up = interpolate_pos_embed(torch.cat([torch.zeros(1, 1), rows]), 8)[1:, 0].reshape(8, 8)
-    assert (up[1:, 0] >= up[:-1, 0]).all() and torch.allclose(up[:, 0], up[:, 5])
-    with pytest.raises(DglrsisError):
-        interpolate_pos_embed(torch.randn(1 + 15, 4), 4)
-
-
-def test_resize_pos_embed_context_restores(world_random):
-    visual = world_random.model.visual
-    orig = visual.positional_embedding
-    with resize_pos_embed(visual, 10):
-        assert visual.positional_embedding.shape == (101, orig.shape[1])
-        out = visual(torch.randn(1, 3, 80, 80))
-        assert out.shape == (1, world_random.embed_dim)
-    assert visual.positional_embedding is orig and visual.grid_size == (12, 12)
-    with pytest.raises(RuntimeError):
-        visual(torch.randn(1, 3, 80, 80))  # native embedding no longer fits 10×10
 
 
 def test_cam_mass_inside_hand_computed():

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from dglrsis.eval.isaid import ISAID_PALETTE
 from dglrsis.eval.world import (
     ISAID_CLASSES,
-    ISAID_PALETTE,
     READABLE,
     RRSISD_CATEGORIES,
     Instance,
@@ -255,7 +255,7 @@ def test_cli(tmp_path, capsys):
 
 def test_placement_follows_land_cover():
     """Ships sit on water, vehicles mostly on roads, bridges touch water (land cover under the centroid)."""
-    from dglrsis.eval.world_draw import LANDCOVER
+    from dglrsis.eval.world import LANDCOVER
 
     water, road = LANDCOVER.index("water"), LANDCOVER.index("road")
     under = {"ship": Counter(), "vehicle": Counter(), "bridge": Counter()}

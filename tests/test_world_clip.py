@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from dglrsis.models import BUNDLED_DIR, load_clip
-from dglrsis.trainable import world_clip as wc
-from dglrsis.trainable import world_clip_data as wcd
+from dglrsis.trainable.world_clip import data as wcd
+from dglrsis.trainable.world_clip import trainer as wc
 
 
 def _class_embeddings(clip, kind):
@@ -128,7 +128,7 @@ _TWO_RANKS = """
 import os, sys
 import accelerate
 accelerate.Accelerator.is_main_process = property(lambda self: True)  # every rank saves, into its own folder
-from dglrsis.trainable import world_clip as wc
+from dglrsis.trainable.world_clip import trainer as wc
 if sys.argv[2] == "nosync":
     wc.average_gradients = lambda *a: None
 cfg = wc.WorldClipConfig(seed=0, steps=4, batch_size=8, scenes_per_kind=2, landcover_crops=4,
@@ -180,7 +180,7 @@ def test_bad_config(tmp_path):
 
 
 def test_dense_patch_target_and_loss():
-    from dglrsis.trainable import world_clip_dense as wd
+    from dglrsis.trainable.world_clip import dense as wd
 
     keys, names = wd.concepts()
     assert keys[:5] == ["bare soil", "vegetation", "water", "road", "built-up"] and len(set(keys)) == len(
@@ -202,7 +202,7 @@ def test_dense_patch_target_and_loss():
 
 
 def test_scene_samples_carry_flipped_dense_targets():
-    from dglrsis.trainable import world_clip_dense as wd
+    from dglrsis.trainable.world_clip import dense as wd
 
     keys, _ = wd.concepts()
     pool = wcd.build_pool(1000, 1, 512, 1, 2, wc.OPENAI_MEAN, wc.OPENAI_STD)
@@ -227,7 +227,7 @@ def test_scene_samples_carry_flipped_dense_targets():
 def test_dense_features_and_symmetric_loss():
     import open_clip
 
-    from dglrsis.trainable import world_clip_dense as wd
+    from dglrsis.trainable.world_clip import dense as wd
 
     torch.manual_seed(0)
     model = open_clip.CLIP(**wc.ARCH).eval()
@@ -257,8 +257,9 @@ def test_training_gradcam_equals_the_inference_gradcam(side):
     import open_clip
     from pytorch_grad_cam.utils.image import scale_cam_image
 
-    from dglrsis.cam import clip_gradcam, resize_pos_embed
-    from dglrsis.trainable import world_clip_cam as wcam
+    from dglrsis.cam import clip_gradcam
+    from dglrsis.trainable.world_clip import cam as wcam
+    from dglrsis.vit import resize_pos_embed
 
     torch.manual_seed(0)
     model = open_clip.CLIP(**wc.ARCH).eval()
@@ -281,8 +282,8 @@ def test_training_gradcam_equals_the_inference_gradcam(side):
 
 
 def test_hires_scenes_are_flipped_pool_scenes_with_matching_targets():
-    from dglrsis.trainable import world_clip_cam as wcam
-    from dglrsis.trainable import world_clip_dense as wd
+    from dglrsis.trainable.world_clip import cam as wcam
+    from dglrsis.trainable.world_clip import dense as wd
 
     keys, _ = wd.concepts()
     pool = wcd.build_pool(1000, 1, 512, 1, 2, wc.OPENAI_MEAN, wc.OPENAI_STD, progress=False)
@@ -336,7 +337,7 @@ def test_bench_patch_share_reference_and_summary_hand_computed():
 
 
 def test_cam_loss_and_concept_pick_hand_computed():
-    from dglrsis.trainable import world_clip_cam as wcam
+    from dglrsis.trainable.world_clip import cam as wcam
 
     # std([1, -1]) = √2 → z = ±3/√2; both halves are log(1 + e^(−3/√2))
     good = wcam.cam_loss(torch.tensor([[1.0, -1.0]]), torch.tensor([[1.0, 0.0]]))

@@ -1,6 +1,7 @@
 """Evaluate a trained model on OVRSISBench sets (seeds' Table 1 layout: per set mIoU/mACC, m-mIoU, m-mACC).
 
-    python -m trainable.evaluate --checkpoint RUN_DIR --sets dlrsd,isaid,potsdam,world [--root DATA_ROOT]
+    python -m dglrsis.trainable.evaluate --checkpoint RUN_DIR --sets dlrsd,isaid,potsdam,world \
+        [--root DATA_ROOT]
         [--sliding] [--out DIR] [--limit N]
 
 Scores with the same metric code as ``dglrsis eval ovss`` (``dglrsis.eval.metrics.SemSegMetric``).

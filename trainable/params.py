@@ -1,6 +1,6 @@
 """Parameter report of the cost-aggregation models at random weights.
 
-    python -m trainable.params --model catseg --clip ViT-B-16:random [--dino rsib:random] [--json]
+    python -m dglrsis.trainable.params --model catseg --clip ViT-B-16:random [--dino rsib:random] [--json]
 
 Prints total and trainable counts and a per-component breakdown. ``trainable`` counts the fused CLIP
 attention in_proj tensors as their q and v slices only (2/3). RSKT-Seg: ``convention`` says whether the

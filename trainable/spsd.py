@@ -1,6 +1,7 @@
 """DR-Seg SPSD: offline CLIP channel ranking by class-response entropy and inter-class prototype similarity.
 
-    python -m trainable.spsd --config trainable/configs/world_drseg.yaml OUT.json [--pixels 512] [--alpha 0.5]
+    python -m dglrsis.trainable.spsd --config trainable/configs/world_drseg.yaml OUT.json \
+        [--pixels 512] [--alpha 0.5]
 
 Runs the config's frozen CLIP densely over its training set (no augmentation, training class policy:
 background and held-out classes ignored), samples up to ``--pixels`` L2-normalised pixel features per

@@ -1,9 +1,9 @@
 """Train a cost-aggregation model with 🤗 accelerate.
 
-    accelerate launch -m trainable.train --config trainable/configs/NAME.yaml [key=value ...]
+    accelerate launch -m dglrsis.trainable.train --config trainable/configs/NAME.yaml [key=value ...]
         [--resume [DIR]] [--output DIR] [--stop-after N]
 
-Also runs as ``python -m trainable.train`` / ``python -m dglrsis.trainable.train`` (one process).
+Also runs as ``python -m dglrsis.trainable.train`` / ``python -m dglrsis.trainable.train`` (one process).
 Output folder: ``config.json``, ``log.csv`` (step, loss, lr, miou), ``checkpoints/step_XXXXX``
 (``accelerator.save_state``, written to a temporary folder then renamed), ``model.safetensors``.
 """

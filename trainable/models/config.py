@@ -38,7 +38,7 @@ class ModelConfig:
     # DR-Seg
     spsd_ratio: float = 0.5  # SPSD semantic ratio ρ (share of channels kept untouched)
     spsd_path: str | None = (
-        None  # SPSD ranking JSON from `python -m trainable.spsd`; None → identity order (warned)
+        None  # SPSD ranking JSON from `python -m dglrsis.trainable.spsd`; None → identity order (warned)
     )
     pdgr_k: int = 75  # PDGR top-k neighbours (0 → PDGR off)
     ugaf: bool = True  # UGAF entropy gate (False → plain average of the two costs)

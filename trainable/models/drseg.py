@@ -68,7 +68,7 @@ class DRSeg(CATSeg):
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 raise DglrsisError(
                     f"cannot read the SPSD ranking {cfg.spsd_path} ({type(exc).__name__}: {exc}); "
-                    "compute it with python -m trainable.spsd"
+                    "compute it with python -m dglrsis.trainable.spsd"
                 ) from None
             if sorted(order.tolist()) != list(range(embed)):
                 raise DglrsisError(

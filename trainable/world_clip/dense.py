@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .world_clip_data import concept_of
+from .data import concept_of
 
 _REP_SEED = 15485863  # rng stream of the per-step concept captions
 
@@ -24,10 +24,9 @@ _REP_SEED = 15485863  # rng stream of the per-step concept captions
 def concepts() -> tuple[list, dict]:
     """Concept keys (5 land covers, then the sorted object concepts) and a key → world-name map.
 
-    The world name is the :class:`~trainable.world_clip_data.TextSource` key used to caption the concept.
+    The world name is the :class:`~.data.TextSource` key used to caption the concept.
     """
-    from dglrsis.eval.world import SCENE_CLASSES
-    from dglrsis.eval.world_draw import LANDCOVER
+    from dglrsis.eval.world import LANDCOVER, SCENE_CLASSES
 
     name = {lc: lc for lc in LANDCOVER}
     for kind in ("isaid", "rrsisd"):
@@ -43,7 +42,7 @@ def label_map(scene, side: int, index: dict) -> torch.Tensor:
     scene: a ``dglrsis.eval.world.Scene`` (``landcover`` H×W, instances with H×W masks); index: concept
     key → position in :func:`concepts`.
     """
-    from dglrsis.eval.world_draw import LANDCOVER
+    from dglrsis.eval.world import LANDCOVER
 
     lut = np.array([index[lc] for lc in LANDCOVER], np.uint8)
     lab = lut[scene.landcover]
@@ -64,7 +63,7 @@ def concept_captions(texts, keys: list, names: dict, seed: int, step: int) -> li
     """One caption per concept for a step.
 
     ``K`` strings, drawn from ``default_rng([seed, _REP_SEED, step])``."""
-    from .world_clip_data import object_caption
+    from .data import object_caption
 
     rng = np.random.default_rng([seed, _REP_SEED, step])
     return [object_caption(rng, texts, names[k], None)[0] for k in keys]

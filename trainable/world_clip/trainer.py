@@ -1,4 +1,6 @@
-"""Train world-clip, the small open_clip CLIP of the synthetic world (``python -m trainable.world_clip``).
+"""Train world-clip, the small open_clip CLIP of the synthetic world.
+
+``python -m dglrsis.trainable.world_clip``.
 
 Data (rendered once per run into an in-memory pool, then sampled): scenes of both kinds from
 ``dglrsis.eval.world.iter_scenes`` with **world seeds 1000 + seed** (evaluation uses world seeds < 1000,
@@ -20,14 +22,14 @@ sample is flipped/transposed at random (all 8 top-down orientations; caption pos
 Loss: symmetric InfoNCE with the CLIP's learnable temperature and a **multi-positive** target: image i
 and caption j are a positive pair when j's class (and colour, if it names one) is present in i; both
 directions use the row/column-normalised positive mask as soft target. Plus (``dense_weight`` > 0) a
-**dense region–text loss** on scene samples (:mod:`trainable.world_clip_dense`): every patch's features
+**dense region–text loss** on scene samples (:mod:`.dense`): every patch's features
 (default ``"both"``: the CLS output were the last block's CLS token to attend to that patch alone — the
 quantity the Grad-CAM at the last block's ``ln_1`` linearises — and the patch token itself — what
 dense-CLIP models such as CAT-Seg build their cost volume from) are classified against one caption per
 concept (land covers and object classes) with the patch's concept shares as soft target, and (symmetric)
 each present concept's text picks its patches; the two features' losses are averaged. Plus, from
 ``cam_start`` of the steps on (``cam_weight`` > 0), a **Grad-CAM alignment loss**
-(:mod:`trainable.world_clip_cam`): the differentiable Grad-CAM of one object concept's caption on each scene
+(:mod:`.cam`): the differentiable Grad-CAM of one object concept's caption on each scene
 sample should be positive on that object's patches and negative elsewhere; with ``cam_hires`` > 0 also on
 that many whole scenes per step at their stored 192 px (24² patches, positional embedding interpolated).
 AdamW, linear warm-up + cosine.
@@ -50,13 +52,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dglrsis.cam import resize_pos_embed
+from dglrsis.constants import OPENAI_MEAN, OPENAI_STD
 from dglrsis.errors import DglrsisError
 from dglrsis.io import atomic_path, write_json
+from dglrsis.vit import resize_pos_embed
 
-from . import world_clip_cam as wcam
-from . import world_clip_data as wcd
-from . import world_clip_dense as wdense
+from . import cam as wcam
+from . import data as wcd
+from . import dense as wdense
 
 WORLD_SEED_OFFSET = 1000  # training world seed = WORLD_SEED_OFFSET + seed; evaluation seeds stay below it
 ARCH = {
@@ -71,8 +74,6 @@ ARCH = {
     },
     "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 128, "heads": 2, "layers": 4},
 }
-OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
-OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 @dataclass
@@ -159,7 +160,7 @@ def _save(model, cfg: WorldClipConfig, out: Path, card: dict) -> Path:
         out / "world-clip.json",
         {
             "note": "architecture of world-clip, the small CLIP trained on the synthetic world "
-            "by trainable/world_clip.py",
+            "by dglrsis.trainable.world_clip",
             "model_cfg": cfg.arch,
             "mean": list(OPENAI_MEAN),
             "std": list(OPENAI_STD),
@@ -189,7 +190,7 @@ def _train(cfg: WorldClipConfig, out: Path, progress: bool) -> dict:
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
 
-    from dglrsis.eval.world_draw import LANDCOVER
+    from dglrsis.eval.world import LANDCOVER
 
     t0 = time.time()
     accelerator = Accelerator()
@@ -286,7 +287,7 @@ def _train(cfg: WorldClipConfig, out: Path, progress: bool) -> dict:
     model.eval()
     card = {
         "model": "world-clip",
-        "trainer": "python -m trainable.world_clip",
+        "trainer": "python -m dglrsis.trainable.world_clip",
         "config": asdict(cfg),
         "world": {
             "generator": "dglrsis.eval.world.iter_scenes",
@@ -311,7 +312,9 @@ def _train(cfg: WorldClipConfig, out: Path, progress: bool) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m trainable.world_clip", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m dglrsis.trainable.world_clip", description=__doc__.splitlines()[0]
+    )
     d = WorldClipConfig()
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--steps", type=int, default=d.steps)
@@ -364,7 +367,3 @@ def main(argv: list[str] | None = None) -> int:
     card = train(cfg, a.out, progress=not a.no_progress)
     print(json.dumps({k: card[k] for k in ("final_loss", "logit_scale", "pool", "wall_seconds")}))
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

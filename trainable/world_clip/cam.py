@@ -12,7 +12,7 @@ The paper trains no CLIP (DGL-RSIS is training-free with a web-scale CLIP); this
 small stand-in CLIP's CAM behave like a usable one. Run the forward inside :func:`capture_ln1`.
 
 :func:`hires_scenes` feeds the same loss whole pool scenes at their stored 192 px (twice the model's
-side: the positional embedding interpolated by :func:`dglrsis.cam.resize_pos_embed`, exactly as
+side: the positional embedding interpolated by :func:`dglrsis.vit.resize_pos_embed`, exactly as
 ``clip_gradcam`` does at inference), so the CAM is also trained on a grid fine enough for small objects.
 """
 
@@ -51,10 +51,10 @@ def hires_scenes(
     """``n`` whole pool scenes at their stored side ``S`` (random top-down orientation), for the CAM loss.
 
     Returns images ``n×3×S×S`` (float, normalised with ``mean``/``std``) and their soft patch targets
-    ``n×grid²×K`` (:func:`~trainable.world_clip_dense.patch_target`, flipped like the image).
+    ``n×grid²×K`` (:func:`~dglrsis.trainable.world_clip.dense.patch_target`, flipped like the image).
     """
-    from .world_clip_data import _dihedral, _flip
-    from .world_clip_dense import concepts, patch_target
+    from .data import _dihedral, _flip
+    from .dense import concepts, patch_target
 
     k = len(concepts()[0])
     m, s = torch.tensor(mean).view(3, 1, 1), torch.tensor(std).view(3, 1, 1)
@@ -83,7 +83,7 @@ def pick_concepts(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One object concept per scene sample that shows one: (rows ``R``, concept index ``R``).
 
-    dense: ``B×N×K`` patch shares (:func:`~trainable.world_clip_data.dense_targets`); concepts before
+    dense: ``B×N×K`` patch shares (:func:`~dglrsis.trainable.world_clip.data.dense_targets`); concepts before
     ``first_object`` (land covers) are never picked; a sample qualifies when an object concept covers at
     least half a patch in total; the concept is drawn with probability proportional to its area.
     """

@@ -14,22 +14,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dglrsis.eval.world.scenes import RRSISD_AS_ISAID
+
 CROP = 96  # crop / model input side (pixels)
 SCENE = 192  # stored scene side (pixels); scene samples are windows of it resized to CROP
 BACKGROUNDS = ("keep", "blur", "mean", "mask")
 # RRSIS-D classes drawn exactly like an iSAID class share its concept (no false negatives across kinds).
-ALIASES = {
-    "airplane": "plane",
-    "baseballfield": "baseball_diamond",
-    "basketballcourt": "basketball_court",
-    "bridge": "Bridge",
-    "groundtrackfield": "Ground_Track_Field",
-    "harbor": "Harbor",
-    "ship": "ship",
-    "storagetank": "storage_tank",
-    "tenniscourt": "tennis_court",
-    "vehicle": "Small_Vehicle",
-}
+ALIASES = RRSISD_AS_ISAID
 LANDCOVER_WORDS = {
     "bare soil": ["bare soil", "bare land", "barren land"],
     "vegetation": ["vegetation", "trees", "grass", "forest"],
@@ -154,7 +145,7 @@ def _object_crops(scene, rng, per_instance: int, mean, std):
 
 def _landcover_crops(scene, rng, want: int, mean, std):
     """Windows dominated (≥ 80 %) by one land cover, ≤ 5 % objects; the land-cover mask as proposal."""
-    from dglrsis.eval.world_draw import LANDCOVER
+    from dglrsis.eval.world import LANDCOVER
     from dglrsis.lvta import LVTAConfig, context_crops
 
     size = scene.image.shape[0]
@@ -194,7 +185,7 @@ def build_pool(
 
     from dglrsis.eval.world import iter_scenes
 
-    from .world_clip_dense import concepts, label_map
+    from .dense import concepts, label_map
 
     index = {k: i for i, k in enumerate(concepts()[0])}
     rng = np.random.default_rng([world_seed, 7919])
@@ -315,7 +306,7 @@ def _move(cx: float, cy: float, flags) -> tuple[float, float]:
 class PoolDataset(torch.utils.data.Dataset):
     """Item k → (image 3×96×96 float normalised, caption, caption (concept, colour), image labels, dense).
 
-    dense: the soft patch target ``K×grid×grid`` of a scene sample (:func:`world_clip_dense.patch_target`)
+    dense: the soft patch target ``K×grid×grid`` of a scene sample (:func:`dense.patch_target`)
     when ``grid > 0`` and the pool has label maps, else ``None``.
     """
 
@@ -324,7 +315,7 @@ class PoolDataset(torch.utils.data.Dataset):
         self.grid = grid if pool.labels is not None else 0
         self.k = 0
         if self.grid:
-            from .world_clip_dense import concepts
+            from .dense import concepts
 
             self.k = len(concepts()[0])  # concepts in the label maps
         p = np.array(mix, dtype=float) * [len(pool.crops) > 0, len(pool.lc) > 0, len(pool.scenes) > 0]
@@ -380,7 +371,7 @@ class PoolDataset(torch.utils.data.Dataset):
         img, flags = _dihedral(img, rng)
         dense = None
         if self.grid:
-            from .world_clip_dense import patch_target
+            from .dense import patch_target
 
             dense = _flip(patch_target(self.pool.labels[j, a : a + s, b : b + s], self.k, self.grid), flags)
         cls, colour, _, centre = targets[int(rng.integers(len(targets)))]
