@@ -130,7 +130,7 @@ def ovss_overhead(clip, size: int, device: str) -> dict:
             "clip_text": clip.model.transformer,
         }
     )
-    pred.text_bank._cache.clear()
+    pred.models.text.clear()
     _sync()
     t = time.perf_counter()
     pred.set_image(image)

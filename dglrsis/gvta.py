@@ -25,14 +25,13 @@
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import DglrsisError
+from .lvta import classify_proposals
 
 COLOURS = {  # named colour → RGB prototype
     "white": (235, 235, 235),
@@ -280,31 +279,38 @@ def group_instances(masks: np.ndarray, order: np.ndarray, overlap: float) -> lis
     return groups
 
 
-def refer(pred, expression: str, classes=None) -> ReferResult:
-    """Select the mask referred to by ``expression`` on ``pred``'s cached image (see module docstring)."""
+def refer(state, models, expression: str, cfg: GVTAConfig | None = None, classes=None) -> ReferResult:
+    """Select the mask referred to by ``expression`` on an image state (see module docstring).
+
+    ``state``: :class:`dglrsis.state.ImageState` (its CAM and masked-crop caches are filled);
+    ``models``: :class:`dglrsis.state.Models`; ``classes``: competing class names (default: the
+    ``cfg.vocabulary``).
+    """
     from .text import decompose
     from .vocab import load_vocabulary
 
-    cfg = pred.cfg.gvta or GVTAConfig()
+    cfg = cfg or GVTAConfig()
     dec = decompose(expression, load_vocabulary(cfg.vocabulary))
     target, names = _target_and_vocab(dec, cfg, classes)
-    image, props = pred.image, pred.proposals
+    image, props = state.image, state.proposals
     h, w = image.shape[:2]
     n = len(props.masks)
     cam = np.zeros((h, w), np.float32)
     if n == 0:
         return ReferResult(np.zeros((h, w), bool), cam, dec, target)
     col = [x.lower() for x in names].index(target.lower()) if target else None
-    p_cls = _noun_probability(pred.classify_masks(names).numpy(), col)
+    p_cls = _noun_probability(classify_proposals(state, models, names).numpy(), col)
     if cfg.mask_crops:
-        p_cls = np.sqrt(p_cls * _noun_probability(pred.classify_masks(names, masked=True).numpy(), col))
+        p_cls = np.sqrt(
+            p_cls * _noun_probability(classify_proposals(state, models, names, masked=True).numpy(), col)
+        )
     score = cfg.w_class * p_cls
     if cfg.cam:
-        key = (expression, target, cfg.scales, cfg.global_enhance)
-        if key not in pred._cam_cache:
-            text = enhanced_text_embedding(pred.clip, dec, target or dec.text, cfg)
-            pred._cam_cache[key] = cross_scale_cam(pred.clip, image, text, cfg.scales)
-        cam = pred._cam_cache[key]
+        key = (expression, target, cfg.scales, cfg.global_enhance, cfg.enhance_weight)
+        if key not in state.cam_cache:
+            text = enhanced_text_embedding(models.clip, dec, target or dec.text, cfg)
+            state.cam_cache[key] = cross_scale_cam(models.clip, image, text, cfg.scales)
+        cam = state.cam_cache[key]
         score = score + cfg.w_cam * cam_agreement(props.masks, cam, cfg.cam_threshold)
     groups = group_instances(props.masks, np.argsort(-score, kind="stable"), cfg.group_overlap)
     leaders = np.array([g[0] for g in groups])
@@ -315,7 +321,7 @@ def refer(pred, expression: str, classes=None) -> ReferResult:
     used: list[str] = []
     if cfg.modifiers and dec.global_:
         inst = _instance_stats(image, props.masks[leaders])
-        anchor = _anchor_centroid(pred, dec, names, props, leaders)
+        anchor = _anchor_centroid(state, models, dec, names, leaders)
         mod, used = modifier_scores(inst, dec.global_, image, anchor)
         total = total + cfg.w_mod * mod
     order = np.argsort(-total, kind="stable")
@@ -356,7 +362,7 @@ def _instance_stats(image: np.ndarray, masks: np.ndarray) -> dict:
     return {"cx": cx, "cy": cy, "area": area, "rgb": rgb}
 
 
-def _anchor_centroid(pred, dec, names, props, leaders):
+def _anchor_centroid(state, models, dec, names, leaders):
     """Centroid of the best proposal for the first relation's anchor class (not a candidate itself)."""
     rel = next(
         (
@@ -370,7 +376,10 @@ def _anchor_centroid(pred, dec, names, props, leaders):
         return None
     anchor = rel.value["anchor"]
     query = names if anchor.lower() in [x.lower() for x in names] else names + [anchor]
-    probs = pred.classify_masks(query).numpy()[:, [x.lower() for x in query].index(anchor.lower())]
+    props = state.proposals
+    probs = classify_proposals(state, models, query).numpy()[
+        :, [x.lower() for x in query].index(anchor.lower())
+    ]
     # the anchor is another object: skip proposals lying mostly inside a target candidate
     flat = props.masks.reshape(len(props.masks), -1)
     cand = np.logical_or.reduce(flat[leaders], axis=0)
@@ -379,33 +388,3 @@ def _anchor_centroid(pred, dec, names, props, leaders):
     a = int(np.argmax(probs))
     ys, xs = np.nonzero(props.masks[a])
     return (float(xs.mean()), float(ys.mean())) if len(xs) else None
-
-
-# --------------------------------------------------------------------------------------------- CLI glue
-def add_gvta_arguments(parser: argparse.ArgumentParser) -> None:
-    g = parser.add_argument_group("GVTA ablations")
-    g.add_argument(
-        "--scales", default="1.0,0.5", help="cross-scale CAM window sizes, e.g. 1.0 (single scale)"
-    )
-    g.add_argument("--no-cam", action="store_true", help="do not use Grad-CAM in mask selection")
-    g.add_argument("--no-global", action="store_true", help="no global-token enhancement of the CAM text")
-    g.add_argument("--no-modifiers", action="store_true", help="no modifier (global token) scoring")
-    g.add_argument("--no-mask-crops", action="store_true", help="noun probability from context crops only")
-    g.add_argument("--vocabulary", default="rrsisd", help="vocabulary for class nouns (bundled name or file)")
-
-
-def gvta_config_from_args(args: argparse.Namespace) -> GVTAConfig:
-    try:
-        scales = tuple(float(s) for s in str(args.scales).split(",") if s.strip())
-    except ValueError:
-        raise DglrsisError(f"bad --scales {args.scales!r}: comma-separated numbers in (0, 1]") from None
-    if not scales or any(not 0 < s <= 1 for s in scales):
-        raise DglrsisError(f"bad --scales {args.scales!r}: comma-separated numbers in (0, 1]")
-    return GVTAConfig(
-        cam=not args.no_cam,
-        scales=scales,
-        global_enhance=not args.no_global,
-        modifiers=not args.no_modifiers,
-        mask_crops=not args.no_mask_crops,
-        vocabulary=args.vocabulary,
-    )

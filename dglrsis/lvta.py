@@ -14,7 +14,7 @@ out; these are our choices.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -131,6 +131,26 @@ def encode_crops(clip, crops: torch.Tensor, batch_size: int) -> torch.Tensor:
     )
 
 
+def embed_proposals(image: np.ndarray, props, clip, cfg: LVTAConfig) -> torch.Tensor:
+    """``N×D`` CLIP embeddings of the context crops (made with ``cfg``) of ``props`` on ``image``."""
+    crops = context_crops(image, props.masks, props.boxes, clip.image_size, clip.mean, clip.std, cfg)
+    return encode_crops(clip, crops, cfg.batch_size)
+
+
+def masked_embeddings(state, clip) -> torch.Tensor:
+    """``N×D`` embeddings of the *masked* crops of ``state`` (everything outside each proposal blanked).
+
+    Encoded on first use and kept in ``state.masked_emb``; equal to the context crops when those are
+    already masked (``background="mask"``).
+    """
+    if state.lvta.background == "mask":
+        return state.crop_emb
+    if state.masked_emb is None:
+        cfg = replace(state.lvta, background="mask")
+        state.masked_emb = embed_proposals(state.image, state.proposals, clip, cfg)
+    return state.masked_emb
+
+
 # --------------------------------------------------------------------------------------------- text
 class TextBank:
     """Text embeddings of knowledge-enriched prompts, cached per (classes, settings).
@@ -142,6 +162,10 @@ class TextBank:
     def __init__(self, clip):
         self.clip = clip
         self._cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def clear(self) -> None:
+        """Forget every cached embedding (benchmarks time the text side afresh)."""
+        self._cache.clear()
 
     def prompt_groups(self, class_names: list[str], cfg: LVTAConfig) -> list[list[list[str]]]:
         from .vocab import Vocabulary, build_prompt_groups, synonyms_for
@@ -184,6 +208,17 @@ def classify(
         per = torch.full((sims.shape[0], k), -2.0)
         sims = per.scatter_reduce(1, owner.expand(sims.shape[0], -1), sims, reduce="amax")
     return (scale * sims).softmax(dim=-1)
+
+
+def classify_proposals(state, models, class_names: list[str], masked: bool = False) -> torch.Tensor:
+    """``N×K`` probabilities of every proposal of ``state`` over ``class_names`` (no background).
+
+    ``state``: :class:`dglrsis.state.ImageState`; ``models``: :class:`dglrsis.state.Models`. ``masked``:
+    classify the masked crops (:func:`masked_embeddings`) instead of the context crops.
+    """
+    text, owner = models.text.embed(class_names, state.lvta)
+    emb = masked_embeddings(state, models.clip) if masked else state.crop_emb
+    return classify(emb, text, logit_scale(models.clip), owner)
 
 
 # --------------------------------------------------------------------------------------------- pixels

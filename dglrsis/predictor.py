@@ -16,15 +16,16 @@ Example::
 
 from __future__ import annotations
 
-import argparse
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
 
 from .errors import DglrsisError
-from .lvta import LVTAConfig, TextBank, assign_pixels, classify, context_crops, encode_crops, logit_scale
-from .proposals import ProposalConfig, generate_proposals
+from .gvta import GVTAConfig, ReferResult, refer
+from .lvta import LVTAConfig, assign_pixels, classify, classify_proposals, logit_scale
+from .proposals import ProposalConfig
+from .state import ImageState, Models, build_state
 
 BACKGROUND_PROMPTS = ["background", "bare ground", "land", "grass", "road", "water"]
 
@@ -36,11 +37,11 @@ class PredictorConfig:
     proposals: str = "slic"  # mask proposals: slic | felzenszwalb | sam
     sam: str = "vit_b"  # SAM architecture when proposals == "sam"
     sam_checkpoint: str | None = None  # SAM checkpoint path ("random" for random weights)
-    device: str = "cpu"  # torch device for CLIP/SAM
+    device: str = "auto"  # torch device for CLIP/SAM; auto: CUDA when available, else CPU
     background: str = "none"  # none | threshold:T | prompt  (how background is predicted)
     lvta: LVTAConfig = field(default_factory=LVTAConfig)  # crop/prompt settings and ablations
     proposal_cfg: ProposalConfig | None = None  # full proposal settings (None: defaults for `proposals`)
-    gvta: object | None = None  # GVTAConfig for refer(); None: defaults
+    gvta: GVTAConfig = field(default_factory=GVTAConfig)  # refer() settings and ablations
 
 
 @dataclass
@@ -94,91 +95,52 @@ def normalise_classes(classes) -> list[str]:
 
 
 class Predictor:
-    """DGL-RSIS predictor with a cached image state (see module docstring)."""
+    """DGL-RSIS predictor: models loaded once, one cached :class:`~dglrsis.state.ImageState` per image."""
 
     def __init__(self, cfg: PredictorConfig | None = None, clip=None, sam=None):
         self.cfg = cfg or PredictorConfig()
         parse_background(self.cfg.background)
-        self._clip = clip
-        self._sam = sam
-        self._text = None
-        self.image: np.ndarray | None = None
-        self.proposals = None
-        self.crop_emb: torch.Tensor | None = None
-        self._masked_emb: torch.Tensor | None = None
+        self._clip, self._sam, self._models = clip, sam, None
+        self.state: ImageState | None = None
 
     # -- models (loaded lazily, once) --------------------------------------------------------------
     @property
-    def clip(self):
-        if self._clip is None:
-            from .models import load_clip
-
-            self._clip = load_clip(self.cfg.clip, checkpoint=self.cfg.clip_checkpoint, device=self.cfg.device)
-        return self._clip
+    def device(self) -> str:
+        if self.cfg.device != "auto":
+            return self.cfg.device
+        return "cuda" if torch.cuda.is_available() else "cpu"
 
     @property
-    def text_bank(self) -> TextBank:
-        if self._text is None:
-            self._text = TextBank(self.clip)
-        return self._text
+    def models(self) -> Models:
+        """CLIP (+ its prompt cache) and SAM, loaded on first use."""
+        if self._models is None:
+            from .models import load_clip, load_sam
 
-    def _proposal_cfg(self) -> ProposalConfig:
+            clip = self._clip or load_clip(
+                self.cfg.clip, checkpoint=self.cfg.clip_checkpoint, device=self.device
+            )
+            sam = self._sam
+            if sam is None and self.proposal_config.method == "sam":
+                sam = load_sam(self.cfg.sam, checkpoint=self.cfg.sam_checkpoint, device=self.device)
+            self._models = Models.from_clip(clip, sam)
+        return self._models
+
+    @property
+    def proposal_config(self) -> ProposalConfig:
         return self.cfg.proposal_cfg or ProposalConfig(method=self.cfg.proposals)
-
-    def _sam_model(self):
-        if self._sam is None and self._proposal_cfg().method == "sam":
-            from .models import load_sam
-
-            self._sam = load_sam(self.cfg.sam, checkpoint=self.cfg.sam_checkpoint, device=self.cfg.device)
-        return self._sam
 
     # -- image state --------------------------------------------------------------------------------
     def set_image(self, image: np.ndarray) -> Predictor:
         """Compute and cache proposals and crop embeddings for ``image`` (H×W×3 uint8, not modified)."""
-        image = np.asarray(image)
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise DglrsisError(f"expected an H×W×3 uint8 image, got shape {image.shape} dtype {image.dtype}")
-        if min(image.shape[:2]) < 2:
-            raise DglrsisError(f"image of {image.shape[1]}×{image.shape[0]} pixels is too small to segment")
-        props = generate_proposals(image, self._proposal_cfg(), sam=self._sam_model())
-        crop_emb = self._embed_crops(image, props, self.cfg.lvta)
-        self.image, self.proposals, self.crop_emb = image, props, crop_emb
-        self._masked_emb = None
-        self._cam_cache: dict = {}
+        self.state = build_state(image, self.models, self.proposal_config, self.cfg.lvta)
         return self
 
-    def _require_image(self) -> None:
-        if self.image is None:
+    def _require_state(self) -> ImageState:
+        if self.state is None:
             raise DglrsisError("call set_image() before segment() or refer()")
+        return self.state
 
     # -- OVSS ----------------------------------------------------------------------------------------
-    def classify_masks(self, class_names: list[str], masked: bool = False) -> torch.Tensor:
-        """``N×K`` probabilities of every cached proposal over ``class_names`` (no background).
-
-        ``masked``: classify crops with everything outside the proposal blanked instead of the configured
-        background treatment (encoded on first use, cached with the image; GVTA's mask selection).
-        """
-        self._require_image()
-        text, owner = self.text_bank.embed(class_names, self.cfg.lvta)
-        return classify(
-            self._masked_embeddings() if masked else self.crop_emb, text, logit_scale(self.clip), owner
-        )
-
-    def _masked_embeddings(self) -> torch.Tensor:
-        if self.cfg.lvta.background == "mask":
-            return self.crop_emb
-        if self._masked_emb is None:
-            self._masked_emb = self._embed_crops(
-                self.image, self.proposals, replace(self.cfg.lvta, background="mask")
-            )
-        return self._masked_emb
-
-    def _embed_crops(self, image: np.ndarray, props, lvta: LVTAConfig) -> torch.Tensor:
-        """``N×D`` CLIP embeddings of the context crops (made with ``lvta``) of ``props`` on ``image``."""
-        clip = self.clip
-        crops = context_crops(image, props.masks, props.boxes, clip.image_size, clip.mean, clip.std, lvta)
-        return encode_crops(clip, crops, lvta.batch_size)
-
     def segment(self, classes, background: str | None = None) -> SegmentResult:
         """Open-vocabulary semantic segmentation of the cached image.
 
@@ -187,14 +149,14 @@ class Predictor:
         ``threshold:T`` (proposals whose top probability < T are background), ``prompt`` (a background
         pseudo-class with generic prompts competes; proposals it wins are background).
         """
-        self._require_image()
+        state = self._require_state()
         names = normalise_classes(classes)
         kind, thr = parse_background(background or self.cfg.background)
-        props = self.proposals
+        props = state.proposals
         if kind == "prompt":
-            probs = self._classify_with_background(names)
+            probs = self._classify_with_background(state, names)
         else:
-            probs = self.classify_masks(names)
+            probs = classify_proposals(state, self.models, names)
         conf, lab = probs.max(dim=1) if len(probs) else (torch.zeros(0), torch.zeros(0, dtype=torch.long))
         lab = lab.numpy().astype(np.int64)
         if kind == "threshold":
@@ -212,86 +174,30 @@ class Predictor:
             areas=np.asarray(props.areas),
         )
 
-    def _classify_with_background(self, names: list[str]) -> torch.Tensor:
+    def _classify_with_background(self, state: ImageState, names: list[str]) -> torch.Tensor:
         """Probabilities over names + one background class embedded from generic prompts."""
-        text, owner = self.text_bank.embed(names, self.cfg.lvta)
-        bg, _ = self.text_bank.embed(
-            BACKGROUND_PROMPTS, LVTAConfig(knowledge=False, synonyms=False, templates=self.cfg.lvta.templates)
-        )
+        bank = self.models.text
+        text, owner = bank.embed(names, state.lvta)
+        bg_cfg = LVTAConfig(knowledge=False, synonyms=False, templates=state.lvta.templates)
+        bg, _ = bank.embed(BACKGROUND_PROMPTS, bg_cfg)
         owner = torch.cat([owner, torch.full((len(bg),), len(names))])  # every background prompt competes
-        return classify(self.crop_emb, torch.cat([text, bg]), logit_scale(self.clip), owner)
+        return classify(state.crop_emb, torch.cat([text, bg]), logit_scale(self.models.clip), owner)
 
     # -- RES -----------------------------------------------------------------------------------------
-    def refer(self, expression: str, classes=None):
+    def refer(self, expression: str, classes=None) -> ReferResult:
         """Referring expression segmentation on the cached image; see :mod:`dglrsis.gvta`."""
-        self._require_image()
-        from .gvta import refer
-
-        return refer(self, expression, classes)
+        return refer(self._require_state(), self.models, expression, self.cfg.gvta, classes)
 
     def settings(self) -> dict:
         """JSON-able description of the model and every ablation switch."""
         out = {
             "clip": self.cfg.clip,
             "clip_checkpoint": self.cfg.clip_checkpoint,
-            "proposals": asdict(self._proposal_cfg()),
+            "proposals": asdict(self.proposal_config),
             "background": self.cfg.background,
             "lvta": asdict(self.cfg.lvta),
+            "gvta": asdict(self.cfg.gvta),
         }
-        if self._proposal_cfg().method == "sam":
+        if self.proposal_config.method == "sam":
             out["sam"] = {"arch": self.cfg.sam, "checkpoint": self.cfg.sam_checkpoint}
-        if self.cfg.gvta is not None:
-            out["gvta"] = asdict(self.cfg.gvta)
         return out
-
-
-# --------------------------------------------------------------------------------------------- CLI glue
-def add_predictor_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options shared by ``segment``, ``refer``, ``eval`` and ``demo``."""
-    g = parser.add_argument_group("model")
-    g.add_argument("--clip", default="world-clip", help="CLIP registry name (see `dglrsis models`)")
-    g.add_argument("--clip-checkpoint", help="local CLIP checkpoint; --clip then names the architecture")
-    g.add_argument("--proposals", default="slic", choices=("slic", "felzenszwalb", "sam"))
-    g.add_argument("--sam", default="vit_b", choices=("vit_b", "vit_l", "vit_h"))
-    g.add_argument("--sam-checkpoint", help="SAM checkpoint file (or 'random')")
-    g.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    g.add_argument("--background", default="none", help="none | threshold:T | prompt")
-    a = parser.add_argument_group("ablations")
-    a.add_argument("--no-context", action="store_true", help="LVTA: tight mask box, no context enlargement")
-    a.add_argument(
-        "--crop-background",
-        default="blur",
-        choices=("keep", "blur", "mean", "mask"),
-        help="LVTA: treatment of pixels outside the mask in each crop",
-    )
-    a.add_argument("--no-knowledge", action="store_true", help="LVTA: prompts without RS knowledge")
-    a.add_argument("--no-synonyms", action="store_true", help="LVTA: canonical class names only")
-    a.add_argument("--templates", default="rs", help="prompt templates: rs | imagenet80 | simple | FILE")
-
-
-def predictor_from_args(args: argparse.Namespace) -> Predictor:
-    """Build a :class:`Predictor` from the options of :func:`add_predictor_arguments`."""
-    lvta = LVTAConfig(
-        context=not args.no_context,
-        background=args.crop_background,
-        knowledge=not args.no_knowledge,
-        synonyms=not args.no_synonyms,
-        templates=args.templates,
-    )
-    gvta = None
-    if hasattr(args, "scales"):
-        from .gvta import gvta_config_from_args
-
-        gvta = gvta_config_from_args(args)
-    cfg = PredictorConfig(
-        clip=args.clip,
-        clip_checkpoint=args.clip_checkpoint,
-        proposals=args.proposals,
-        sam=args.sam,
-        sam_checkpoint=args.sam_checkpoint,
-        device=args.device,
-        background=args.background,
-        lvta=lvta,
-        gvta=gvta,
-    )
-    return Predictor(cfg)

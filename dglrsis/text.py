@@ -273,12 +273,15 @@ def _is_modifier(w: str) -> bool:
 def _nltk_tagger():
     """``nltk.pos_tag`` when NLTK and its perceptron tagger data are installed, else None.
 
-    Never downloads.
+    Never downloads. ``import nltk`` costs about 2 s (it imports scipy.stats), so the tagger data is
+    looked for in NLTK's standard data folders first and NLTK is imported only when it is there.
     """
+    if not _nltk_data_folders():
+        return None
     try:
         import nltk
 
-        for res in ("taggers/averaged_perceptron_tagger_eng", "taggers/averaged_perceptron_tagger"):
+        for res in _TAGGERS:
             try:
                 nltk.data.find(res)
                 return nltk.pos_tag
@@ -287,6 +290,29 @@ def _nltk_tagger():
     except ImportError:
         pass
     return None
+
+
+_TAGGERS = ("taggers/averaged_perceptron_tagger_eng", "taggers/averaged_perceptron_tagger")
+
+
+def _nltk_data_folders() -> list[str]:
+    """NLTK's default data folders (``$NLTK_DATA``, home, prefix, system) that hold a tagger."""
+    import os
+    import sys
+
+    roots = [p for p in os.environ.get("NLTK_DATA", "").split(os.pathsep) if p]
+    roots.append(os.path.expanduser("~/nltk_data"))
+    for prefix in {sys.prefix, getattr(sys, "base_prefix", sys.prefix)}:
+        roots += [os.path.join(prefix, d) for d in ("nltk_data", "share/nltk_data", "lib/nltk_data")]
+    roots += [f"/usr/{d}nltk_data" for d in ("share/", "local/share/", "lib/", "local/lib/")]
+    return [
+        r
+        for r in roots
+        if any(
+            os.path.exists(os.path.join(r, t)) or os.path.exists(os.path.join(r, t + ".zip"))
+            for t in _TAGGERS
+        )
+    ]
 
 
 def _free_noun(tokens: list[str], used: set[int], stop_at: int) -> str | None:

@@ -6,7 +6,7 @@ import torch
 
 from dglrsis.eval.world import expressions_for, iter_scenes
 from dglrsis.gvta import GVTAConfig, cam_agreement
-from dglrsis.lvta import LVTAConfig, context_crops, encode_crops
+from dglrsis.lvta import LVTAConfig, classify_proposals, context_crops, encode_crops
 from dglrsis.predictor import Predictor, PredictorConfig
 
 
@@ -31,19 +31,25 @@ def test_masked_crops_encoded_once_and_blank_outside_the_mask(scene):
     p = Predictor(PredictorConfig(clip="world-clip:random"))
     p.set_image(scene.image)
     names = ["ship", "harbor"]
-    masked = p.classify_masks(names, masked=True)
-    first = p._masked_emb
-    assert first is not None and masked.shape == (len(p.proposals), 2)
+    masked = classify_proposals(p.state, p.models, names, masked=True)
+    first = p.state.masked_emb
+    assert first is not None and masked.shape == (len(p.state.proposals), 2)
     p.refer("the ship")
-    assert p._masked_emb is first  # cached with the image
-    clip, props = p.clip, p.proposals
+    assert p.state.masked_emb is first  # cached with the image
+    clip, props = p.models.clip, p.state.proposals
     crops = context_crops(
-        p.image, props.masks, props.boxes, clip.image_size, clip.mean, clip.std, LVTAConfig(background="mask")
+        p.state.image,
+        props.masks,
+        props.boxes,
+        clip.image_size,
+        clip.mean,
+        clip.std,
+        LVTAConfig(background="mask"),
     )
     assert torch.allclose(first, encode_crops(clip, crops, 64), atol=1e-5)
-    assert not torch.allclose(first, p.crop_emb, atol=1e-3)  # the blurred-context crops differ
+    assert not torch.allclose(first, p.state.crop_emb, atol=1e-3)  # the blurred-context crops differ
     p.set_image(scene.image)
-    assert p._masked_emb is None  # a new image drops them
+    assert p.state.masked_emb is None  # a new image drops them
 
 
 def _world_refs(seed: int, n: int):

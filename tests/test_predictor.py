@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-import dglrsis.predictor as predictor_mod
+import dglrsis.state as state_mod
 from dglrsis.errors import DglrsisError
 from dglrsis.eval.world import iter_scenes
 from dglrsis.predictor import Predictor, PredictorConfig
@@ -32,30 +32,30 @@ def test_segment_shapes_and_values(pred, scene):
     seg = pred.segment(CLASSES)
     assert seg.labels.shape == scene.image.shape[:2] and seg.labels.dtype == np.int32
     assert seg.labels.min() >= 0 and seg.labels.max() < len(CLASSES)  # background "none": all labelled
-    assert seg.probs.shape == (len(pred.proposals), len(CLASSES))
+    assert seg.probs.shape == (len(pred.state.proposals), len(CLASSES))
     assert np.allclose(seg.probs.sum(1), 1, atol=1e-5)
     rows = seg.mask_scores()
-    assert len(rows) == len(pred.proposals) and {"class", "score", "area", "box"} <= set(rows[0])
+    assert len(rows) == len(pred.state.proposals) and {"class", "score", "area", "box"} <= set(rows[0])
 
 
 def test_set_image_is_cached_across_queries(scene, monkeypatch):
     calls = {"props": 0}
-    real = predictor_mod.generate_proposals
+    real = state_mod.generate_proposals
 
     def counting(*a, **k):
         calls["props"] += 1
         return real(*a, **k)
 
-    monkeypatch.setattr(predictor_mod, "generate_proposals", counting)
+    monkeypatch.setattr(state_mod, "generate_proposals", counting)
     p = Predictor(PredictorConfig(clip="world-clip:random"))
     before = scene.image.copy()
     p.set_image(scene.image)
-    emb = p.crop_emb.clone()
+    emb = p.state.crop_emb.clone()
     p.segment(CLASSES)
     p.segment(["ship", "harbor"])
     p.refer("the ship on the left")
     assert calls["props"] == 1
-    assert (p.crop_emb == emb).all()
+    assert (p.state.crop_emb == emb).all()
     assert np.array_equal(scene.image, before)
 
 
@@ -105,7 +105,7 @@ def test_image_without_proposals_is_all_background(monkeypatch):
         h, w = image.shape[:2]
         return Proposals(np.zeros((0, h, w), bool), np.zeros((0, 4)), np.zeros(0), np.zeros(0, int), "sam")
 
-    monkeypatch.setattr(predictor_mod, "generate_proposals", none)
+    monkeypatch.setattr(state_mod, "generate_proposals", none)
     p = Predictor(PredictorConfig(clip="world-clip:random"))
     p.set_image(np.full((32, 32, 3), 90, np.uint8))
     assert (p.segment(["ship"]).labels == -1).all()

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DglrsisError
+from .options import add_gvta_arguments, add_predictor_arguments
 
 HELP = "evaluate OVSS (iSAID, OVRSISBench sets) or RES (RRSIS-D); resumable, accelerate-splittable"
 
@@ -53,15 +54,7 @@ def add_arguments(parser) -> None:
         help="res: compare at the image's size or both masks nearest-resized to 480×480 (RMSIN)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    try:  # model options; the --predictions path works without the model stack
-        from ..predictor import add_predictor_arguments
-    except ImportError:
-        return
     add_predictor_arguments(parser)
-    try:
-        from ..gvta import add_gvta_arguments
-    except ImportError:
-        return
     add_gvta_arguments(parser)
 
 
@@ -133,7 +126,7 @@ def run(args) -> int:
     args.split = args.split or ("val" if args.task == "ovss" else "test")
     model = None
     if not args.predictions:
-        from ..predictor import predictor_from_args
+        from .options import predictor_from_args
 
         model = predictor_from_args(args)
     settings = {

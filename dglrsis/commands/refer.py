@@ -8,8 +8,7 @@ HELP = "segment the object a free-text expression refers to (e.g. 'the large shi
 
 
 def add_arguments(parser) -> None:
-    from ..gvta import add_gvta_arguments
-    from ..predictor import add_predictor_arguments
+    from .options import add_gvta_arguments, add_predictor_arguments
 
     parser.add_argument("image", help="PNG/JPEG/BMP/TIFF/GeoTIFF (read by content)")
     parser.add_argument("text", help="the referring expression")
@@ -26,7 +25,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from .. import io
     from ..errors import DglrsisError
-    from ..predictor import predictor_from_args
+    from .options import predictor_from_args
     from .segment import parse_bands
 
     if not (args.out or args.cam or args.overlay or args.scores):

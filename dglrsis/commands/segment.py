@@ -12,7 +12,7 @@ HELP = "open-vocabulary semantic segmentation of an image from a list of class n
 
 
 def add_arguments(parser) -> None:
-    from ..predictor import add_predictor_arguments
+    from .options import add_predictor_arguments
 
     parser.add_argument("image", help="PNG/JPEG/BMP/TIFF/GeoTIFF (read by content)")
     src = parser.add_mutually_exclusive_group(required=True)
@@ -38,9 +38,9 @@ def add_arguments(parser) -> None:
 def class_list(args) -> list[str]:
     """Class names from --classes or --classes-file (canonical names; synonyms come from the vocabulary)."""
     if args.classes is not None:
-        from ..predictor import normalise_classes
+        from ..vocab import parse_classes
 
-        return normalise_classes(args.classes)
+        return list(parse_classes(args.classes).names)
     from ..vocab import load_vocabulary
 
     return list(load_vocabulary(args.classes_file).names)
@@ -60,7 +60,7 @@ def parse_bands(text: str | None) -> list[int] | None:
 
 def run(args) -> int:
     from .. import io
-    from ..predictor import predictor_from_args
+    from .options import predictor_from_args
 
     names = class_list(args)
     bands = parse_bands(args.bands)
