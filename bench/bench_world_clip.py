@@ -61,6 +61,7 @@ def crop_accuracy(clip, kind: str, seed: int, n: int, size: int) -> dict:
     """Per-class and overall zero-shot accuracy of LVTA crops of every instance."""
     from dglrsis.eval.world import SCENE_CLASSES, iter_scenes
     from dglrsis.lvta import LVTAConfig, context_crops
+    from dglrsis.masks import Proposals
 
     classes = SCENE_CLASSES[kind]
     text, source = class_embeddings(clip, kind)
@@ -71,7 +72,8 @@ def crop_accuracy(clip, kind: str, seed: int, n: int, size: int) -> dict:
             continue
         masks = np.stack([i.mask for i in scene.instances])
         boxes = np.array([i.bbox for i in scene.instances], dtype=float)
-        crops = context_crops(scene.image, masks, boxes, clip.image_size, clip.mean, clip.std, cfg)
+        props = Proposals.from_masks(masks)
+        crops = context_crops(scene.image, props, clip.image_size, clip.mean, clip.std, cfg, boxes=boxes)
         pred = (clip.encode_images(crops) @ text.T).argmax(1).tolist()
         for inst, p in zip(scene.instances, pred, strict=False):
             total[inst.category] += 1

@@ -253,24 +253,23 @@ def _noun_probability(probs: np.ndarray, col: int | None) -> np.ndarray:
     return probs[:, col] if col is not None else probs.max(1)
 
 
-def cam_agreement(masks: np.ndarray, cam: np.ndarray, threshold: float) -> np.ndarray:
-    """``N`` IoU of each proposal (``N×H×W`` bool) with the CAM's hot region ``cam ≥ threshold`` (H×W)."""
-    flat = masks.reshape(len(masks), -1)
-    hot = cam.reshape(1, -1) >= threshold
-    inter = np.logical_and(flat, hot).sum(1)
-    union = np.logical_or(flat, hot).sum(1)
+def cam_agreement(props, cam: np.ndarray, threshold: float) -> np.ndarray:
+    """``N`` IoU of each proposal with the CAM's hot region ``cam ≥ threshold`` (H×W)."""
+    hot = cam >= threshold
+    total = int(np.count_nonzero(hot))
+    inter = np.array([props.count_in(i, hot) for i in range(len(props))], np.int64)
+    union = props.areas + total - inter
     return inter / np.maximum(union, 1)
 
 
-def group_instances(masks: np.ndarray, order: np.ndarray, overlap: float) -> list[list[int]]:
+def group_instances(props, order: np.ndarray, overlap: float) -> list[list[int]]:
     """Greedy grouping of nested proposals: in ``order`` (best first) a proposal covered ≥ ``overlap`` of
     its area by an existing group's leader joins that group. Returns lists of indices, leader first."""
     groups: list[list[int]] = []
-    flat = masks.reshape(len(masks), -1)
-    areas = flat.sum(1).astype(np.float64)
+    areas = props.areas.astype(np.float64)
     for i in order:
         for g in groups:
-            inter = np.logical_and(flat[i], flat[g[0]]).sum()
+            inter = props.intersection(int(i), g[0])
             if inter >= overlap * min(areas[i], areas[g[0]]):
                 g.append(int(i))
                 break
@@ -294,7 +293,7 @@ def refer(state, models, expression: str, cfg: GVTAConfig | None = None, classes
     target, names = _target_and_vocab(dec, cfg, classes)
     image, props = state.image, state.proposals
     h, w = image.shape[:2]
-    n = len(props.masks)
+    n = len(props)
     cam = np.zeros((h, w), np.float32)
     if n == 0:
         return ReferResult(np.zeros((h, w), bool), cam, dec, target)
@@ -311,8 +310,8 @@ def refer(state, models, expression: str, cfg: GVTAConfig | None = None, classes
             text = enhanced_text_embedding(models.clip, dec, target or dec.text, cfg)
             state.cam_cache[key] = cross_scale_cam(models.clip, image, text, cfg.scales)
         cam = state.cam_cache[key]
-        score = score + cfg.w_cam * cam_agreement(props.masks, cam, cfg.cam_threshold)
-    groups = group_instances(props.masks, np.argsort(-score, kind="stable"), cfg.group_overlap)
+        score = score + cfg.w_cam * cam_agreement(props, cam, cfg.cam_threshold)
+    groups = group_instances(props, np.argsort(-score, kind="stable"), cfg.group_overlap)
     leaders = np.array([g[0] for g in groups])
     # candidate instances: those whose class probability is close to the best one's
     keep = p_cls[leaders] >= cfg.class_keep * p_cls[leaders].max()
@@ -320,7 +319,7 @@ def refer(state, models, expression: str, cfg: GVTAConfig | None = None, classes
     total = score[leaders].copy()
     used: list[str] = []
     if cfg.modifiers and dec.global_:
-        inst = _instance_stats(image, props.masks[leaders])
+        inst = _instance_stats(image, props.select(leaders))
         anchor = _anchor_centroid(state, models, dec, names, leaders)
         mod, used = modifier_scores(inst, dec.global_, image, anchor)
         total = total + cfg.w_mod * mod
@@ -331,7 +330,7 @@ def refer(state, models, expression: str, cfg: GVTAConfig | None = None, classes
         for i in order
         if i == order[0] or (dec.wants_multiple and total[i] >= cfg.multi_keep * best)
     ]
-    mask = np.logical_or.reduce(props.masks[chosen], axis=0)
+    mask = props.union(chosen)
     cands = [
         {
             "mask": int(leaders[i]),
@@ -352,14 +351,17 @@ def refer(state, models, expression: str, cfg: GVTAConfig | None = None, classes
     )
 
 
-def _instance_stats(image: np.ndarray, masks: np.ndarray) -> dict:
-    ys, xs = np.mgrid[: image.shape[0], : image.shape[1]]
-    area = masks.reshape(len(masks), -1).sum(1).astype(np.float64)
-    safe = np.maximum(area, 1)
-    cx = (masks * xs).reshape(len(masks), -1).sum(1) / safe
-    cy = (masks * ys).reshape(len(masks), -1).sum(1) / safe
-    rgb = np.stack([image[m].mean(0) if m.any() else np.zeros(3) for m in masks]).astype(np.float32)
-    return {"cx": cx, "cy": cy, "area": area, "rgb": rgb}
+def _instance_stats(image: np.ndarray, props) -> dict:
+    """Per proposal: centroid ``cx``, ``cy`` (pixels), ``area`` and mean colour ``rgb`` (n×3)."""
+    c = props.centroids()
+    rgb = [props.values_in(i, image).mean(0) if props.areas[i] else np.zeros(3) for i in range(len(props))]
+    rgb = np.stack(rgb).astype(np.float32) if rgb else np.zeros((0, 3), np.float32)
+    return {
+        "cx": np.nan_to_num(c[:, 0]),
+        "cy": np.nan_to_num(c[:, 1]),
+        "area": props.areas.astype(np.float64),
+        "rgb": rgb,
+    }
 
 
 def _anchor_centroid(state, models, dec, names, leaders):
@@ -381,10 +383,9 @@ def _anchor_centroid(state, models, dec, names, leaders):
         :, [x.lower() for x in query].index(anchor.lower())
     ]
     # the anchor is another object: skip proposals lying mostly inside a target candidate
-    flat = props.masks.reshape(len(props.masks), -1)
-    cand = np.logical_or.reduce(flat[leaders], axis=0)
-    inside = (flat & cand).sum(1) / np.maximum(flat.sum(1), 1)
+    cand = props.union(leaders)
+    inside = np.array([props.count_in(j, cand) for j in range(len(props))]) / np.maximum(props.areas, 1)
     probs[inside > 0.5] = -1
     a = int(np.argmax(probs))
-    ys, xs = np.nonzero(props.masks[a])
-    return (float(xs.mean()), float(ys.mean())) if len(xs) else None
+    cx, cy = props.centroids()[a]
+    return None if np.isnan(cx) else (float(cx), float(cy))

@@ -77,18 +77,28 @@ def _gaussian_blur(img: torch.Tensor, sigma: float) -> torch.Tensor:
 
 def context_crops(
     image: np.ndarray,
-    masks: np.ndarray,
-    boxes: np.ndarray,
+    props,
     size: int,
     mean: tuple,
     std: tuple,
     cfg: LVTAConfig,
+    boxes: np.ndarray | None = None,
 ) -> torch.Tensor:
     """Context-aware crops of every proposal, normalised for CLIP.
 
-    image: H×W×3 uint8; masks: N×H×W bool; boxes: N×4 XYXY pixels. Returns ``N×3×size×size`` float32.
+    image: H×W×3 uint8; props: :class:`dglrsis.masks.Proposals` on it; boxes: N×4 XYXY pixels the crop
+    windows are built around (default: the proposals' own boxes). Returns ``N×3×size×size`` float32.
     Outside the image the crop is filled with the CLIP mean colour (0 after normalisation).
     """
+    img, bg = _normalised(image, mean, std, cfg)
+    boxes = props.boxes if boxes is None else np.asarray(boxes)
+    return _crops(img, bg, props, range(len(props)), boxes, size, cfg)
+
+
+def _normalised(
+    image: np.ndarray, mean: tuple, std: tuple, cfg: LVTAConfig
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(1×3×H×W CLIP-normalised image, the background it is blended with outside a mask)."""
     if cfg.background not in BACKGROUNDS:
         raise DglrsisError(
             f"unknown background treatment {cfg.background!r}; use one of {', '.join(BACKGROUNDS)}"
@@ -101,11 +111,17 @@ def context_crops(
     elif cfg.background == "mean":
         bg = img.mean(dim=(2, 3), keepdim=True).expand_as(img)
     else:  # "mask": the CLIP mean colour; "keep": unused
-        bg = torch.zeros_like(img)
-    h, w = image.shape[:2]
-    out = torch.zeros(len(masks), 3, size, size)
-    for i, (mask, box) in enumerate(zip(masks, boxes, strict=False)):
-        x0, y0, x1, y1 = crop_box(box, cfg)
+        bg = torch.zeros(1, 3, 1, 1).expand_as(img)
+    return img, bg
+
+
+def _crops(img, bg, props, idx, boxes: np.ndarray, size: int, cfg: LVTAConfig) -> torch.Tensor:
+    """``len(idx)×3×size×size`` crops of the proposals ``idx`` (see :func:`context_crops`)."""
+    h, w = img.shape[-2:]
+    idx = list(idx)
+    out = torch.zeros(len(idx), 3, size, size)
+    for k, i in enumerate(idx):
+        x0, y0, x1, y1 = crop_box(boxes[i], cfg)
         ix0, iy0 = int(np.floor(x0)), int(np.floor(y0))
         ix1, iy1 = max(int(np.ceil(x1)), ix0 + 1), max(int(np.ceil(y1)), iy0 + 1)
         cx0, cy0, cx1, cy1 = max(ix0, 0), max(iy0, 0), min(ix1, w), min(iy1, h)
@@ -113,10 +129,10 @@ def context_crops(
             continue
         patch = img[:, :, cy0:cy1, cx0:cx1]
         if cfg.background != "keep":
-            mk = torch.from_numpy(mask[cy0:cy1, cx0:cx1])[None, None].float()
+            mk = torch.from_numpy(props.window(i, cx0, cy0, cx1, cy1))[None, None].float()
             patch = patch * mk + bg[:, :, cy0:cy1, cx0:cx1] * (1 - mk)
         patch = F.pad(patch, (cx0 - ix0, ix1 - cx1, cy0 - iy0, iy1 - cy1))  # outside image → mean colour
-        out[i] = F.interpolate(
+        out[k] = F.interpolate(
             patch, size=(size, size), mode="bilinear", align_corners=False, antialias=True
         )[0]
     return out
@@ -132,9 +148,18 @@ def encode_crops(clip, crops: torch.Tensor, batch_size: int) -> torch.Tensor:
 
 
 def embed_proposals(image: np.ndarray, props, clip, cfg: LVTAConfig) -> torch.Tensor:
-    """``N×D`` CLIP embeddings of the context crops (made with ``cfg``) of ``props`` on ``image``."""
-    crops = context_crops(image, props.masks, props.boxes, clip.image_size, clip.mean, clip.std, cfg)
-    return encode_crops(clip, crops, cfg.batch_size)
+    """``N×D`` CLIP embeddings of the context crops (made with ``cfg``) of ``props`` on ``image``.
+
+    Crops are cut and encoded ``cfg.batch_size`` at a time, so memory holds one batch of crops.
+    """
+    if len(props) == 0:
+        return torch.zeros(0, clip.embed_dim)
+    img, bg = _normalised(image, clip.mean, clip.std, cfg)
+    out = []
+    for start in range(0, len(props), cfg.batch_size):
+        idx = range(start, min(start + cfg.batch_size, len(props)))
+        out.append(clip.encode_images(_crops(img, bg, props, idx, props.boxes, clip.image_size, cfg)))
+    return torch.cat(out)
 
 
 def masked_embeddings(state, clip) -> torch.Tensor:
@@ -222,26 +247,23 @@ def classify_proposals(state, models, class_names: list[str], masked: bool = Fal
 
 
 # --------------------------------------------------------------------------------------------- pixels
-def assign_pixels(
-    masks: np.ndarray, labels: np.ndarray, confidence: np.ndarray, fill_uncovered: bool
-) -> np.ndarray:
+def assign_pixels(props, labels: np.ndarray, confidence: np.ndarray, fill_uncovered: bool) -> np.ndarray:
     """Per-pixel label map from overlapping labelled proposals.
 
-    masks: N×H×W bool; labels: N int (-1 = background); confidence: N float.
+    props: :class:`dglrsis.masks.Proposals`; labels: N int (-1 = background); confidence: N float.
     Each pixel takes the label of the most confident covering proposal; ties go to the smaller one.
     Uncovered pixels are -1, or — with ``fill_uncovered`` — the label of the nearest covered pixel.
     Returns H×W int32.
     """
-    n, h, w = masks.shape if masks.ndim == 3 else (0, *masks.shape[-2:])
+    h, w = props.shape
     out = np.full((h, w), -1, dtype=np.int32)
-    if n == 0:
+    if len(props) == 0:
         return out
-    areas = masks.reshape(n, -1).sum(1)
-    order = np.lexsort((-areas, confidence))  # ascending confidence, larger first → best written last
+    order = np.lexsort((-props.areas, confidence))  # ascending confidence, larger first → best written last
     covered = np.zeros((h, w), dtype=bool)
     for i in order:
-        out[masks[i]] = labels[i]
-        covered |= masks[i]
+        props.paste(out, i, labels[i])
+        props.paste(covered, i, True)
     if fill_uncovered and covered.any() and not covered.all():
         from scipy.ndimage import distance_transform_edt
 

@@ -164,7 +164,7 @@ class Predictor:
         if kind == "prompt":
             lab[lab == len(names)] = -1
             probs = probs[:, : len(names)]
-        labels = assign_pixels(props.masks, lab, conf.numpy(), fill_uncovered=kind == "none")
+        labels = assign_pixels(props, lab, conf.numpy(), fill_uncovered=kind == "none")
         return SegmentResult(
             labels=labels,
             class_names=names,

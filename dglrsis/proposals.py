@@ -1,24 +1,27 @@
 """GLD, image side: class-agnostic mask proposals.
 
 - ``sam``: segment-anything's automatic mask generator (points batched, thresholds configurable), keeping
-  its boolean masks bit-packed instead of round-tripping every candidate through RLE.
+  each boolean mask cropped to its box instead of round-tripping every candidate through RLE.
 - ``slic`` / ``felzenszwalb``: weight-free superpixels from scikit-image, merged bottom-up into a
   hierarchy on a region-adjacency graph of mean colours (``skimage.graph.rag_mean_color`` +
   ``cut_threshold`` at several thresholds), so that whole objects and whole land-cover regions each
   appear as one proposal at some level. The finest level is always kept, so every pixel is covered.
 
 All proposals then go through the same clean-up: tiny masks (< ``min_area``) dropped, duplicates removed
-by box IoU prefilter + mask IoU non-maximum suppression, capped at ``max_masks`` by score.
+by box-overlap prefilter + mask IoU non-maximum suppression, capped at ``max_masks`` by score. Proposals are
+held compactly (:class:`dglrsis.masks.Proposals`: boxes + cropped masks), so memory grows with the pixels,
+never with regions × pixels.
 """
 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from .errors import DglrsisError
+from .masks import Proposals, crop_to_box, label_regions, mask_nms
 
 METHODS = ("slic", "felzenszwalb", "sam")
 
@@ -47,65 +50,9 @@ class ProposalConfig:
     max_masks: int = 600  # keep at most this many (the finest level always kept)
 
 
-@dataclass
-class Proposals:
-    masks: np.ndarray  # N×H×W bool
-    boxes: np.ndarray  # N×4 float XYXY pixels (x1, y1 exclusive)
-    scores: np.ndarray  # N float (SAM predicted IoU, or region homogeneity for superpixels)
-    areas: np.ndarray  # N int pixels
-    source: str = ""  # method name
-    levels: np.ndarray = field(default_factory=lambda: np.zeros(0, int))  # hierarchy level (0 = finest)
-
-    def __len__(self) -> int:
-        return len(self.masks)
-
-    def select(self, idx) -> Proposals:
-        idx = np.asarray(idx, dtype=int)
-        lv = self.levels[idx] if len(self.levels) == len(self.masks) else self.levels
-        return Proposals(self.masks[idx], self.boxes[idx], self.scores[idx], self.areas[idx], self.source, lv)
-
-
-def masks_to_boxes(masks: np.ndarray) -> np.ndarray:
-    """N×H×W bool → N×4 XYXY (x1, y1 exclusive); empty masks give zeros."""
-    out = np.zeros((len(masks), 4), np.float32)
-    for i, m in enumerate(masks):
-        ys = np.flatnonzero(m.any(1))
-        xs = np.flatnonzero(m.any(0))
-        if len(xs):
-            out[i] = (xs[0], ys[0], xs[-1] + 1, ys[-1] + 1)
-    return out
-
-
-def mask_nms(masks: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
-    """Indices kept by greedy mask-IoU NMS (highest score first); boxes prefilter candidate pairs."""
-    import torch
-    from torchvision.ops import box_iou
-
-    n = len(masks)
-    if n == 0:
-        return np.zeros(0, int)
-    order = np.argsort(-scores, kind="stable")
-    boxes = torch.from_numpy(masks_to_boxes(masks)[order]).float()
-    overlap = (box_iou(boxes, boxes) > 0).numpy()
-    flat = masks[order].reshape(n, -1)
-    areas = flat.sum(1)
-    keep: list[int] = []
-    for i in range(n):
-        dup = False
-        for j in keep:
-            if overlap[i, j]:
-                inter = np.count_nonzero(flat[i] & flat[j])
-                if inter / max(areas[i] + areas[j] - inter, 1) > iou:
-                    dup = True
-                    break
-        if not dup:
-            keep.append(i)
-    return order[np.array(keep, int)]
-
-
 def pixel_coverage(props: Proposals) -> np.ndarray:
     """H×W bool: pixels covered by at least one proposal."""
-    return props.masks.any(0) if len(props) else np.zeros(props.masks.shape[1:], bool)
+    return props.coverage()
 
 
 def _superpixels(image: np.ndarray, cfg: ProposalConfig) -> np.ndarray:
@@ -118,12 +65,6 @@ def _superpixels(image: np.ndarray, cfg: ProposalConfig) -> np.ndarray:
             image, n_segments=n, compactness=cfg.slic_compactness, start_label=0, enforce_connectivity=True
         )
     return felzenszwalb(image, scale=cfg.fz_scale, sigma=cfg.fz_sigma, min_size=cfg.fz_min_size)
-
-
-def _label_masks(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Masks N×H×W of every label in a label map, and each region's colour std (for the score)."""
-    ids = np.unique(labels)
-    return np.stack([labels == i for i in ids]), ids
 
 
 def region_adjacency(labels: np.ndarray, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
@@ -171,12 +112,11 @@ def superpixel_hierarchy(image: np.ndarray, cfg: ProposalConfig) -> tuple[list[n
     return maps, levels
 
 
-def _homogeneity(image: np.ndarray, masks: np.ndarray) -> np.ndarray:
+def _homogeneity(image: np.ndarray, props: Proposals) -> np.ndarray:
     """Score in (0, 1]: 1 / (1 + mean per-channel colour std / 32) of each mask."""
-    out = np.zeros(len(masks), np.float32)
-    flat = image.reshape(-1, 3).astype(np.float32)
-    for i, m in enumerate(masks):
-        px = flat[m.ravel()]
+    out = np.zeros(len(props), np.float32)
+    for i in range(len(props)):
+        px = props.values_in(i, image).astype(np.float32)
         out[i] = 1.0 / (1.0 + float(px.std(0).mean()) / 32.0) if len(px) else 0.0
     return out
 
@@ -185,27 +125,40 @@ def _min_area_px(cfg: ProposalConfig, h: int, w: int) -> int:
     return int(cfg.min_area * h * w) if cfg.min_area < 1 else int(cfg.min_area)
 
 
-def _add_filled(masks: np.ndarray, levels: np.ndarray, min_px: int) -> tuple[np.ndarray, np.ndarray]:
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """``scipy.ndimage.binary_fill_holes`` (4-connected background) of a 2-D bool mask, computed by one
+    connected-component labelling of the background instead of iterated dilations (≈ 20× faster)."""
+    from scipy.ndimage import label
+
+    bg = ~mask
+    if not bg.any():
+        return mask.copy()
+    comp, _ = label(bg)
+    edge = np.unique(np.concatenate([comp[0], comp[-1], comp[:, 0], comp[:, -1]]))
+    return mask | (bg & ~np.isin(comp, edge))
+
+
+def _add_filled(props: Proposals, min_px: int) -> Proposals:
     """Add each region with its holes filled when that adds ≥ 10 % area: ring-shaped objects (track
     fields, roundabouts, stadiums, tanks with a rim) then appear whole, not only as their outer ring."""
-    from scipy.ndimage import binary_fill_holes
-
-    extra = []
-    for m in masks:
-        area = int(m.sum())
+    boxes, crops = [], []
+    for box, crop, area in zip(props.boxes, props.crops, props.areas, strict=True):
         if area < min_px:
             continue
-        ys, xs = np.nonzero(m.any(1))[0], np.nonzero(m.any(0))[0]
-        y0, y1, x0, x1 = ys[0], ys[-1] + 1, xs[0], xs[-1] + 1
-        filled = binary_fill_holes(m[y0:y1, x0:x1])
+        filled = fill_holes(crop)
         if filled.sum() >= 1.1 * area:
-            full = np.zeros_like(m)
-            full[y0:y1, x0:x1] = filled
-            extra.append(full)
-    if not extra:
-        return masks, levels
-    return np.concatenate([masks, np.stack(extra)]), np.concatenate(
-        [levels, np.full(len(extra), levels.max() + 1)]
+            boxes.append(box)
+            crops.append(filled)
+    if not crops:
+        return props
+    levels = np.concatenate([props.levels, np.full(len(crops), props.levels.max() + 1)])
+    return Proposals(
+        np.concatenate([props.boxes, np.array(boxes)]),
+        props.crops + crops,
+        np.zeros(len(props) + len(crops)),
+        props.shape,
+        props.source,
+        levels,
     )
 
 
@@ -215,35 +168,37 @@ def _superpixel_proposals(image: np.ndarray, cfg: ProposalConfig) -> Proposals:
     if len(maps) > 1:  # raw superpixels are fragments; the merged levels are the proposals
         maps, levels = maps[1:], levels[1:]
     min_px = _min_area_px(cfg, h, w)
-    parts, lv = [], []
-    for i, (lab, lvl) in enumerate(zip(maps, levels, strict=False)):
-        masks, _ = _label_masks(lab)
+    boxes, crops, lv = [], [], []
+    for i, (lab, lvl) in enumerate(zip(maps, levels, strict=True)):
+        b, c, _ = label_regions(lab)
         if i > 0:  # the finest level is kept whole: it partitions the image, so every pixel is covered
-            masks = masks[masks.reshape(len(masks), -1).sum(1) >= min_px]
-        parts.append(masks)
-        lv += [lvl] * len(masks)
-    masks, levels = np.concatenate(parts), np.array(lv)
+            keep = [k for k, m in enumerate(c) if np.count_nonzero(m) >= min_px]
+            b, c = b[keep], [c[k] for k in keep]
+        boxes.append(b)
+        crops += c
+        lv += [lvl] * len(c)
+    props = Proposals(np.concatenate(boxes), crops, np.zeros(len(crops)), (h, w), cfg.method, np.array(lv))
     if cfg.fill_holes:
-        masks, levels = _add_filled(masks, levels, min_px)
-    scores = _homogeneity(image, masks)
+        props = _add_filled(props, min_px)
+    props.scores = scores = _homogeneity(image, props)
+    levels = props.levels
     base = levels == levels.min()
     coarse = np.flatnonzero(~base)
     keep = np.flatnonzero(base)
     if len(coarse):  # a merged region identical to a finer one is a duplicate
         both = np.concatenate([keep, coarse])
         prio = np.concatenate([np.full(len(keep), 2.0), scores[coarse]])
-        kept = both[mask_nms(masks[both], prio, cfg.nms_iou)]
+        kept = both[mask_nms(props.select(both), prio, cfg.nms_iou)]
         keep = np.sort(kept)
-    masks, scores, levels = masks[keep], scores[keep], levels[keep]
-    areas = masks.reshape(len(masks), -1).sum(1)
-    return Proposals(masks, masks_to_boxes(masks), scores, areas, cfg.method, levels)
+    return props.select(keep)
 
 
 @functools.cache
 def _mask_generator():
-    """segment-anything's automatic mask generator, keeping the boolean masks it thresholds (bit-packed)
-    instead of encoding every candidate to RLE and decoding the survivors again. Same masks, same order,
-    same filters (predicted IoU, stability, crop edge, box NMS); only ``min_mask_region_area=0``."""
+    """segment-anything's automatic mask generator, keeping each boolean mask it thresholds cropped to its
+    box instead of encoding every candidate to RLE and decoding the survivors into full-image masks. Same
+    masks, same order, same filters (predicted IoU, stability, crop edge, box NMS); only
+    ``min_mask_region_area=0``."""
     import torch
     from segment_anything import SamAutomaticMaskGenerator
     from segment_anything.utils.amg import (
@@ -251,25 +206,23 @@ def _mask_generator():
         batched_mask_to_box,
         calculate_stability_score,
         is_box_near_crop_edge,
-        uncrop_masks,
     )
 
-    class BoolMaskGenerator(SamAutomaticMaskGenerator):
+    class CroppedMaskGenerator(SamAutomaticMaskGenerator):
         """Only ``_process_batch`` differs from the library's: the records' ``"rles"`` slot holds each
-        mask bit-packed (a ``N×⌈HW/8⌉`` uint8 tensor) instead of its RLE, so the library's crop loop, box
-        NMS and filtering run unchanged on it."""
+        mask as ``(box XYXY in image pixels, bool crop)`` instead of its RLE, so the library's crop loop,
+        box NMS and filtering run unchanged on it."""
 
         @torch.no_grad()
-        def generate_masks(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            """image H×W×3 uint8 → (masks N×H×W bool, predicted IoU N float32), in SAM's record order."""
-            h, w = image.shape[:2]
+        def generate_masks(self, image: np.ndarray) -> tuple[np.ndarray, list, np.ndarray]:
+            """image H×W×3 uint8 → (boxes N×4, crops, predicted IoU N float32), in SAM's record order."""
             data = dict(self._generate_masks(image).items())
-            packed = data.get("rles", np.zeros((0, (h * w + 7) // 8), np.uint8))
-            masks = np.unpackbits(packed, axis=1, count=h * w).reshape(-1, h, w).view(bool)
-            return masks, np.asarray(data.get("iou_preds", []), np.float32)
+            recs = data.get("rles", [])
+            boxes = np.array([b for b, _ in recs], np.int64).reshape(-1, 4)
+            return boxes, [c for _, c in recs], np.asarray(data.get("iou_preds", []), np.float32)
 
         def _process_batch(self, points, im_size, crop_box, orig_size) -> MaskData:
-            # as the parent's, but the thresholded masks are stored bit-packed on the CPU in place of RLEs
+            # as the parent's, but the thresholded masks are stored cropped to their boxes in place of RLEs
             orig_h, orig_w = orig_size
             pts = torch.as_tensor(
                 self.predictor.transform.apply_coords(points, im_size), device=self.predictor.device
@@ -297,12 +250,12 @@ def _mask_generator():
             keep = ~is_box_near_crop_edge(data["boxes"], crop_box, [0, 0, orig_w, orig_h])
             if not torch.all(keep):
                 data.filter(keep)
-            full = uncrop_masks(data["masks"], crop_box, orig_h, orig_w).cpu().numpy()  # N×H×W bool
-            data["rles"] = torch.from_numpy(np.packbits(full.reshape(len(full), orig_h * orig_w), axis=1))
+            x0, y0 = int(crop_box[0]), int(crop_box[1])
+            data["rles"] = [crop_to_box(m, x0, y0) for m in data["masks"].cpu().numpy()]
             del data["masks"]
             return data
 
-    return BoolMaskGenerator
+    return CroppedMaskGenerator
 
 
 def _sam_proposals(image: np.ndarray, cfg: ProposalConfig, sam) -> Proposals:
@@ -318,20 +271,10 @@ def _sam_proposals(image: np.ndarray, cfg: ProposalConfig, sam) -> Proposals:
         crop_n_layers=cfg.crop_n_layers,
         min_mask_region_area=0,
     )
-    masks, scores = gen.generate_masks(image)
-    if not len(masks):
-        empty = np.zeros((0, h, w), bool)
-        return Proposals(
-            empty, np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, int), "sam"
-        )
-    min_px = _min_area_px(cfg, h, w)
-    areas = masks.reshape(len(masks), -1).sum(1)
-    ok = areas >= max(min_px, 1)
-    masks, scores = masks[ok], scores[ok]
-    keep = mask_nms(masks, scores, cfg.nms_iou)
-    masks, scores = masks[keep], scores[keep]
-    areas = masks.reshape(len(masks), -1).sum(1)
-    return Proposals(masks, masks_to_boxes(masks), scores, areas, "sam", np.zeros(len(masks), int))
+    boxes, crops, scores = gen.generate_masks(image)
+    props = Proposals(boxes, crops, scores, (h, w), "sam", np.zeros(len(crops), int))
+    props = props.select(np.flatnonzero(props.areas >= max(_min_area_px(cfg, h, w), 1)))
+    return props.select(mask_nms(props, props.scores, cfg.nms_iou))  # best first, as SAM ranks them
 
 
 def generate_proposals(image: np.ndarray, cfg: ProposalConfig | None = None, sam=None) -> Proposals:

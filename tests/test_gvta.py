@@ -7,6 +7,7 @@ import torch
 from dglrsis.eval.world import expressions_for, iter_scenes
 from dglrsis.gvta import GVTAConfig, cam_agreement
 from dglrsis.lvta import LVTAConfig, classify_proposals, context_crops, encode_crops
+from dglrsis.masks import Proposals
 from dglrsis.predictor import Predictor, PredictorConfig
 
 
@@ -18,8 +19,9 @@ def test_cam_agreement_hand_computed():
     masks[0, :2, :2] = True  # the hot region exactly → 1
     masks[1, :2, :] = True  # 8 px covering it → 4 / 8
     masks[2, 2:, 2:] = True  # disjoint (holds the 0.49 pixel) → 0
-    assert cam_agreement(masks, cam, 0.5) == pytest.approx([1.0, 0.5, 0.0])
-    assert cam_agreement(masks, cam, 0.4)[2] == pytest.approx(1 / 8)  # 0.49 now hot: 1 / (4 + 5 − 1)
+    props = Proposals.from_masks(masks)
+    assert cam_agreement(props, cam, 0.5) == pytest.approx([1.0, 0.5, 0.0])
+    assert cam_agreement(props, cam, 0.4)[2] == pytest.approx(1 / 8)  # 0.49 now hot: 1 / (4 + 5 − 1)
 
 
 @pytest.fixture(scope="module")
@@ -38,13 +40,7 @@ def test_masked_crops_encoded_once_and_blank_outside_the_mask(scene):
     assert p.state.masked_emb is first  # cached with the image
     clip, props = p.models.clip, p.state.proposals
     crops = context_crops(
-        p.state.image,
-        props.masks,
-        props.boxes,
-        clip.image_size,
-        clip.mean,
-        clip.std,
-        LVTAConfig(background="mask"),
+        p.state.image, props, clip.image_size, clip.mean, clip.std, LVTAConfig(background="mask")
     )
     assert torch.allclose(first, encode_crops(clip, crops, 64), atol=1e-5)
     assert not torch.allclose(first, p.state.crop_emb, atol=1e-3)  # the blurred-context crops differ

@@ -6,6 +6,7 @@ import torch
 
 from dglrsis.errors import DglrsisError
 from dglrsis.lvta import LVTAConfig, assign_pixels, classify, context_crops, crop_box
+from dglrsis.masks import Proposals
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 
@@ -33,9 +34,8 @@ def _denorm(t):
 def test_context_crop_background_treatments(background):
     img, mask, boxes = _scene()
     before = img.copy()
-    crops = context_crops(
-        img, mask[None], boxes, 32, MEAN, STD, LVTAConfig(context_ratio=2.0, background=background)
-    )
+    cfg = LVTAConfig(context_ratio=2.0, background=background)
+    crops = context_crops(img, Proposals.from_masks(mask[None]), 32, MEAN, STD, cfg, boxes=boxes)
     assert crops.shape == (1, 3, 32, 32)
     assert np.array_equal(img, before)  # input untouched
     c = _denorm(crops[0])
@@ -56,22 +56,15 @@ def test_crop_outside_image_is_mean_colour():
     img, mask, _ = _scene()
     m = np.zeros_like(mask)
     m[0:4, 0:4] = True
-    crops = context_crops(
-        img,
-        m[None],
-        np.array([[0, 0, 4, 4]], float),
-        16,
-        MEAN,
-        STD,
-        LVTAConfig(context_ratio=3.0, background="keep"),
-    )
+    cfg = LVTAConfig(context_ratio=3.0, background="keep")
+    crops = context_crops(img, Proposals.from_masks(m[None]), 16, MEAN, STD, cfg)
     assert torch.allclose(crops[0, :, 0, 0], torch.zeros(3), atol=1e-6)  # padded corner = mean
 
 
 def test_unknown_background_treatment():
     img, mask, boxes = _scene()
     with pytest.raises(DglrsisError):
-        context_crops(img, mask[None], boxes, 16, MEAN, STD, LVTAConfig(background="sepia"))
+        context_crops(img, Proposals.from_masks(mask[None]), 16, MEAN, STD, LVTAConfig(background="sepia"))
 
 
 def test_classify_is_calibrated_softmax():
@@ -88,7 +81,9 @@ def test_assign_pixels_most_confident_wins_and_ties_go_to_smaller():
     masks[0] = True  # whole image, class 0, conf 0.6
     masks[1, :2, :2] = True  # corner, class 1, conf 0.9 → wins its pixels
     masks[2, 2:, 2:] = True  # corner, class 2, conf 0.6 → tie with mask 0: smaller wins
-    out = assign_pixels(masks, np.array([0, 1, 2]), np.array([0.6, 0.9, 0.6]), fill_uncovered=False)
+    out = assign_pixels(
+        Proposals.from_masks(masks), np.array([0, 1, 2]), np.array([0.6, 0.9, 0.6]), fill_uncovered=False
+    )
     expected = np.zeros((4, 4), int)
     expected[:2, :2] = 1
     expected[2:, 2:] = 2
@@ -98,11 +93,11 @@ def test_assign_pixels_most_confident_wins_and_ties_go_to_smaller():
 def test_assign_pixels_uncovered():
     masks = np.zeros((1, 3, 5), bool)
     masks[0, :, :2] = True
-    out = assign_pixels(masks, np.array([4]), np.array([0.9]), fill_uncovered=False)
+    out = assign_pixels(Proposals.from_masks(masks), np.array([4]), np.array([0.9]), fill_uncovered=False)
     assert (out[:, 2:] == -1).all() and (out[:, :2] == 4).all()
-    filled = assign_pixels(masks, np.array([4]), np.array([0.9]), fill_uncovered=True)
+    filled = assign_pixels(Proposals.from_masks(masks), np.array([4]), np.array([0.9]), fill_uncovered=True)
     assert (filled == 4).all()
-    assert (assign_pixels(np.zeros((0, 3, 5), bool), np.zeros(0, int), np.zeros(0), True) == -1).all()
+    assert (assign_pixels(Proposals.empty(3, 5), np.zeros(0, int), np.zeros(0), True) == -1).all()
 
 
 def test_classify_takes_the_max_over_synonyms():

@@ -10,8 +10,8 @@ import pytest
 import dglrsis.state as state_mod
 from dglrsis.errors import DglrsisError
 from dglrsis.eval.world import iter_scenes
+from dglrsis.masks import Proposals
 from dglrsis.predictor import Predictor, PredictorConfig
-from dglrsis.proposals import Proposals
 
 CLASSES = ["ship", "storage tank", "harbor", "plane", "small vehicle"]
 
@@ -103,7 +103,7 @@ def test_bad_images():
 def test_image_without_proposals_is_all_background(monkeypatch):
     def none(image, cfg, sam=None):
         h, w = image.shape[:2]
-        return Proposals(np.zeros((0, h, w), bool), np.zeros((0, 4)), np.zeros(0), np.zeros(0, int), "sam")
+        return Proposals.empty(h, w, "sam")
 
     monkeypatch.setattr(state_mod, "generate_proposals", none)
     p = Predictor(PredictorConfig(clip="world-clip:random"))

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from dglrsis.proposals import ProposalConfig, Proposals, generate_proposals, mask_nms, pixel_coverage
+from dglrsis.masks import Proposals, mask_nms
+from dglrsis.proposals import ProposalConfig, fill_holes, generate_proposals, pixel_coverage
 
 
 def scene(seed=0, size=128):
@@ -44,7 +45,7 @@ def result():
 def test_shapes_recovered(result):
     _, _, truth, _, props = result
     for t in truth:
-        assert max(iou(m, t) for m in props.masks) >= 0.8
+        assert max(iou(props.mask(i), t) for i in range(len(props))) >= 0.8
 
 
 def test_every_pixel_covered_and_input_untouched(result):
@@ -55,20 +56,28 @@ def test_every_pixel_covered_and_input_untouched(result):
 
 def test_no_duplicates_and_consistency(result):
     _, _, _, cfg, props = result
-    n, h, w = props.masks.shape
-    assert props.masks.dtype == bool and (h, w) == (128, 128) and 0 < n <= cfg.max_masks
+    n = len(props)
+    masks = np.stack([props.mask(i) for i in range(n)])
+    assert props.shape == (128, 128) and 0 < n <= cfg.max_masks
+    assert all(c.dtype == bool for c in props.crops)
     assert props.boxes.shape == (n, 4) and props.scores.shape == (n,) and props.areas.shape == (n,)
-    assert np.array_equal(props.areas, props.masks.reshape(n, -1).sum(1))
-    for m, b in zip(props.masks, props.boxes, strict=False):
+    assert np.array_equal(props.areas, masks.reshape(n, -1).sum(1))
+    for m, b, c in zip(masks, props.boxes, props.crops, strict=True):
         ys, xs = np.nonzero(m)
-        assert np.allclose(b, [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
-    flat = props.masks.reshape(n, -1).astype(np.float32)
+        assert b.tolist() == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]  # tight box
+        assert c.shape == (b[3] - b[1], b[2] - b[0])
+    flat = masks.reshape(n, -1).astype(np.float32)
     inter = flat @ flat.T
     union = props.areas[:, None] + props.areas[None] - inter
     off = ~np.eye(n, dtype=bool)
     assert (inter / union)[off].max() <= cfg.nms_iou + 1e-6
     sub = props.select([0, n - 1])
-    assert isinstance(sub, Proposals) and len(sub) == 2 and np.array_equal(sub.masks[1], props.masks[-1])
+    assert isinstance(sub, Proposals) and len(sub) == 2 and np.array_equal(sub.mask(1), masks[-1])
+    assert np.array_equal(props.union([0, n - 1]), masks[0] | masks[-1])
+    i, j = 0, n - 1
+    assert props.intersection(i, j) == (masks[i] & masks[j]).sum()
+    assert props.count_in(i, masks[j]) == (masks[i] & masks[j]).sum()
+    assert np.array_equal(props.window(i, 10, 5, 60, 90), masks[i][5:90, 10:60])
 
 
 def test_felzenszwalb_covers():
@@ -82,7 +91,7 @@ def test_degenerate_images_one_full_mask(img):
     """A 1-pixel or constant image yields proposals covering it, one of them the whole image."""
     props = generate_proposals(img, ProposalConfig(method="slic"))
     assert len(props) >= 1 and pixel_coverage(props).all()
-    assert props.masks.reshape(len(props), -1).all(1).any()
+    assert props.areas.max() == img.shape[0] * img.shape[1]
 
 
 def test_mask_nms_hand_case():
@@ -92,9 +101,41 @@ def test_mask_nms_hand_case():
     b[2, 0] = True  # 9 px, IoU(a, b) = 8/9
     c = np.zeros((4, 4), bool)
     c[3] = True  # disjoint
-    masks, scores = np.stack([a, b, c]), np.array([0.5, 0.9, 0.1])
-    assert sorted(mask_nms(masks, scores, 0.85).tolist()) == [1, 2]
-    assert sorted(mask_nms(masks, scores, 0.95).tolist()) == [0, 1, 2]
+    props, scores = Proposals.from_masks(np.stack([a, b, c])), np.array([0.5, 0.9, 0.1])
+    assert mask_nms(props, scores, 0.85).tolist() == [1, 2]  # best first
+    assert mask_nms(props, scores, 0.95).tolist() == [1, 0, 2]
+    assert mask_nms(props, scores, 0.85, cell=1).tolist() == [1, 2]  # any bucket size: same answer
+
+
+def test_fill_holes_equals_scipy():
+    from scipy.ndimage import binary_fill_holes
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        m = rng.random(tuple(rng.integers(1, 25, 2))) < rng.uniform(0.2, 0.9)
+        assert np.array_equal(fill_holes(m), binary_fill_holes(m))
+
+
+def test_proposals_memory_is_linear_in_pixels_not_regions():
+    """600 proposals on a 768² scene of random colour blocks: a full-image boolean stack alone would
+    take 354 MB; the compact proposals, and the whole generation's peak, stay far below it."""
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    side = 768
+    img = np.repeat(
+        np.repeat(rng.integers(0, 256, (side // 16, side // 16, 3)).astype(np.uint8), 16, 0), 16, 1
+    )
+    tracemalloc.start()
+    try:
+        props = generate_proposals(img, ProposalConfig(method="slic"))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    stack = len(props) * side * side
+    assert len(props) == 600  # capped at max_masks
+    assert props.nbytes < 0.02 * stack
+    assert peak < 0.4 * stack and peak < 250 * side * side  # bytes: O(pixels)
 
 
 @pytest.mark.slow
@@ -111,13 +152,13 @@ def test_sam_random_weights():
     )
     props = generate_proposals(img, cfg, sam=sam)
     n = len(props)
-    assert props.source == "sam" and props.masks.shape == (n, 64, 64) and props.boxes.shape == (n, 4)
-    assert props.masks.dtype == bool and props.scores.shape == (n,)
+    assert props.source == "sam" and props.shape == (64, 64) and props.boxes.shape == (n, 4)
+    assert all(c.dtype == bool for c in props.crops) and props.scores.shape == (n,)
 
 
 @pytest.mark.slow
 def test_sam_bool_masks_match_library():
-    """The bit-packed generator returns exactly segment-anything's binary masks and scores, in order."""
+    """The cropped-mask generator returns exactly segment-anything's binary masks and scores, in order."""
     sam_mod = pytest.importorskip("segment_anything")
     import torch
 
@@ -135,8 +176,10 @@ def test_sam_bool_masks_match_library():
         min_mask_region_area=0,
     )  # no NMS: every candidate mask is compared
     recs = sam_mod.SamAutomaticMaskGenerator(sam, **kw).generate(img)
-    masks, scores = _mask_generator()(sam, **kw).generate_masks(img)
-    assert len(recs) > 1 and masks.shape == (len(recs), 40, 40) and masks.dtype == bool
+    boxes, crops, scores = _mask_generator()(sam, **kw).generate_masks(img)
+    props = Proposals(boxes, crops, scores, (40, 40))
+    assert len(recs) > 1 and len(props) == len(recs)
+    masks = np.stack([props.mask(i) for i in range(len(props))])
     assert np.array_equal(masks, np.stack([r["segmentation"] for r in recs]))
     assert np.array_equal(scores, np.array([r["predicted_iou"] for r in recs], np.float32))
 
@@ -158,11 +201,12 @@ def test_sam_conversion(monkeypatch):
             seen.update(kw)
 
         def generate_masks(self, image):
-            return np.stack([a, b, tiny]), np.array([0.9, 0.8, 0.99], np.float32)
+            p = Proposals.from_masks(np.stack([a, b, tiny]))
+            return p.boxes, p.crops, np.array([0.9, 0.8, 0.99], np.float32)
 
     monkeypatch.setattr(proposals, "_mask_generator", lambda: FakeGen)
     cfg = ProposalConfig(method="sam", points_per_side=5, points_per_batch=7, min_area=4)
     props = generate_proposals(np.zeros((32, 32, 3), np.uint8), cfg, sam=object())
     assert seen["points_per_side"] == 5 and seen["points_per_batch"] == 7
-    assert len(props) == 1 and np.array_equal(props.masks[0], a) and props.scores[0] == pytest.approx(0.9)
+    assert len(props) == 1 and np.array_equal(props.mask(0), a) and props.scores[0] == pytest.approx(0.9)
     assert props.boxes[0].tolist() == [2, 2, 20, 20] and props.areas[0] == 324

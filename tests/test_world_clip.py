@@ -26,6 +26,7 @@ def _class_embeddings(clip, kind):
 def test_committed_world_clip_classifies_unseen_crops():
     from dglrsis.eval.world import SCENE_CLASSES, iter_scenes
     from dglrsis.lvta import LVTAConfig, context_crops
+    from dglrsis.masks import Proposals
 
     assert (BUNDLED_DIR / "world-clip.safetensors").stat().st_size <= 20 * 2**20
     clip = load_clip("world-clip")
@@ -38,9 +39,8 @@ def test_committed_world_clip_classifies_unseen_crops():
                 continue
             masks = np.stack([i.mask for i in scene.instances])
             boxes = np.array([i.bbox for i in scene.instances], dtype=float)
-            crops = context_crops(
-                scene.image, masks, boxes, clip.image_size, clip.mean, clip.std, LVTAConfig()
-            )
+            props, cfg = Proposals.from_masks(masks), LVTAConfig()
+            crops = context_crops(scene.image, props, clip.image_size, clip.mean, clip.std, cfg, boxes=boxes)
             pred = (clip.encode_images(crops) @ text.T).argmax(1).tolist()
             hits += sum(classes[p] == i.category for p, i in zip(pred, scene.instances, strict=False))
             total += len(pred)

@@ -111,6 +111,13 @@ def _to_uint8(x: torch.Tensor, mean, std) -> torch.Tensor:
     return ((x * s + m) * 255).round().clamp(0, 255).to(torch.uint8)
 
 
+def _props(masks: list):
+    """Full-image instance masks as :class:`dglrsis.masks.Proposals` (what LVTA crops take)."""
+    from dglrsis.masks import Proposals
+
+    return Proposals.from_masks(np.stack(masks))
+
+
 def _object_crops(scene, rng, per_instance: int, mean, std):
     """Context crops of every instance with random context ratio, centre jitter and background."""
     from dglrsis.lvta import LVTAConfig, context_crops
@@ -134,7 +141,7 @@ def _object_crops(scene, rng, per_instance: int, mean, std):
             cfg = LVTAConfig(context=False, background=bg)
             out.append(
                 _to_uint8(
-                    context_crops(scene.image, np.stack(masks), np.array(boxes), CROP, mean, std, cfg),
+                    context_crops(scene.image, _props(masks), CROP, mean, std, cfg, boxes=np.array(boxes)),
                     mean,
                     std,
                 )
@@ -162,9 +169,8 @@ def _landcover_crops(scene, rng, want: int, mean, std):
             continue
         mask = (scene.landcover == c) & (scene.class_map == 0)
         cfg = LVTAConfig(context=False, background=BACKGROUNDS[int(rng.integers(4))])
-        crop = context_crops(
-            scene.image, mask[None], np.array([(x, y, x + side, y + side)]), CROP, mean, std, cfg
-        )
+        box = np.array([(x, y, x + side, y + side)])
+        crop = context_crops(scene.image, _props([mask]), CROP, mean, std, cfg, boxes=box)
         out.append(_to_uint8(crop, mean, std))
         meta.append(LANDCOVER[c])
     return out, meta
