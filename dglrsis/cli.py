@@ -52,6 +52,16 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"dglrsis {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except MemoryError:
+        if args.debug:
+            raise
+        hint = (
+            "process it in smaller tiles (--tile 1024, or --tile 512)"
+            if args.command == "segment"
+            else ("use a smaller image or a machine with more memory")
+        )
+        print(f"dglrsis {args.command}: error: out of memory; {hint}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"dglrsis {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -57,9 +57,12 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 
 # ============================================================================================ rasters
-# Reading is by content (magic bytes), never by extension. Models get H×W×3 uint8 RGB; data with more
-# than 8 bits is mapped to 8 bits with a per-band percentile stretch (default 2–98 %, nodata excluded):
-# values at or below the low percentile become 0, at or above the high one 255, linear in between.
+# Reading is by content (magic bytes), never by extension. Models get H×W×3 uint8 RGB in the order red,
+# green, blue: the bands are chosen from the file's colour interpretation or band descriptions
+# (:func:`select_bands`), and data with more than 8 bits is mapped to 8 bits by one stretch computed
+# once over the whole scene (:class:`Stretch`), so a tile and the whole image see the same colours.
+# Nodata (the file's value, ``nodata=``), internal masks and alpha mark pixels as invalid
+# (:meth:`RasterReader.read_valid`); they are never classified.
 
 
 MAX_PIXELS = 40_000 * 40_000  # larger rasters are refused as likely decompression bombs
@@ -74,6 +77,15 @@ _MAGIC = [
     (b"MM\x00+", "TIFF"),
     (b"GIF8", "GIF"),
 ]
+# Band names read as red / green / blue: colour interpretation, plain words, and the band numbers of
+# Sentinel-2 (B04/B03/B02) and Landsat 8–9 (B4/B3/B2). Landsat 4–7 number their bands differently
+# (red = B3): name those bands with --bands 3,2,1.
+BAND_ALIASES = {
+    "red": ("red", "r", "b04", "b4", "sr_b4"),
+    "green": ("green", "g", "b03", "b3", "sr_b3"),
+    "blue": ("blue", "b", "b02", "b2", "sr_b2"),
+}
+STRETCH_SAMPLE_SIDE = 2048  # the whole-scene stretch is computed on a decimated read of at most this side
 
 
 @dataclass
@@ -88,12 +100,16 @@ class RasterMeta:
     transform: tuple | None = None  # affine (a, b, c, d, e, f), TIFF only
     nodata: float | None = None
     profile: dict = field(default_factory=dict, repr=False)  # rasterio profile for writing
+    band_names: list = field(
+        default_factory=list
+    )  # per band: colour interpretation / description, lower case
 
 
 @dataclass
 class Raster:
     array: np.ndarray  # H×W×3 uint8 RGB for the models
     meta: RasterMeta
+    valid: np.ndarray | None = None  # H×W bool, False = nodata / masked / transparent (None: all valid)
 
 
 def sniff_format(path: str | os.PathLike) -> str:
@@ -135,6 +151,7 @@ def _read_pil(path, fmt: str) -> tuple[np.ndarray, RasterMeta]:
             if im.mode == "P":
                 im = im.convert("RGBA" if "transparency" in im.info else "RGB")
             im.load()
+            mode = im.mode
             arr = np.asarray(im)
     except DglrsisError:
         raise
@@ -147,14 +164,109 @@ def _read_pil(path, fmt: str) -> tuple[np.ndarray, RasterMeta]:
     if arr.dtype == np.int32:  # PIL 'I' mode for 16-bit PNGs
         arr = arr.astype(np.uint16) if arr.min() >= 0 and arr.max() < 65536 else arr
     h, w, c = arr.shape
-    return arr, RasterMeta(str(path), fmt, w, h, c, arr.dtype.name)
+    names = {
+        "RGB": ["red", "green", "blue"],
+        "RGBA": ["red", "green", "blue", "alpha"],
+        "LA": ["gray", "alpha"],
+    }
+    band_names = names.get(mode, ["gray"] if c == 1 else [""] * c)
+    return arr, RasterMeta(str(path), fmt, w, h, c, arr.dtype.name, band_names=band_names)
+
+
+def _tiff_band_names(ds) -> list[str]:
+    """Per band: its colour interpretation when it says red/green/blue/alpha, else its description."""
+    out = []
+    for ci, desc in zip(ds.colorinterp, ds.descriptions, strict=True):
+        name = ci.name.lower()
+        out.append(name if name in ("red", "green", "blue", "alpha") else (desc or "").strip().lower())
+    return out
+
+
+@dataclass(frozen=True)
+class Stretch:
+    """How stored values become 0–255 (the same for every band, so a grey surface stays grey).
+
+    ``percent`` (LO, HI): the LO-th and HI-th percentiles of the valid pixels of the three bands, computed
+    once over the whole scene from a decimated read; ``minmax``: their minimum and maximum; ``scale`` (S):
+    value ÷ S × 255 (e.g. S = 10000 for reflectance × 10⁴, 1 for reflectance in [0, 1]); ``none``: values
+    taken as they are (8-bit data). ``auto`` (the default): none for uint8 data, percent 2–98 otherwise.
+    """
+
+    kind: str = "auto"  # auto | percent | minmax | scale | none
+    low: float = 2.0  # percent: lower percentile
+    high: float = 98.0  # percent: upper percentile; scale: the divisor S
+
+    @classmethod
+    def parse(cls, spec) -> Stretch:
+        """``auto`` | ``none`` | ``minmax`` | ``percent[:LO,HI]`` | ``scale:S``; (LO, HI) = percent."""
+        if isinstance(spec, Stretch):
+            return spec
+        if isinstance(spec, (tuple, list)) and len(spec) == 2:
+            return cls._percent(float(spec[0]), float(spec[1]), spec)
+        text = str(spec).strip().lower()
+        kind, _, value = text.partition(":")
+        if kind in ("auto", "none", "minmax") and not value:
+            return cls(kind)
+        try:
+            if kind == "percent":
+                lo, hi = (float(v) for v in value.split(",")) if value else (2.0, 98.0)
+                return cls._percent(lo, hi, spec)
+            if kind == "scale" and float(value) > 0:
+                return cls("scale", 0.0, float(value))
+        except ValueError:
+            pass
+        raise DglrsisError(
+            f"bad stretch {spec!r}: use auto, none, minmax, percent[:LO,HI] (e.g. percent:2,98) or scale:S"
+        )
+
+    @classmethod
+    def _percent(cls, lo: float, hi: float, spec) -> Stretch:
+        if not 0 <= lo < hi <= 100:
+            raise DglrsisError(f"bad stretch {spec!r}: percentiles need 0 ≤ LO < HI ≤ 100")
+        return cls("percent", lo, hi)
+
+    def limits(self, sample: np.ndarray, dtype: str) -> tuple[float, float] | None:
+        """(low, high) stored values mapped to 0 and 255 from ``sample`` (valid pixels × bands), or None
+        when values are used as they are."""
+        kind = self.kind
+        if kind == "auto":
+            kind = "none" if dtype == "uint8" else "percent"
+        if kind == "none":
+            return None
+        if kind == "scale":
+            return 0.0, float(self.high)
+        v = sample.ravel()
+        v = v[np.isfinite(v)] if v.dtype.kind == "f" else v
+        if not v.size:
+            return 0.0, 1.0
+        if kind == "minmax":
+            lo, hi = float(v.min()), float(v.max())
+        else:
+            lo, hi = (float(x) for x in np.percentile(v, (self.low, self.high)))
+        return lo, (hi if hi > lo else lo + 1.0)
+
+
+def apply_stretch(data: np.ndarray, limits: tuple[float, float] | None) -> np.ndarray:
+    """Linear map of every band from [low, high] to [0, 255], clipped → uint8 (None: clip only)."""
+    if limits is None:
+        return np.ascontiguousarray(
+            np.clip(data, 0, 255).astype(np.uint8) if data.dtype != np.uint8 else data
+        )
+    lo, hi = limits
+    out = (data.astype(np.float32) - lo) * np.float32(255.0 / (hi - lo))
+    return np.clip(np.nan_to_num(out), 0, 255).round().astype(np.uint8)
 
 
 class RasterReader:
-    """Windowed access to a raster (rasterio for TIFF, PIL for the rest). Use as a context manager."""
+    """Windowed access to a raster (rasterio for TIFF, PIL for the rest). Use as a context manager.
 
-    def __init__(self, path, bands: list[int] | str | None = None, stretch: tuple = (2, 98)):
-        """``bands``: 1-based selection, None (automatic, see :func:`select_bands`) or "all" (raw)."""
+    ``bands``: None (automatic, see :func:`select_bands`), 1-based numbers, band names (``red,green,blue``,
+    ``B04,B03,B02``) or "all" (raw values of every band). ``stretch``: see :class:`Stretch`. ``nodata``:
+    a stored value marking invalid pixels (overrides the file's). ``notice``: a line describing a guessed
+    band choice (None when the file said which bands are red, green and blue).
+    """
+
+    def __init__(self, path, bands=None, stretch="auto", nodata: float | None = None):
         self.path, self.fmt = str(path), sniff_format(path)
         self._ds, self._arr = None, None
         if self.fmt == "TIFF":
@@ -179,41 +291,75 @@ class RasterReader:
                 tr,
                 ds.nodata,
                 dict(ds.profile),
+                _tiff_band_names(ds),
             )
         else:
             self._arr, self.meta = _read_pil(path, self.fmt)
-        all_bands = isinstance(bands, str) and bands == "all"
-        self.bands = (
-            list(range(self.meta.count)) if all_bands else select_bands(self.meta.count, bands, self.path)
-        )
-        self.stretch = None
-        if self.meta.dtype != "uint8" and not all_bands:
-            self.stretch = stretch_params(self.overview(), stretch, self.meta.nodata)
+        if nodata is not None:
+            self.meta.nodata = float(nodata)
+        self._nodata_override = nodata is not None
+        self.raw = isinstance(bands, str) and bands == "all"
+        self.notice = None
+        if self.raw:
+            self.bands = list(range(self.meta.count))
+        else:
+            self.bands, self.notice = select_bands(self.meta.count, bands, self.path, self.meta.band_names)
+        self.stretch = Stretch.parse(stretch)
+        self.limits = None
+        if not self.raw:
+            sample, valid = self.overview()
+            self.limits = self.stretch.limits(sample[valid], self.meta.dtype)
 
-    def overview(self, max_side: int = 2048) -> np.ndarray:
-        """A decimated read of the selected bands (h×w×3, native dtype) for global statistics."""
+    # -- reading ---------------------------------------------------------------------------------------
+    def overview(self, max_side: int = STRETCH_SAMPLE_SIDE) -> tuple[np.ndarray, np.ndarray]:
+        """A decimated read of the selected bands over the whole scene: (h×w×3 native dtype, h×w valid)."""
         if self._ds is None:
-            return self._arr[:, :, self.bands]
+            step = max(1, int(np.ceil(max(self.meta.width, self.meta.height) / max_side)))
+            data = self._arr[::step, ::step][:, :, self.bands]
+            return data, self._valid_pil(data, self._arr[::step, ::step])
         scale = max(1, int(np.ceil(max(self.meta.width, self.meta.height) / max_side)))
-        shape = (len(self.bands), max(1, self.meta.height // scale), max(1, self.meta.width // scale))
-        data = self._ds.read([b + 1 for b in self.bands], out_shape=shape)
+        shape = (max(1, self.meta.height // scale), max(1, self.meta.width // scale))
+        data = np.moveaxis(
+            self._ds.read([b + 1 for b in self.bands], out_shape=(len(self.bands), *shape)), 0, -1
+        )
+        if self._nodata_override:
+            return data, ~np.all(data == self.meta.nodata, axis=-1)
+        return data, self._ds.dataset_mask(out_shape=shape) > 0
+
+    def _raw_window(self, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
+        if self._ds is None:
+            return self._arr[y0:y1, x0:x1][:, :, self.bands]
+        from rasterio.windows import Window
+
+        try:
+            data = self._ds.read([b + 1 for b in self.bands], window=Window(x0, y0, x1 - x0, y1 - y0))
+        except Exception as exc:  # noqa: BLE001
+            raise DglrsisError(f"{self.path} is truncated or corrupt (TIFF: {exc})") from None
         return np.moveaxis(data, 0, -1)
 
     def read_window(self, x0: int, y0: int, x1: int, y1: int, raw: bool = False) -> np.ndarray:
-        """Pixels [y0:y1, x0:x1] as h×w×3 uint8 (or the selected bands in the native dtype with raw)."""
-        if self._ds is not None:
-            from rasterio.windows import Window
+        """Pixels [y0:y1, x0:x1] as h×w×3 uint8 RGB (or the selected bands in the native dtype with raw)."""
+        data = self._raw_window(x0, y0, x1, y1)
+        return data if raw or self.raw else apply_stretch(data, self.limits)
 
-            try:
-                data = self._ds.read([b + 1 for b in self.bands], window=Window(x0, y0, x1 - x0, y1 - y0))
-            except Exception as exc:  # noqa: BLE001
-                raise DglrsisError(f"{self.path} is truncated or corrupt (TIFF: {exc})") from None
-            data = np.moveaxis(data, 0, -1)
-        else:
-            data = self._arr[y0:y1, x0:x1][:, :, self.bands]
-        if raw:
-            return data
-        return apply_stretch(data, self.stretch) if self.stretch is not None else np.ascontiguousarray(data)
+    def read_valid(self, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
+        """h×w bool of the window: False where the pixel is nodata, masked or transparent."""
+        if self._nodata_override:
+            return ~np.all(self._raw_window(x0, y0, x1, y1) == self.meta.nodata, axis=-1)
+        if self._ds is None:
+            return self._valid_pil(None, self._arr[y0:y1, x0:x1])
+        from rasterio.windows import Window
+
+        try:
+            return self._ds.dataset_mask(window=Window(x0, y0, x1 - x0, y1 - y0)) > 0
+        except Exception as exc:  # noqa: BLE001
+            raise DglrsisError(f"{self.path} is truncated or corrupt (TIFF: {exc})") from None
+
+    def _valid_pil(self, _data, full: np.ndarray) -> np.ndarray:
+        names = self.meta.band_names
+        if "alpha" in names:
+            return full[:, :, names.index("alpha")] > 0
+        return np.ones(full.shape[:2], bool)
 
     def read(self, raw: bool = False) -> np.ndarray:
         return self.read_window(0, 0, self.meta.width, self.meta.height, raw=raw)
@@ -229,47 +375,78 @@ class RasterReader:
         self.close()
 
 
-def select_bands(count: int, bands: list[int] | None, path: str = "") -> list[int]:
-    """0-based band indices to read. ``bands`` are 1-based (GDAL style). Without a selection: grayscale
-    is replicated to RGB, RGB(A) uses bands 1–3 (alpha dropped); 2 bands or more than 4 need a selection."""
+def _band_role(name: str) -> str | None:
+    """red / green / blue for a band name (colour interpretation or description), else None."""
+    import re
+
+    words = set(re.findall(r"[a-z0-9_]+", str(name).lower()))
+    for role, aliases in BAND_ALIASES.items():
+        if words & set(aliases):
+            return role
+    return None
+
+
+def parse_band_spec(text: str | None) -> list | None:
+    """``--bands`` text → 1-based numbers or band names (``3,2,1``, ``red,green,blue``, ``B04,B03,B02``)."""
+    if not text or not str(text).strip():
+        return None
+    parts = [p.strip() for p in str(text).split(",") if p.strip()]
+    out = [int(p) if p.isdigit() else p for p in parts]
+    if not out or any(isinstance(b, int) and b < 1 for b in out) or len(out) not in (1, 3):
+        raise DglrsisError(
+            f"bad --bands {text!r}: one or three 1-based band numbers or names, e.g. 3,2,1 or red,green,blue"
+        )
+    return out
+
+
+def select_bands(
+    count: int, bands=None, path: str = "", names: list | None = None
+) -> tuple[list[int], str | None]:
+    """0-based band indices read as R, G, B, and a notice when the choice is a guess.
+
+    ``bands``: None, or one/three 1-based numbers or band names (matched against ``names``, the file's
+    colour interpretation or descriptions, and the aliases in ``BAND_ALIASES``). Without a selection: the
+    bands the file names red, green and blue; else grayscale replicated, bands 1–3 for 3 or more bands
+    (alpha dropped; for 4+ bands with a notice), an error for 2 bands.
+    """
+    names = list(names or [""] * count)
+    roles = [_band_role(n) for n in names]
     if bands:
-        if len(bands) not in (1, 3):
-            raise DglrsisError(f"select one or three bands, got {len(bands)}: {bands}")
-        bad = [b for b in bands if not 1 <= b <= count]
-        if bad:
-            raise DglrsisError(f"{path} has {count} band(s); band {bad[0]} does not exist")
-        idx = [b - 1 for b in bands]
-        return idx * 3 if len(idx) == 1 else idx
-    if count == 1:
-        return [0, 0, 0]
-    if count in (3, 4):
-        return [0, 1, 2]
-    raise DglrsisError(f"{path} has {count} bands; choose three with --bands, e.g. --bands 3,2,1")
+        idx = []
+        for b in bands:
+            if isinstance(b, int):
+                if not 1 <= b <= count:
+                    raise DglrsisError(f"{path} has {count} band(s); band {b} does not exist")
+                idx.append(b - 1)
+                continue
+            role = _band_role(b)
+            hits = [i for i, n in enumerate(names) if n == str(b).lower()] or (
+                [i for i, r in enumerate(roles) if r == role] if role else []
+            )
+            if not hits:
+                known = ", ".join(f"{i + 1}={n or '?'}" for i, n in enumerate(names))
+                raise DglrsisError(f"{path} has no band named {b!r} (bands: {known}); use band numbers")
+            idx.append(hits[0])
+        if len(idx) not in (1, 3):
+            raise DglrsisError(f"select one or three bands, got {len(idx)}: {bands}")
+        return (idx * 3 if len(idx) == 1 else idx), None
+    if all(r in roles for r in ("red", "green", "blue")):
+        return [roles.index("red"), roles.index("green"), roles.index("blue")], None
+    if count == 1 or (count == 2 and names[1] == "alpha"):
+        return [0, 0, 0], None
+    if count == 2:
+        raise DglrsisError(f"{path} has 2 bands; choose with --bands, e.g. --bands 1 (grayscale)")
+    if count == 3 or (count == 4 and names[3] == "alpha"):
+        return [0, 1, 2], None
+    return [0, 1, 2], (
+        f"{path}: {count} bands and no colour interpretation or band names; using bands 1,2,3 as red, green, "
+        f"blue (choose with --bands, e.g. --bands 3,2,1)"
+    )
 
 
-def stretch_params(data: np.ndarray, pct: tuple = (2, 98), nodata=None) -> np.ndarray:
-    """Per-band (low, high) percentiles of h×w×C data, nodata excluded → C×2 float64."""
-    out = []
-    for c in range(data.shape[-1]):
-        v = data[..., c].ravel()
-        v = v[np.isfinite(v)] if v.dtype.kind == "f" else v
-        if nodata is not None:
-            v = v[v != nodata]
-        lo, hi = np.percentile(v, pct) if v.size else (0.0, 1.0)
-        out.append((float(lo), float(hi) if hi > lo else float(lo) + 1.0))
-    return np.array(out)
-
-
-def apply_stretch(data: np.ndarray, params: np.ndarray) -> np.ndarray:
-    """Linear map of each band from [low, high] to [0, 255], clipped → uint8."""
-    lo, hi = params[:, 0], params[:, 1]
-    out = (data.astype(np.float64) - lo) / (hi - lo) * 255.0
-    return np.clip(np.nan_to_num(out), 0, 255).round().astype(np.uint8)
-
-
-def open_raster(path, bands: list[int] | None = None, stretch: tuple = (2, 98)) -> RasterReader:
-    """Open a raster for windowed reading (``.meta``, ``.read_window(x0, y0, x1, y1)``)."""
-    return RasterReader(path, bands, stretch)
+def open_raster(path, bands=None, stretch="auto", nodata: float | None = None) -> RasterReader:
+    """Open a raster for windowed reading (``.meta``, ``.read_window(x0, y0, x1, y1)``, ``.read_valid``)."""
+    return RasterReader(path, bands, stretch, nodata)
 
 
 def read_raster(path, bands: list[int] | None = None) -> tuple[np.ndarray, RasterMeta]:
@@ -278,12 +455,14 @@ def read_raster(path, bands: list[int] | None = None) -> tuple[np.ndarray, Raste
         return r.read(raw=True), r.meta
 
 
-def read_image(path, bands: list[int] | None = None, stretch: tuple = (2, 98)) -> Raster:
-    """Read an image for the models: H×W×3 uint8 RGB (band selection, percentile stretch) + metadata."""
-    with RasterReader(path, bands, stretch) as r:
+def read_image(path, bands=None, stretch="auto", nodata: float | None = None) -> Raster:
+    """Read an image for the models: H×W×3 uint8 RGB (band choice, whole-scene stretch), metadata and the
+    valid-pixel mask (None when every pixel is valid)."""
+    with RasterReader(path, bands, stretch, nodata) as r:
         if r.meta.width * r.meta.height > MAX_IN_MEMORY:
             raise DglrsisError(f"{path} is {r.meta.width}×{r.meta.height}; segment it with --tile")
-        return Raster(r.read(), r.meta)
+        valid = r.read_valid(0, 0, r.meta.width, r.meta.height)
+        return Raster(r.read(), r.meta, None if valid.all() else valid)
 
 
 # ============================================================================================ writing
@@ -336,8 +515,11 @@ def write_index_png(path, labels: np.ndarray, palette: list | None = None) -> No
         im.save(tmp, format="PNG")
 
 
-def write_geotiff(path, array: np.ndarray, meta: RasterMeta | None) -> None:
-    """GeoTIFF of ``array`` (H×W or H×W×C) with the source CRS and transform (LZW), atomically."""
+def write_geotiff(
+    path, array: np.ndarray, meta: RasterMeta | None, palette: list | None = None, nodata=None
+) -> None:
+    """GeoTIFF of ``array`` (H×W or H×W×C) with the source CRS and transform (LZW), atomically; a
+    single-band 8-bit raster gets ``palette`` as its colour table; ``nodata`` is recorded."""
     import rasterio
     from rasterio.transform import Affine
 
@@ -356,20 +538,25 @@ def write_geotiff(path, array: np.ndarray, meta: RasterMeta | None) -> None:
         profile["crs"] = meta.crs
     if meta is not None and meta.transform:
         profile["transform"] = Affine(*meta.transform)
+    if nodata is not None:
+        profile["nodata"] = nodata
     with atomic_path(path, suffix=".tif") as tmp:
         with rasterio.open(tmp, "w", **profile) as dst:
             dst.write(np.moveaxis(arr, -1, 0))
+            if palette and c == 1 and arr.dtype == np.uint8:
+                dst.write_colormap(1, {i: (*map(int, rgb), 255) for i, rgb in enumerate(palette[:256])})
 
 
 def write_label(
-    path, labels: np.ndarray, meta: RasterMeta | None = None, palette: list | None = None
+    path, labels: np.ndarray, meta: RasterMeta | None = None, palette: list | None = None, nodata=None
 ) -> None:
-    """Write a label map by extension: ``.png`` → index PNG with palette, ``.tif``/``.tiff`` → GeoTIFF."""
+    """Write a label map by extension: ``.png`` → index PNG with palette, ``.tif``/``.tiff`` → GeoTIFF
+    (georeference, colour table, ``nodata``)."""
     ext = Path(path).suffix.lower()
     if ext == ".png":
         write_index_png(path, labels, palette)
     elif ext in (".tif", ".tiff"):
-        write_geotiff(path, labels, meta)
+        write_geotiff(path, labels, meta, palette, nodata)
     else:
         raise DglrsisError(f"unsupported output {path}: use .png or .tif")
 

@@ -68,6 +68,42 @@ class Proposals:
             self.boxes[idx], [self.crops[i] for i in idx], self.scores[idx], self.shape, self.source, lv
         )
 
+    def shifted(self, dx: int, dy: int, shape: tuple) -> Proposals:
+        """The same masks placed at offset (``dx``, ``dy``) on an image of ``shape`` (H, W) — a tile's
+        proposals in scene coordinates."""
+        off = np.array([dx, dy, dx, dy], np.int64)
+        return Proposals(self.boxes + off, self.crops, self.scores, shape, self.source, self.levels)
+
+    def restricted(self, keep: np.ndarray) -> Proposals:
+        """Each mask ∩ ``keep`` (H×W bool), boxes shrunk to what is left, empty masks dropped (order kept)."""
+        boxes, crops, idx = [], [], []
+        for i, ((x0, y0, x1, y1), c) in enumerate(zip(self.boxes, self.crops, strict=True)):
+            m = c & keep[y0:y1, x0:x1]
+            if not m.any():
+                continue
+            b, cr = crop_to_box(m, int(x0), int(y0))
+            boxes.append(b)
+            crops.append(cr)
+            idx.append(i)
+        idx = np.asarray(idx, int)
+        lv = self.levels[idx] if len(self.levels) == len(self) else self.levels
+        return Proposals(np.reshape(boxes, (-1, 4)), crops, self.scores[idx], self.shape, self.source, lv)
+
+    @classmethod
+    def concat(cls, parts: list, shape: tuple, source: str = "") -> Proposals:
+        """One set from several (already in the same coordinates), in order."""
+        parts = [p for p in parts if len(p)]
+        if not parts:
+            return cls.empty(*shape, source=source)
+        return cls(
+            np.concatenate([p.boxes for p in parts]),
+            [c for p in parts for c in p.crops],
+            np.concatenate([p.scores for p in parts]),
+            shape,
+            source or parts[0].source,
+            np.concatenate([p.levels if len(p.levels) == len(p) else np.zeros(len(p), int) for p in parts]),
+        )
+
     # -- full-image views (answers only) -------------------------------------------------------------
     def mask(self, i: int) -> np.ndarray:
         """``H×W`` bool mask of proposal ``i``."""

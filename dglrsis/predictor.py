@@ -52,6 +52,7 @@ class SegmentResult:
     mask_labels: np.ndarray  # N int: class per proposal (-1 = background)
     boxes: np.ndarray  # N×4 XYXY proposal boxes
     areas: np.ndarray  # N proposal areas (pixels)
+    valid: np.ndarray | None = None  # H×W bool, False = nodata / masked (labels -1 there); None = all valid
 
     def mask_scores(self) -> list[dict]:
         """One JSON-able row per proposal: index, class, probability, area, box."""
@@ -130,9 +131,25 @@ class Predictor:
         return self.cfg.proposal_cfg or ProposalConfig(method=self.cfg.proposals)
 
     # -- image state --------------------------------------------------------------------------------
-    def set_image(self, image: np.ndarray) -> Predictor:
-        """Compute and cache proposals and crop embeddings for ``image`` (H×W×3 uint8, not modified)."""
-        self.state = build_state(image, self.models, self.proposal_config, self.cfg.lvta)
+    def set_image(self, image: np.ndarray, valid: np.ndarray | None = None) -> Predictor:
+        """Compute and cache proposals and crop embeddings for ``image`` (H×W×3 uint8, not modified).
+        ``valid`` (H×W bool): pixels outside it (nodata, masked) are never classified."""
+        self.state = build_state(image, self.models, self.proposal_config, self.cfg.lvta, valid)
+        return self
+
+    def set_raster(self, source, tiles=None, bands=None, stretch="auto", nodata=None, progress=False):
+        """Like :meth:`set_image` for a raster file or an open :class:`dglrsis.io.RasterReader` of any size:
+        tiled above a size (``tiles``: :class:`dglrsis.scene.TileConfig`), band choice, whole-scene stretch
+        and nodata from the file (see :mod:`dglrsis.scene`). ``refer`` needs a one-pass state."""
+        from .io import open_raster
+        from .scene import build_scene_state
+
+        args = (self.models, self.proposal_config, self.cfg.lvta, tiles, progress)
+        if hasattr(source, "read_window"):
+            self.state = build_scene_state(source, *args)
+        else:
+            with open_raster(source, bands, stretch, nodata) as reader:
+                self.state = build_scene_state(reader, *args)
         return self
 
     def _require_state(self) -> ImageState:
@@ -165,6 +182,8 @@ class Predictor:
             lab[lab == len(names)] = -1
             probs = probs[:, : len(names)]
         labels = assign_pixels(props, lab, conf.numpy(), fill_uncovered=kind == "none")
+        if state.valid is not None:
+            labels[~state.valid] = -1
         return SegmentResult(
             labels=labels,
             class_names=names,
@@ -172,6 +191,7 @@ class Predictor:
             mask_labels=lab,
             boxes=np.asarray(props.boxes),
             areas=np.asarray(props.areas),
+            valid=state.valid,
         )
 
     def _classify_with_background(self, state: ImageState, names: list[str]) -> torch.Tensor:
@@ -186,7 +206,10 @@ class Predictor:
     # -- RES -----------------------------------------------------------------------------------------
     def refer(self, expression: str, classes=None) -> ReferResult:
         """Referring expression segmentation on the cached image; see :mod:`dglrsis.gvta`."""
-        return refer(self._require_state(), self.models, expression, self.cfg.gvta, classes)
+        state = self._require_state()
+        if state.image is None:
+            raise DglrsisError("refer needs the whole image in one pass: this scene was set in tiles")
+        return refer(state, self.models, expression, self.cfg.gvta, classes)
 
     def settings(self) -> dict:
         """JSON-able description of the model and every ablation switch."""

@@ -45,9 +45,9 @@ class ProposalConfig:
     pred_iou_thresh: float = 0.86  # SAM: predicted-IoU filter
     stability_score_thresh: float = 0.92  # SAM: stability filter
     crop_n_layers: int = 0  # SAM: extra crop layers
-    min_area: float = 0.0002  # drop masks smaller than this (fraction of the image if < 1, else pixels)
+    min_area: float = 0.0002  # drop smaller masks: pixels if ≥ 1, else a fraction (see _min_area_px)
     nms_iou: float = 0.9  # mask-IoU above which the lower-scored duplicate is dropped
-    max_masks: int = 600  # keep at most this many (the finest level always kept)
+    max_masks: int = 600  # keep at most this many (per 512² for superpixels; the finest level always kept)
 
 
 def pixel_coverage(props: Proposals) -> np.ndarray:
@@ -121,8 +121,22 @@ def _homogeneity(image: np.ndarray, props: Proposals) -> np.ndarray:
     return out
 
 
+REFERENCE_AREA = 512 * 512  # superpixel settings are set for 512² images and scale with the pixels above it
+
+
 def _min_area_px(cfg: ProposalConfig, h: int, w: int) -> int:
-    return int(cfg.min_area * h * w) if cfg.min_area < 1 else int(cfg.min_area)
+    """``min_area`` in pixels: a fraction of the image for SAM; for superpixels a fraction of at most a 512²
+    image, so a large scene keeps the same small objects as its tiles do."""
+    if cfg.min_area >= 1:
+        return int(cfg.min_area)
+    return int(cfg.min_area * (h * w if cfg.method == "sam" else min(h * w, REFERENCE_AREA)))
+
+
+def _max_masks(cfg: ProposalConfig, h: int, w: int) -> int:
+    """``max_masks`` for an image: as set for SAM; for superpixels per 512² of image (never fewer)."""
+    if cfg.method == "sam":
+        return cfg.max_masks
+    return int(round(cfg.max_masks * max(1.0, h * w / REFERENCE_AREA)))
 
 
 def fill_holes(mask: np.ndarray) -> np.ndarray:
@@ -286,8 +300,9 @@ def generate_proposals(image: np.ndarray, cfg: ProposalConfig | None = None, sam
     if image.ndim != 3 or image.shape[2] != 3:
         raise DglrsisError(f"proposals need an H×W×3 image, got shape {image.shape}")
     props = _sam_proposals(image, cfg, sam) if cfg.method == "sam" else _superpixel_proposals(image, cfg)
-    if len(props) > cfg.max_masks:
+    cap = _max_masks(cfg, *image.shape[:2])
+    if len(props) > cap:
         finest = props.levels == props.levels.min() if len(props.levels) else np.zeros(len(props), bool)
-        order = np.argsort(-(props.scores + finest * 10), kind="stable")[: cfg.max_masks]
+        order = np.argsort(-(props.scores + finest * 10), kind="stable")[:cap]
         props = props.select(np.sort(order))
     return props

@@ -117,8 +117,8 @@ def test_fill_holes_equals_scipy():
 
 
 def test_proposals_memory_is_linear_in_pixels_not_regions():
-    """600 proposals on a 768² scene of random colour blocks: a full-image boolean stack alone would
-    take 354 MB; the compact proposals, and the whole generation's peak, stay far below it."""
+    """1350 proposals (600 per 512²) on a 768² scene of random colour blocks: a full-image boolean stack
+    alone would take 796 MB; the compact proposals, and the whole generation's peak, stay far below it."""
     import tracemalloc
 
     rng = np.random.default_rng(0)
@@ -133,7 +133,7 @@ def test_proposals_memory_is_linear_in_pixels_not_regions():
     finally:
         tracemalloc.stop()
     stack = len(props) * side * side
-    assert len(props) == 600  # capped at max_masks
+    assert len(props) == 1350  # capped at max_masks per 512²
     assert props.nbytes < 0.02 * stack
     assert peak < 0.4 * stack and peak < 250 * side * side  # bytes: O(pixels)
 

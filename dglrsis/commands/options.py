@@ -34,6 +34,30 @@ def add_predictor_arguments(parser: argparse.ArgumentParser) -> None:
     a.add_argument("--templates", default="rs", help="prompt templates: rs | imagenet80 | simple | FILE")
 
 
+def add_raster_arguments(parser: argparse.ArgumentParser) -> None:
+    """Band choice, stretch and nodata for reading a raster (``segment``, ``refer``)."""
+    g = parser.add_argument_group("raster")
+    g.add_argument(
+        "--bands",
+        help="bands read as R,G,B: 1-based numbers (3,2,1) or names (red,green,blue; B04,B03,B02); "
+        "default: from the file's colour interpretation or band names, else 1,2,3",
+    )
+    g.add_argument(
+        "--stretch",
+        default="auto",
+        help="values → 0–255, one mapping for the whole scene: auto (none for 8-bit, else percent), "
+        "percent[:LO,HI] (default 2,98), minmax, scale:S (value ÷ S, e.g. scale:10000), none",
+    )
+    g.add_argument("--nodata", type=float, help="stored value of nodata pixels (default: the file's)")
+
+
+def raster_options(args: argparse.Namespace) -> tuple:
+    """(bands, stretch, nodata) from the options of :func:`add_raster_arguments`, validated."""
+    from ..io import Stretch, parse_band_spec
+
+    return parse_band_spec(args.bands), Stretch.parse(args.stretch), args.nodata
+
+
 def add_gvta_arguments(parser: argparse.ArgumentParser) -> None:
     """GVTA ablations (``refer``, ``eval res``)."""
     g = parser.add_argument_group("GVTA ablations")

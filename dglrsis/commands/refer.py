@@ -8,7 +8,7 @@ HELP = "segment the object a free-text expression refers to (e.g. 'the large shi
 
 
 def add_arguments(parser) -> None:
-    from .options import add_gvta_arguments, add_predictor_arguments
+    from .options import add_gvta_arguments, add_predictor_arguments, add_raster_arguments
 
     parser.add_argument("image", help="PNG/JPEG/BMP/TIFF/GeoTIFF (read by content)")
     parser.add_argument("text", help="the referring expression")
@@ -17,7 +17,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--overlay", help="PNG of the image with the selected mask highlighted")
     parser.add_argument("--scores", help="JSON with the decomposition and the scored candidates")
     parser.add_argument("--classes-file", help="vocabulary of class nouns (default: --vocabulary)")
-    parser.add_argument("--bands", help="band selection for multi-band rasters, 1-based, e.g. 3,2,1")
+    add_raster_arguments(parser)
     add_predictor_arguments(parser)
     add_gvta_arguments(parser)
 
@@ -25,8 +25,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from .. import io
     from ..errors import DglrsisError
-    from .options import predictor_from_args
-    from .segment import parse_bands
+    from .options import predictor_from_args, raster_options
 
     if not (args.out or args.cam or args.overlay or args.scores):
         raise DglrsisError("nothing to write: give --out, --cam, --overlay and/or --scores")
@@ -35,9 +34,10 @@ def run(args) -> int:
     decompose(args.text)  # validate the expression before any model is loaded
     if args.classes_file:
         args.vocabulary = args.classes_file
+    bands, stretch, nodata = raster_options(args)
     pred = predictor_from_args(args)
-    raster = io.read_image(args.image, bands=parse_bands(args.bands))
-    pred.set_image(raster.array)
+    raster = io.read_image(args.image, bands, stretch, nodata)
+    pred.set_image(raster.array, raster.valid)
     ref = pred.refer(args.text)
     mask = ref.mask.astype(np.uint8)
     if args.out:

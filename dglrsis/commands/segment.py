@@ -1,7 +1,8 @@
-"""``dglrsis segment``: open-vocabulary semantic segmentation (GLD proposals + LVTA)."""
+"""``dglrsis segment``: open-vocabulary semantic segmentation (GLD proposals + LVTA) of any raster."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -9,10 +10,11 @@ import numpy as np
 from ..errors import DglrsisError
 
 HELP = "open-vocabulary semantic segmentation of an image from a list of class names"
+OVERLAY_MAX_SIDE = 4096  # larger scenes get a downscaled overlay
 
 
 def add_arguments(parser) -> None:
-    from .options import add_predictor_arguments
+    from .options import add_predictor_arguments, add_raster_arguments
 
     parser.add_argument("image", help="PNG/JPEG/BMP/TIFF/GeoTIFF (read by content)")
     src = parser.add_mutually_exclusive_group(required=True)
@@ -25,13 +27,17 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--out",
         help="label map: .png (index PNG with palette) or .tif (GeoTIFF, keeps the "
-        "georeference); value 0 = background, k = k-th class",
+        "georeference); value 0 = background, k = k-th class, 255 (65535 above 254 classes) = nodata",
     )
     parser.add_argument("--scores", help="JSON with the classes, the label encoding and per-mask scores")
     parser.add_argument("--overlay", help="PNG of the image with the coloured labels blended over it")
-    parser.add_argument("--bands", help="band selection for multi-band rasters, 1-based, e.g. 3,2,1")
-    parser.add_argument("--tile", type=int, help="tiled inference with tiles of N pixels (large rasters)")
-    parser.add_argument("--overlap", type=int, default=64, help="tile overlap in pixels (with --tile)")
+    add_raster_arguments(parser)
+    tiles = parser.add_argument_group("tiling (automatic above 4096×4096 pixels)")
+    tiles.add_argument("--tile", type=int, help="process in tiles of N pixels (default: automatic)")
+    tiles.add_argument(
+        "--no-tile", action="store_true", help="one pass over the whole image, whatever its size"
+    )
+    tiles.add_argument("--overlap", type=int, default=128, help="pixels shared by neighbouring tiles")
     add_predictor_arguments(parser)
 
 
@@ -46,94 +52,121 @@ def class_list(args) -> list[str]:
     return list(load_vocabulary(args.classes_file).names)
 
 
-def parse_bands(text: str | None) -> list[int] | None:
-    if not text:
-        return None
-    try:
-        bands = [int(b) for b in text.split(",") if b.strip()]
-    except ValueError:
-        raise DglrsisError(f"bad --bands {text!r}: use 1-based band numbers like 3,2,1") from None
-    if not bands or any(b < 1 for b in bands):
-        raise DglrsisError(f"bad --bands {text!r}: use 1-based band numbers like 3,2,1")
-    return bands
+def parse_bands(text: str | None):
+    """``--bands`` → 1-based numbers or names (see :func:`dglrsis.io.parse_band_spec`)."""
+    from ..io import parse_band_spec
+
+    return parse_band_spec(text)
+
+
+def tile_config(args):
+    from ..scene import TileConfig
+
+    if args.no_tile and args.tile is not None:
+        raise DglrsisError("give --tile N or --no-tile, not both")
+    return TileConfig(tile=0 if args.no_tile else args.tile, overlap=args.overlap).check()
+
+
+def _check_outputs(args) -> None:
+    if not (args.out or args.scores or args.overlay):
+        raise DglrsisError("nothing to write: give --out, --scores and/or --overlay")
+    wanted = {"--out": (args.out, (".png", ".tif", ".tiff")), "--overlay": (args.overlay, (".png",))}
+    wanted["--scores"] = (args.scores, (".json",))
+    for flag, (path, exts) in wanted.items():
+        if path and Path(path).suffix.lower() not in exts:
+            raise DglrsisError(f"{flag} {path}: use a {' or '.join(exts)} file")
+
+
+def encode_labels(seg, n_classes: int) -> tuple[np.ndarray, int]:
+    """Output label map (0 = background, k = class k-1, nodata value where invalid) and the nodata value."""
+    nodata = 255 if n_classes < 255 else 65535
+    out = (seg.labels + 1).astype(np.uint8 if n_classes < 255 else np.uint16)
+    if seg.valid is not None:
+        out[~seg.valid] = nodata
+    return out, nodata
+
+
+def mask_rows(seg, meta) -> list[dict]:
+    """Per-mask score rows; with a georeference each row also has its box in map units (``box_map``)."""
+    rows = seg.mask_scores()
+    if meta is not None and meta.transform:
+        from rasterio.transform import Affine
+
+        tr = Affine(*meta.transform[:6])
+        for r in rows:
+            x0, y0, x1, y1 = r["box"]
+            xs, ys = zip(*(tr * (x, y) for x, y in ((x0, y0), (x1, y0), (x0, y1), (x1, y1))), strict=True)
+            r["box_map"] = [round(min(xs), 3), round(min(ys), 3), round(max(xs), 3), round(max(ys), 3)]
+    return rows
+
+
+def overlay_image(state, reader, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(image, labels) for the overlay: full size, or decimated when the scene is larger than
+    ``OVERLAY_MAX_SIDE`` or was processed in tiles (then read again, stretched as for the models)."""
+    from ..io import apply_stretch
+
+    h, w = labels.shape
+    step = max(1, int(np.ceil(max(h, w) / OVERLAY_MAX_SIDE)))
+    if state.image is not None and step == 1:
+        return state.image, labels
+    if step == 1:
+        return reader.read(), labels
+    sample, _ = reader.overview(max_side=max(h, w) // step)
+    sh, sw = sample.shape[:2]
+    return apply_stretch(sample, reader.limits), labels[step // 2 :: step, step // 2 :: step][:sh, :sw]
 
 
 def run(args) -> int:
     from .. import io
-    from .options import predictor_from_args
+    from .options import predictor_from_args, raster_options
 
     names = class_list(args)
-    bands = parse_bands(args.bands)
-    if not (args.out or args.scores or args.overlay):
-        raise DglrsisError("nothing to write: give --out, --scores and/or --overlay")
-    if args.tile is not None and (args.tile < 32 or not 0 <= args.overlap < args.tile // 2):
-        raise DglrsisError("--tile must be ≥ 32 and --overlap between 0 and tile/2")
+    _check_outputs(args)
+    tiles = tile_config(args)
+    bands, stretch, nodata = raster_options(args)
     pred = predictor_from_args(args)
     palette = io.default_palette(len(names) + 1)
-    if args.tile:
-        return _run_tiled(args, pred, names, bands, palette)
-    raster = io.read_image(args.image, bands=bands)
-    pred.set_image(raster.array)
-    seg = pred.segment(names)
-    labels = (seg.labels + 1).astype(np.uint16 if len(names) >= 255 else np.uint8)  # -1 → 0 background
+    with io.open_raster(args.image, bands, stretch, nodata) as reader:
+        if reader.notice:
+            print(reader.notice, file=sys.stderr)
+        pred.set_raster(reader, tiles, progress=True)
+        seg = pred.segment(names)
+        labels, nodata_out = encode_labels(seg, len(names))
+        meta = reader.meta
+        if args.overlay:
+            img, lab = overlay_image(pred.state, reader, labels)
+            shown = np.where(lab == nodata_out, 0, lab)
+            io.write_rgb_png(args.overlay, io.overlay(img, shown, palette))
     if args.out:
-        io.write_label(args.out, labels, raster.meta, palette)
-    if args.overlay:
-        io.write_rgb_png(args.overlay, io.overlay(raster.array, labels, palette))
+        io.write_label(args.out, labels, meta, palette, nodata=nodata_out)
     if args.scores:
         counts = np.bincount(labels.ravel(), minlength=len(names) + 1)
+        timings = {k: round(v, 3) if isinstance(v, float) else v for k, v in pred.state.timings.items()}
         io.write_json(
             args.scores,
             {
                 "image": str(args.image),
                 "classes": names,
-                "encoding": "0 = background, k = classes[k-1]",
-                "pixels": {
-                    ("background" if k == 0 else names[k - 1]): int(c) for k, c in enumerate(counts) if c
-                },
-                "masks": seg.mask_scores(),
+                "encoding": f"0 = background, k = classes[k-1], {nodata_out} = nodata",
+                "nodata": nodata_out,
+                "pixels": {_name(k, names, nodata_out): int(c) for k, c in enumerate(counts) if c},
+                "bands": [b + 1 for b in reader.bands],
+                "stretch": {"kind": reader.stretch.kind, "limits": reader.limits},
+                "tiles": timings,
+                "masks": mask_rows(seg, meta),
                 "settings": pred.settings(),
             },
         )
-    _summary(labels, names)
+    _summary(labels, names, nodata_out)
     return 0
 
 
-def _run_tiled(args, pred, names, bands, palette) -> int:
-    from .. import io
-    from ..tiling import run_tiled
-
-    if not args.out:
-        raise DglrsisError("tiled inference writes a label map: give --out (.tif keeps the georeference)")
-
-    def fn(tile: np.ndarray) -> np.ndarray:
-        pred.set_image(tile)
-        return (pred.segment(names).labels + 1).astype(np.uint8)
-
-    with io.open_raster(args.image, bands=bands) as reader:
-        run_tiled(reader, args.out, fn, args.tile, args.overlap, reader.meta, palette=palette)
-    if args.scores:
-        io.write_json(
-            args.scores,
-            {
-                "image": str(args.image),
-                "classes": names,
-                "encoding": "0 = background, k = classes[k-1]",
-                "tile": args.tile,
-                "overlap": args.overlap,
-                "settings": pred.settings(),
-            },
-        )
-    print(f"wrote {Path(args.out)} (tiled {args.tile}px, overlap {args.overlap}px)")
-    return 0
+def _name(k: int, names: list[str], nodata: int) -> str:
+    return "background" if k == 0 else "nodata" if k == nodata else names[k - 1]
 
 
-def _summary(labels: np.ndarray, names: list[str]) -> None:
+def _summary(labels: np.ndarray, names: list[str], nodata: int = 255) -> None:
     counts = np.bincount(labels.ravel(), minlength=len(names) + 1)
     total = max(int(counts.sum()), 1)
-    parts = [
-        f"{('background' if k == 0 else names[k - 1])} {100 * c / total:.1f}%"
-        for k, c in enumerate(counts)
-        if c
-    ]
+    parts = [f"{_name(k, names, nodata)} {100 * c / total:.1f}%" for k, c in enumerate(counts) if c]
     print("segmented: " + ", ".join(parts))
