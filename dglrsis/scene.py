@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import DglrsisError
-from .lvta import LVTAConfig, crop_box, embed_proposals
+from .lvta import LVTAConfig, context_crops, crop_box
 from .masks import Proposals
 from .proposals import ProposalConfig, generate_proposals
 from .state import ImageState, Models, build_state, check_image
@@ -159,10 +159,11 @@ def _crop_window(props: Proposals, lvta: LVTAConfig, height: int, width: int) ->
 
 def _embed_on_scene(reader, props: Proposals, windows: list[Window], clip, lvta: LVTAConfig, side: int):
     """``N×D`` context-crop embeddings of scene proposals, cut from the raster. Proposals are grouped by the
-    tile core holding their centroid; the crops of a group whose crop windows stay within half a tile of the
-    core are cut from one read of the union of those windows, any other proposal from a read of its own
-    crop window (plus ``BLUR_MARGIN``), so every crop equals the one-pass crop and no read is much larger
-    than a tile unless the proposal itself is."""
+    tile core holding their centroid; the crops of a group whose crop windows stay within a quarter tile of
+    the core are cut from one read of the union of those windows, any other proposal from a read of its own
+    crop window (plus ``BLUR_MARGIN``) shared with the smaller windows inside it, so every crop equals the
+    one-pass crop and no read is much larger than a tile unless the proposal itself is. Crops of all groups
+    are encoded together, ``lvta.batch_size`` at a time."""
     import torch
 
     height, width = props.shape
@@ -171,7 +172,7 @@ def _embed_on_scene(reader, props: Proposals, windows: list[Window], clip, lvta:
         return out
     cen = props.centroids()
     cwin = np.array([crop_box(b, lvta) for b in props.boxes])
-    reach = side // 2
+    reach = side // 4
     groups, alone = [], np.ones(len(props), bool)
     for w in windows:
         own = (cen[:, 0] >= w.cx0) & (cen[:, 0] < w.cx1) & (cen[:, 1] >= w.cy0) & (cen[:, 1] < w.cy1)
@@ -179,14 +180,38 @@ def _embed_on_scene(reader, props: Proposals, windows: list[Window], clip, lvta:
         fits &= (cwin[:, 2] <= w.cx1 + reach) & (cwin[:, 3] <= w.cy1 + reach)
         groups.append(np.flatnonzero(own & fits))
         alone[own & fits] = False
-    groups += [np.array([i]) for i in np.flatnonzero(alone)]
+    # the rest: largest crop window first; one whose window lies inside an earlier one's joins that read
+    big: list[tuple[np.ndarray, list[int]]] = []
+    for i in sorted(np.flatnonzero(alone), key=lambda i: -np.prod(cwin[i, 2:] - cwin[i, :2])):
+        home = next(
+            (g for w, g in big if (cwin[i, :2] >= w[:2]).all() and (cwin[i, 2:] <= w[2:]).all()), None
+        )
+        if home is None:
+            big.append((cwin[i], [int(i)]))
+        else:
+            home.append(int(i))
+    groups += [np.array(g) for _, g in big]
+    pending, crops = [], []
+
+    def flush(final: bool = False) -> None:
+        while pending and (final or len(pending) >= lvta.batch_size):
+            n = min(lvta.batch_size, len(pending))
+            out[pending[:n]] = clip.encode_images(torch.cat(crops)[:n])
+            rest = torch.cat(crops)[n:]
+            del pending[:n]
+            crops[:] = [rest] if len(rest) else []
+
     for idx in groups:
         if not len(idx):
             continue
         sub = props.select(idx)
         x0, y0, x1, y1 = _crop_window(sub, lvta, height, width)
         src = reader.read_window(x0, y0, x1, y1)
-        out[idx] = embed_proposals(src, sub.shifted(-x0, -y0, (y1 - y0, x1 - x0)), clip, lvta)
+        local = sub.shifted(-x0, -y0, (y1 - y0, x1 - x0))
+        crops.append(context_crops(src, local, clip.image_size, clip.mean, clip.std, lvta))
+        pending += [int(i) for i in idx]
+        flush()
+    flush(final=True)
     return out
 
 

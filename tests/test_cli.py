@@ -37,3 +37,18 @@ def test_help_imports_no_model_stack(command):
     body, tail = _probe(*([] if command is None else [command]), "--help")
     assert "usage: dglrsis" in body
     assert tail == "CODE=0"
+
+
+def test_out_of_memory_is_one_line_that_says_what_to_do(monkeypatch, capsys):
+    import dglrsis.commands.segment as segment
+
+    def boom(args):
+        raise MemoryError("Unable to allocate 4.30 GiB for an array with shape (1955, 1536, 1536)")
+
+    monkeypatch.setattr(segment, "run", boom)
+    from dglrsis.cli import main
+
+    code = main(["segment", "x.tif", "--classes", "ship", "--out", "o.tif"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1
+    assert "out of memory" in err[0] and "--tile" in err[0] and "internal error" not in err[0]
