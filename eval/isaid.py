@@ -1,7 +1,9 @@
 """iSAID reader (OVSS): the raw devkit form or the mmseg-converted form.
 
 Raw: ``root/{split}/images/P0000.png`` + ``root/{split}/Semantic_masks/images/P0000_instance_color_RGB.png``
-(RGB colour labels; index = exact RGB match with :data:`ISAID_PALETTE`, any other colour → 255).
+(RGB colour labels; index = exact RGB match with :data:`ISAID_PALETTE`, any other colour → 255). The
+devkit's extracted folders may also hold ``P0000_instance_id_RGB.png`` (instance ids) and the colour label
+beside the image; both are skipped.
 Converted: ``root/img_dir/{split}/*.png`` + ``root/ann_dir/{split}/*_instance_color_RGB.png`` (or
 ``*.png``), single-channel index labels (0–15, 255 = ignore). The form is detected from the folders;
 each label is decoded by its content (mode RGB → palette lookup, L/P → indices). Images are read by
@@ -59,6 +61,8 @@ ISAID_PALETTE = [
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 BACKGROUND_POLICIES = ("include", "ignore")
 LABEL_SUFFIX = "_instance_color_RGB"
+# Files the devkit keeps beside images and colour labels: instance-id maps (not images, not labels).
+SKIP_SUFFIXES = (LABEL_SUFFIX, "_instance_id_RGB")
 
 
 def query_names() -> list[str]:
@@ -133,7 +137,11 @@ def isaid_samples(
     form, imgs, labels = detect_form(root, split)
     out = []
     for p in sorted(imgs.iterdir()):
-        if p.suffix.lower() not in IMAGE_EXTS or LABEL_SUFFIX in p.stem or not p.is_file():
+        if (
+            p.suffix.lower() not in IMAGE_EXTS
+            or any(p.stem.endswith(suf) for suf in SKIP_SUFFIXES)
+            or not p.is_file()
+        ):
             continue
         for cand in (labels / f"{p.stem}{LABEL_SUFFIX}.png", labels / f"{p.stem}.png"):
             if cand.is_file() and cand != p:

@@ -60,6 +60,17 @@ class _ImageCache:
         return self.array
 
 
+def _image_hw(path) -> tuple[int, int]:
+    """(height, width) of an image file from its header."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.height, im.width
+    except OSError as exc:
+        raise DglrsisError(f"cannot read image {path}: {exc}") from None
+
+
 def _loop(
     samples: Sequence,
     rank: int,
@@ -137,7 +148,11 @@ def run_res(
 ) -> dict | None:
     """Score referring masks with RMSIN metrics at ``native`` size or ``480``×480.
 
-    At 480 both masks are nearest-resized.
+    At 480 prediction and target are each resized to 480×480 with PIL NEAREST, as RMSIN (its
+    ``T.Resize(480, 480)``). A prediction must have the target's size or the image's; when the image and
+    its mask differ (real RRSIS-D has 800×801 and 800×787 JPEGs with 800×800 masks), ``native``
+    nearest-resizes the prediction to the mask (RMSIN, too, stretches both to one grid), ``480`` resizes
+    each to 480×480 exactly as RMSIN.
 
     Returns ``mIoU, oIoU, precision, n, by_modifier, computed, resolution`` on the main process.
     """
@@ -149,9 +164,17 @@ def run_res(
 
     def work(s, path):
         gt = np.asarray(s.mask) != 0
-        pred = np.asarray(predict_fn(images(s.image_path), s)) != 0
+        image = images(s.image_path)
+        pred = np.asarray(predict_fn(image, s)) != 0
         if pred.shape != gt.shape:
-            raise DglrsisError(f"prediction for sentence {s.key} is {pred.shape}, target is {gt.shape} (H×W)")
+            image_hw = image.shape[:2] if image is not None else _image_hw(s.image_path)
+            if pred.shape != image_hw:
+                raise DglrsisError(
+                    f"prediction for sentence {s.key} is {pred.shape}, target is {gt.shape} and image "
+                    f"{image_hw} (H×W)"
+                )
+            if resolution == "native":  # image and mask sizes differ (real RRSIS-D: 801×800 vs 800×800)
+                pred = resize_nearest(pred, *gt.shape)
         if resolution == "480":
             gt, pred = resize_nearest(gt), resize_nearest(pred)
         row = {**res_sample(pred, gt), "modifiers": list(s.modifiers), "category": s.category}
