@@ -141,6 +141,7 @@ _VIT_B8 = dict(
     intermediate_size=3072,
     patch_size=8,
     image_size=224,
+    layer_norm_eps=1e-6,  # DINO v1's ViT: LayerNorm(eps=1e-6) (transformers' default is 1e-12)
 )
 DINO_MODELS: dict[str, DinoSpec] = {
     "rsib": DinoSpec(
@@ -188,6 +189,7 @@ DINO_MODELS: dict[str, DinoSpec] = {
             intermediate_size=384,
             patch_size=8,
             image_size=64,
+            layer_norm_eps=1e-6,
         ),
         note="tiny ViT/8 stand-in (random weights only)",
     ),
@@ -743,9 +745,15 @@ def _dino_from_folder(spec: DinoSpec, base: str, folder: Path):
         raise DglrsisError(f"{folder} is not a Hugging Face model folder (no config.json) for DINO {base}")
     kwargs = {"add_pooling_layer": False} if spec.family == "vit" else {}
     try:
-        return AutoModel.from_pretrained(str(folder), local_files_only=True, **kwargs)
+        model = AutoModel.from_pretrained(str(folder), local_files_only=True, **kwargs)
     except Exception as exc:  # noqa: BLE001 - bad or incomplete folder
-        raise DglrsisError(f"cannot load DINO {base} from {folder}: {type(exc).__name__}: {exc}") from None
+        text = " ".join(str(exc).split())[:300]
+        raise DglrsisError(f"cannot load DINO {base} from {folder}: {type(exc).__name__}: {text}") from None
+    got = {k: getattr(model.config, k, None) for k in ("hidden_size", "patch_size", "num_hidden_layers")}
+    want = {k: spec.arch[k] for k in got}
+    if got != want:
+        raise DglrsisError(f"{folder} holds a different model than DINO {base}: {got} vs {want}")
+    return model
 
 
 def _dino_from_hub(spec: DinoSpec, base: str):

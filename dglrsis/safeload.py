@@ -60,8 +60,15 @@ def load_pickle(path: str | os.PathLike) -> Any:
         raise DglrsisError(f"{path} is not a safe data pickle ({exc})") from None
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict:
-    """Load a state dict from ``.safetensors`` or a torch file with ``weights_only=True``."""
+def load_checkpoint(path: str | os.PathLike) -> Any:
+    """Load a checkpoint from ``.safetensors`` or a torch file with ``weights_only=True``.
+
+    ``argparse.Namespace`` is allowed besides tensors and containers: DINO's ``checkpoint.pth`` stores its
+    training ``args`` as one (a plain attribute holder; nothing runs). TorchScript archives (OpenAI's
+    original ``ViT-B-16.pt``) are refused with a hint: they cannot be loaded without running their code.
+    """
+    import argparse
+
     import torch
 
     path = Path(path)
@@ -72,6 +79,18 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
             from safetensors.torch import load_file
 
             return load_file(str(path))
-        return torch.load(path, map_location="cpu", weights_only=True)
+        import warnings
+
+        with warnings.catch_warnings(), torch.serialization.safe_globals([argparse.Namespace]):
+            warnings.simplefilter("ignore")  # e.g. the TorchScript dispatch warning: the error says it
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any failure here is a bad/untrusted file
-        raise DglrsisError(f"cannot load checkpoint {path} safely: {type(exc).__name__}: {exc}") from None
+        text = " ".join(str(exc).split())
+        if "TorchScript" in text:
+            raise DglrsisError(
+                f"{path} is a TorchScript archive (OpenAI's original release format), which cannot be loaded "
+                f"safely; use the open_clip hub file (e.g. timm/vit_base_patch16_clip_224.openai "
+                f"open_clip_model.safetensors) instead"
+            ) from None
+        why = f"{type(exc).__name__}: {text[:300]}"
+        raise DglrsisError(f"cannot load checkpoint {path} safely: {why}") from None
