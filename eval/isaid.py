@@ -58,6 +58,8 @@ ISAID_PALETTE = [
     (0, 127, 255),
     (0, 100, 155),
 ]
+OFF_PALETTE_SHARE = 0.01  # more off-palette pixels than this share (and the count below) → error
+OFF_PALETTE_PIXELS = 16
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 BACKGROUND_POLICIES = ("include", "ignore")
 LABEL_SUFFIX = "_instance_color_RGB"
@@ -73,8 +75,10 @@ def query_names() -> list[str]:
 def decode_label(path: str | Path) -> np.ndarray:
     """iSAID label file → H×W uint8 class indices (255 = ignore), decoded by content.
 
-    RGB/RGBA labels: exact palette match, other colours → 255. L/P labels: the stored indices (a P image's
-    palette is not applied). 16-bit/int labels: values > 255 → 255.
+    RGB/RGBA labels: exact palette match, other colours → 255 (ignored) — unless more than
+    :data:`OFF_PALETTE_SHARE` of the pixels (and more than :data:`OFF_PALETTE_PIXELS`) are off the palette:
+    then the file is not an iSAID colour label and a :class:`DglrsisError` gives the count. L/P labels:
+    the stored indices (a P image's palette is not applied). 16-bit/int labels: values > 255 → 255.
     """
     from PIL import Image
 
@@ -92,6 +96,13 @@ def decode_label(path: str | Path) -> np.ndarray:
     out = np.full(key.shape, 255, np.uint8)
     for idx, (r, g, b) in enumerate(ISAID_PALETTE):
         out[key == (r << 16 | g << 8 | b)] = idx
+    off = int((out == 255).sum())
+    if off > max(OFF_PALETTE_PIXELS, OFF_PALETTE_SHARE * out.size):
+        y, x = np.argwhere(out == 255)[0]
+        raise DglrsisError(
+            f"{path}: {off} of {out.size} pixels ({100 * off / out.size:.1f} %) have colours off the iSAID "
+            f"palette, e.g. {tuple(int(v) for v in rgb[y, x])} at ({x}, {y}); is this an iSAID colour label?"
+        )
     return out
 
 

@@ -1,9 +1,14 @@
 """Resumable, splittable evaluation loops.
 
 Each sample's result — an OVSS per-image confusion matrix (``.npy``) or a referring sample's I/U/IoU and
-modifiers (small ``.json``) — is written atomically to ``cache_dir/<settings hash>/<sample key>``; a rerun
-skips samples already there (resume), and a changed setting lands in another hash folder, so stale
-results are never reused. With several processes (``accelerate launch``) process ``i`` of ``n`` takes
+modifiers (small ``.json``) — is written atomically to ``cache_dir/<settings hash>/<key>-<data hash>``;
+a rerun skips samples already there (resume). The settings hash covers every setting; the data hash
+covers the files a result depends on (image, label, saved prediction: name, size and mtime) and a
+referring sample's annotation and text, so a changed setting *or* a repainted label lands in another
+entry and stale results are never reused. An unreadable entry (e.g. truncated by a crash) is recomputed
+with a one-line note on stderr. A report in which no ground-truth pixel was scored is an error.
+
+With several processes (``accelerate launch``) process ``i`` of ``n`` takes
 ``samples[i::n]``; after ``wait_for_everyone`` the main process aggregates every cached result, so the
 totals are identical for 1 or N processes (confusion matrices and I/U counts just add).
 
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -71,26 +77,69 @@ def _image_hw(path) -> tuple[int, int]:
         raise DglrsisError(f"cannot read image {path}: {exc}") from None
 
 
-def _loop(
-    samples: Sequence,
-    rank: int,
-    world: int,
-    cache: Path,
-    suffix: str,
-    work: Callable,
-    progress: bool,
-    desc: str,
-) -> int:
-    """Run ``work(sample, path)`` for this process's uncached samples; returns how many were computed."""
+def data_hash(sample, depends: Callable | None = None) -> str:
+    """12 hex digits over what ``sample``'s result depends on: its image/label files and ``depends(sample)``
+    files (name, size, mtime), its annotation (``segmentation``) and text."""
+    h = hashlib.sha1()
+    files = [getattr(sample, a, None) for a in ("image_path", "label_path")]
+    for p in [f for f in files if f is not None] + list(depends(sample) if depends else []):
+        try:
+            st = Path(p).stat()
+            h.update(f"{Path(p).name}:{st.st_size}:{st.st_mtime_ns};".encode())
+        except OSError:
+            h.update(f"{Path(p).name}:missing;".encode())
+    for a in ("segmentation", "text"):
+        if hasattr(sample, a):
+            h.update(json.dumps(getattr(sample, a), sort_keys=True, default=str).encode())
+    return h.hexdigest()[:12]
+
+
+def _read_entry(path: Path, suffix: str):
+    """A cached result, or None when it is missing or unreadable."""
+    if not path.is_file():
+        return None
+    try:
+        if suffix == ".npy":
+            conf = np.load(path, allow_pickle=False)
+            return conf if conf.ndim == 2 and conf.shape[0] == conf.shape[1] else None
+        row = json.loads(path.read_text())
+        return row if isinstance(row, dict) and {"I", "U"} <= set(row) else None
+    except (OSError, ValueError, EOFError):
+        return None
+
+
+def _note_corrupt(path: Path) -> None:
+    print(f"note: cache entry {path} was unreadable; recomputed", file=sys.stderr)
+
+
+def _loop(samples, rank, world, entry: Callable, suffix, work, progress, desc) -> int:
+    """Run ``work(sample, path)`` for this process's samples without a readable cache entry; returns how
+    many were computed."""
     from tqdm import tqdm
 
     done = 0
     for s in tqdm(samples[rank::world], desc=desc, disable=not progress or rank != 0):
-        path = cache / f"{s.key}{suffix}"
-        if not path.is_file():
+        path = entry(s)
+        if _read_entry(path, suffix) is None:
+            if path.exists():
+                _note_corrupt(path)
             work(s, path)
             done += 1
     return done
+
+
+def _collect(samples, entry: Callable, suffix: str, work: Callable) -> list:
+    """Every sample's cached result (main process); an entry unreadable now is recomputed here."""
+    out = []
+    for s in samples:
+        path = entry(s)
+        value = _read_entry(path, suffix)
+        if value is None:
+            _note_corrupt(path)
+            work(s, path)
+            value = _read_entry(path, suffix)
+        out.append(value)
+    return out
 
 
 def run_ovss(
@@ -104,11 +153,13 @@ def run_ovss(
     rank: int | None = None,
     world: int | None = None,
     progress: bool = True,
+    depends: Callable | None = None,
 ) -> dict | None:
     """Score OVSS predictions with detectron2 semseg metrics over ``num_classes`` classes.
 
     Returns the report (``mIoU, mACC, fwIoU, pACC, per_class, n, computed``) on the main process, None on
     the others. ``read_images=False`` passes ``None`` as the image (saved-prediction scoring).
+    ``depends(sample)``: further files a result depends on (saved predictions), part of the cache key.
     """
     if len(class_names) != num_classes:
         raise DglrsisError(f"{len(class_names)} class names for {num_classes} classes")
@@ -124,14 +175,22 @@ def run_ovss(
         with atomic_path(path, suffix=".npy") as tmp:
             np.save(tmp, confusion(pred, gt, num_classes))
 
-    computed = _loop(samples, rank, world, cache, ".npy", work, progress, "ovss")
+    def entry(s):
+        return cache / f"{s.key}-{data_hash(s, depends)}.npy"
+
+    computed = _loop(samples, rank, world, entry, ".npy", work, progress, "ovss")
     if state is not None:
         state.wait_for_everyone()
     if rank != 0:
         return None
     metric = SemSegMetric(class_names)
-    for s in samples:
-        metric.add_matrix(np.load(cache / f"{s.key}.npy"))
+    for conf in _collect(samples, entry, ".npy", work):
+        metric.add_matrix(conf)
+    if not metric.conf[:-1, :-1].sum():
+        raise DglrsisError(
+            f"no ground-truth pixel was scored in {len(samples)} samples (every label pixel is ignored): "
+            f"check the labels and the background policy"
+        )
     return {**metric.report(), "n": len(samples), "computed": computed}
 
 
@@ -145,6 +204,7 @@ def run_res(
     rank: int | None = None,
     world: int | None = None,
     progress: bool = True,
+    depends: Callable | None = None,
 ) -> dict | None:
     """Score referring masks with RMSIN metrics at ``native`` size or ``480``×480.
 
@@ -181,10 +241,13 @@ def run_res(
         with atomic_path(path, suffix=".json") as tmp:
             tmp.write_text(json.dumps(row))
 
-    computed = _loop(samples, rank, world, cache, ".json", work, progress, "res")
+    def entry(s):
+        return cache / f"{s.key}-{data_hash(s, depends)}.json"
+
+    computed = _loop(samples, rank, world, entry, ".json", work, progress, "res")
     if state is not None:
         state.wait_for_everyone()
     if rank != 0:
         return None
-    rows = [json.loads((cache / f"{s.key}.json").read_text()) for s in samples]
+    rows = _collect(samples, entry, ".json", work)
     return {**res_report(rows), "computed": computed, "resolution": resolution}

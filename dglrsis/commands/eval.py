@@ -141,6 +141,8 @@ def run(args) -> int:
     # Saved predictions without --cache: a throw-away cache, scored in one process (cheap). Everything else
     # is split over the accelerate processes through the shared cache folder.
     split = {"rank": 0, "world": 1} if args.predictions and not args.cache else {}
+    if args.predictions:  # a saved prediction is part of what a cached result depends on
+        split["depends"] = lambda s: [Path(args.predictions) / f"{s.key}.png"]
     with tempfile.TemporaryDirectory(prefix="dglrsis-eval-") as tmp:
         cache = (
             Path(args.cache)
