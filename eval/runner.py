@@ -30,7 +30,7 @@ import numpy as np
 from dglrsis.errors import DglrsisError
 from dglrsis.io import atomic_path
 
-from .metrics import SemSegMetric, confusion, res_report, res_sample, resize_nearest
+from .metrics import IGNORE, SemSegMetric, confusion, res_report, res_sample, resize_nearest
 
 RESOLUTIONS = ("native", "480")
 
@@ -169,6 +169,12 @@ def run_ovss(
 
     def work(s, path):
         gt = np.asarray(s.label())
+        over = (gt != IGNORE) & (gt >= num_classes)
+        if over.any():
+            raise DglrsisError(
+                f"label of {s.key} has {int(over.sum())} pixels with class {int(gt[over].max())} ≥ the "
+                f"{num_classes} classes named (wrong class file or label encoding?)"
+            )
         pred = np.asarray(predict_fn(images(s.image_path), s))
         if pred.shape != gt.shape:
             raise DglrsisError(f"prediction for {s.key} is {pred.shape}, label is {gt.shape} (H×W)")
