@@ -435,19 +435,20 @@ def _read_state(path: Path) -> dict:
     state = load_checkpoint(path)
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
+    import torch
+
     if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
         raise DglrsisError(f"{path} holds no state dict (a {type(state).__name__})")
+    if not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise DglrsisError(f"{path} is no state dict: not every entry is a tensor")
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
 def _load_state_into(model, path: Path, what: str, state: dict | None = None) -> None:
     """Load ``path`` (or its already read ``state``) strictly into ``model``; a mismatch names keys."""
-    import torch
 
     state = _read_state(path) if state is None else state
     state = {k: v for k, v in state.items() if k not in OPENAI_EXTRA_KEYS}
-    if not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise DglrsisError(f"{path} does not fit {what}: not every entry is a tensor")
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -592,9 +593,10 @@ def load_sam(arch: str = "vit_b", checkpoint: str | None = None, device: str = "
                 f"SAM {arch} weights not found at {path}: download {SAM_URL}{SAM_CHECKPOINTS[arch]} and pass "
                 f"--sam-checkpoint PATH (or put it in {weights_dir()}, or set DGLRSIS_WEIGHTS)"
             )
+    state = _read_state(path) if path is not None else None  # a bad file fails before the build
     model = sam_model_registry[arch](checkpoint=None)
     if path is not None:
-        _load_state_into(model, path, f"SAM {arch}")
+        _load_state_into(model, path, f"SAM {arch}", state)
     return model.to(device).eval()
 
 
@@ -717,10 +719,10 @@ def load_dino(name: str, checkpoint: str | None = None, device: str = "cpu") -> 
                     f"--dino {base}:/path/to/file (or {_offline_hint()})"
                 )
             state = load_checkpoint(path)
+            if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
+                raise DglrsisError(f"{path} is not a DINO checkpoint (it holds a {type(state).__name__})")
             model = _build_dino(spec)
             if spec.family == "vit":
-                if not isinstance(state, dict):
-                    raise DglrsisError(f"{path} is not a DINO ViT checkpoint (a {type(state).__name__})")
                 try:
                     state = _dino_v1_to_hf(state, spec.arch["num_hidden_layers"], _hf_vit_layout(model))
                 except KeyError as exc:
@@ -789,9 +791,12 @@ def _clip_present(name: str, spec: ClipSpec) -> str:
         )
     import open_clip
 
+    local = [weights_dir() / f"{spec.arch}-{spec.tag}{ext}" for ext in (".safetensors", ".bin")]
+    if any(p.is_file() for p in local):
+        return "yes"
     cfg = open_clip.get_pretrained_cfg(spec.arch, spec.tag) or {}
-    repo = (cfg.get("hf_hub") or "").rstrip("/")
-    files = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+    repo, fname = os.path.split((cfg.get("hf_hub") or "").strip())
+    files = (fname,) if fname else OPENCLIP_HUB_FILES
     return "yes" if repo and any(_in_hf_cache(repo, f) for f in files) else "no"
 
 

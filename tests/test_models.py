@@ -260,3 +260,24 @@ def test_offline_missing_weights_fail_fast_naming_file_and_places(tmp_path):
     err = out.stderr.strip().splitlines()
     assert res["rc"] == 2 and len(err) == 1 and "ViT-B-16-openai.safetensors" in err[0], out.stderr
     assert not (tmp_path / "o.png").exists()
+
+
+@pytest.mark.parametrize("payload", [torch.zeros(3), [torch.zeros(3)], {"a": 1}])
+@pytest.mark.parametrize("loader", ["clip", "dino", "sam"])
+def test_checkpoint_that_is_no_state_dict_is_one_clear_error(tmp_path, payload, loader):
+    path = tmp_path / "bad.pt"
+    torch.save(payload, path)
+    call = {
+        "clip": lambda: load_clip(f"world-clip:{path}"),
+        "dino": lambda: load_dino(f"dino-tiny:{path}"),
+        "sam": lambda: load_sam("vit_b", str(path)),
+    }[loader]
+    with pytest.raises(DglrsisError) as info:
+        call()
+    assert "\n" not in str(info.value) and str(path) in str(info.value)
+
+
+def test_weights_in_weights_dir_are_listed_present(empty_weights):
+    (empty_weights / "ViT-B-16-openai.safetensors").write_bytes(b"")
+    rows = {r["name"]: r["present"] for r in list_models()}
+    assert rows["ViT-B-16:openai"] == "yes" and rows["ViT-B-32:openai"] == "no"
