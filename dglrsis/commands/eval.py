@@ -173,6 +173,10 @@ def run(args) -> int:
         if args.task == "ovss":
             samples, names, queries, offset = _ovss_data(args)
             settings["eval_background"] = args.eval_background if args.dataset == "isaid" else None
+            # which form was scored: iSAID raw full-size images or converted patches; OVRSISBench layout
+            settings["form"] = getattr(samples[0], "form", None) or (
+                f"published:{args.set}" if args.set else "generic"
+            )
             settings["classes"] = names
             key = {
                 k: v for k, v in settings.items() if k != "limit"
