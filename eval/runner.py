@@ -6,7 +6,8 @@ a rerun skips samples already there (resume). The settings hash covers every set
 covers the files a result depends on (image, label, saved prediction: name, size and mtime) and a
 referring sample's annotation and text, so a changed setting *or* a repainted label lands in another
 entry and stale results are never reused. An unreadable entry (e.g. truncated by a crash) is recomputed
-with a one-line note on stderr. A report in which no ground-truth pixel was scored is an error.
+with a one-line note on stderr. Two runs on one cache share the work through per-sample claim files.
+A report in which no ground-truth pixel was scored is an error.
 
 With several processes (``accelerate launch``) process ``i`` of ``n`` takes
 ``samples[i::n]``; after ``wait_for_everyone`` the main process aggregates every cached result, so the
@@ -112,19 +113,94 @@ def _note_corrupt(path: Path) -> None:
     print(f"note: cache entry {path} was unreadable; recomputed", file=sys.stderr)
 
 
+CLAIM_STALE_S = 3600.0  # a claim older than this (or whose process has gone) is taken over
+CLAIM_POLL_S = 0.5
+
+
+def _claim_live(claim: Path) -> bool:
+    """Whether another run still holds ``claim`` (``pid@host``): its process is alive, or it is on another
+    host and younger than :data:`CLAIM_STALE_S`."""
+    import os
+    import socket
+    import time
+
+    try:
+        owner = claim.read_text().strip()
+        age = time.time() - claim.stat().st_mtime
+    except OSError:
+        return False
+    pid, _, host = owner.partition("@")
+    if age > CLAIM_STALE_S:
+        return False
+    if host != socket.gethostname() or not pid.isdigit():
+        return True
+    if int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def _try_claim(claim: Path) -> bool:
+    """Create ``claim`` exclusively (taking over a dead one); False when another live run holds it."""
+    import os
+    import socket
+
+    claim.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            fd = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            if _claim_live(claim):
+                return False
+            claim.unlink(missing_ok=True)
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{os.getpid()}@{socket.gethostname()}")
+        return True
+    return False
+
+
 def _loop(samples, rank, world, entry: Callable, suffix, work, progress, desc) -> int:
     """Run ``work(sample, path)`` for this process's samples without a readable cache entry; returns how
-    many were computed."""
+    many were computed. Concurrent runs on one cache share the work: a sample is computed under an
+    exclusive ``<entry>.claim`` file; samples claimed by another live run are waited for, and taken
+    over if that run goes away without writing them."""
+    import time
+
     from tqdm import tqdm
 
     done = 0
-    for s in tqdm(samples[rank::world], desc=desc, disable=not progress or rank != 0):
-        path = entry(s)
-        if _read_entry(path, suffix) is None:
-            if path.exists():
-                _note_corrupt(path)
-            work(s, path)
-            done += 1
+    pending = list(samples[rank::world])
+    bar = tqdm(total=len(pending), desc=desc, disable=not progress or rank != 0)
+    while pending:
+        waiting = []
+        for s in pending:
+            path = entry(s)
+            if _read_entry(path, suffix) is not None:
+                bar.update(1)
+                continue
+            claim = path.with_name(path.name + ".claim")
+            if not _try_claim(claim):
+                waiting.append(s)
+                continue
+            try:
+                if _read_entry(path, suffix) is None:  # not written meanwhile by the claim's last owner
+                    if path.exists():
+                        _note_corrupt(path)
+                    work(s, path)
+                    done += 1
+            finally:
+                claim.unlink(missing_ok=True)
+            bar.update(1)
+        if waiting:
+            time.sleep(CLAIM_POLL_S)
+        pending = waiting
+    bar.close()
     return done
 
 

@@ -117,3 +117,54 @@ def test_report_without_a_scored_pixel_is_an_error(tmp_path, capsys):
     assert len(err) == 1 and "no ground-truth pixel was scored" in err[0]
     assert not (tmp_path / "r.json").exists()
     assert main([*argv, "--eval-background", "include"]) == 0
+
+
+def _entry(cache, samples, key, settings):
+    from dglrsis.eval.runner import data_hash, settings_hash
+
+    s = next(s for s in samples if s.key == key)
+    folder = cache / settings_hash({**settings, "task": "ovss", "num_classes": 16})
+    return folder / f"{key}-{data_hash(s)}.npy"
+
+
+def test_concurrent_runs_share_the_work_through_claims(tmp_path):
+    import socket
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    from dglrsis.eval.metrics import confusion
+
+    root = make_raw_isaid(tmp_path / "d")
+    samples = isaid.isaid_samples(root, "val")
+    preds = _fixed_predictions(samples)
+    fresh = run_ovss(samples, lambda _i, s: preds[s.key], 16, NAMES, tmp_path / "fresh", {"m": 1}, **KW)
+    entry = _entry(tmp_path / "c", samples, "P0000", {"m": 1})
+    entry.parent.mkdir(parents=True)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # the other run
+    try:
+        claim = entry.with_name(entry.name + ".claim")
+        claim.write_text(f"{other.pid}@{socket.gethostname()}")
+        result = {}
+        t = threading.Thread(
+            target=lambda: result.update(
+                run_ovss(samples, lambda _i, s: preds[s.key], 16, NAMES, tmp_path / "c", {"m": 1}, **KW)
+            )
+        )
+        t.start()
+        time.sleep(1.5)
+        assert t.is_alive()  # waiting for the other run's sample
+        s0 = next(s for s in samples if s.key == "P0000")
+        np.save(entry, confusion(preds["P0000"], s0.label(), 16))  # the other run finishes it
+        claim.unlink()
+        t.join(timeout=30)
+        assert result["computed"] == len(samples) - 1 and _strip(result) == _strip(fresh)
+    finally:
+        other.kill()
+        other.wait()
+    # a claim left by a process that has gone is taken over
+    entry.unlink()
+    claim.write_text(f"{other.pid}@{socket.gethostname()}")
+    again = run_ovss(samples, lambda _i, s: preds[s.key], 16, NAMES, tmp_path / "c", {"m": 1}, **KW)
+    assert again["computed"] == 1 and _strip(again) == _strip(fresh) and not claim.exists()
