@@ -163,5 +163,10 @@ def isaid_samples(
         if limit is not None and len(out) >= limit:
             break
     if not out:
+        if any(imgs.glob("*.zip")):
+            raise DglrsisError(
+                f"{imgs} holds the release's zip files: unzip them there (and Semantic_masks/*.zip into "
+                f"Semantic_masks/), or cut patches with `dglrsis convert isaid --root {Path(root)} --out DIR`"
+            )
         raise DglrsisError(f"no images in {imgs}")
     return out

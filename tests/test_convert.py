@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from dglrsis.cli import main
+from dglrsis.errors import DglrsisError
 from dglrsis.eval import isaid
 from dglrsis.eval.isaid_convert import convert_isaid
 
@@ -157,3 +158,9 @@ def test_cli_convert(tmp_path, capsys):
     assert main(["convert", "isaid", "--root", str(tmp_path / "none"), "--out", str(tmp_path / "o2")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and "overlap" in err[0] and "train" in err[1]
+
+
+def test_reader_points_a_zipped_release_at_convert(tmp_path):
+    root = make_release(tmp_path / "r", _scenes(), zipped=True)
+    with pytest.raises(DglrsisError, match="dglrsis convert isaid"):
+        isaid.isaid_samples(root, "val")
