@@ -308,19 +308,32 @@ _REACHABLE: dict[str, bool] = {}
 
 def hub_offline() -> bool:
     """True when the Hugging Face hub must not be asked: ``HF_HUB_OFFLINE``/``TRANSFORMERS_OFFLINE`` set,
-    or its host does not answer a TCP connect within 2 s (checked once per process). Nothing is retried."""
+    or its host (or the ``HTTPS_PROXY``/``ALL_PROXY`` proxy) does not answer a TCP connect within 2 s
+    (checked once per process). Nothing is retried."""
     if any(
         os.environ.get(v, "").strip().upper() in _TRUE for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
     ):
         return True
     from urllib.parse import urlparse
 
-    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    host, port = url.hostname or "huggingface.co", url.port or 443
+    proxy = next(
+        (
+            os.environ[v]
+            for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
+            if os.environ.get(v)
+        ),
+        "",
+    )
+    if proxy:  # behind a proxy only the proxy can be reached directly
+        p = urlparse(proxy if "://" in proxy else f"http://{proxy}")
+        host, port = p.hostname or host, p.port or 3128
     if host not in _REACHABLE:
         import socket
 
         try:
-            socket.create_connection((host, 443), timeout=2).close()
+            socket.create_connection((host, port), timeout=2).close()
             _REACHABLE[host] = True
         except OSError:
             _REACHABLE[host] = False

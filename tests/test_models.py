@@ -281,3 +281,24 @@ def test_weights_in_weights_dir_are_listed_present(empty_weights):
     (empty_weights / "ViT-B-16-openai.safetensors").write_bytes(b"")
     rows = {r["name"]: r["present"] for r in list_models()}
     assert rows["ViT-B-16:openai"] == "yes" and rows["ViT-B-32:openai"] == "no"
+
+
+def test_hub_probe_honours_offline_flags_and_proxies(monkeypatch):
+    import dglrsis.models as models
+
+    calls = []
+
+    def fake_connect(addr, timeout):
+        calls.append(addr)
+        raise OSError("unreachable")
+
+    monkeypatch.setattr("socket.create_connection", fake_connect)
+    monkeypatch.setattr(models, "_REACHABLE", {})
+    for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "HF_ENDPOINT", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(v, raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert models.hub_offline() and calls == []  # the flag alone decides: no connection attempted
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:8080")
+    assert models.hub_offline() and calls == [("proxy.example", 8080)]
+    assert models.hub_offline() and len(calls) == 1  # probed once per process
