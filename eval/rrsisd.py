@@ -162,10 +162,16 @@ def rrsisd_samples(root: str | Path, split: str, limit: int | None = None) -> li
     for ref in refs:
         if ref.get("split") != split:
             continue
-        ann = anns.get(ref.get("ann_id"))
+        try:
+            ann = anns.get(ref.get("ann_id"))
+        except TypeError:  # an unhashable ann_id
+            ann = None
         if ann is None:
             raise DglrsisError(f"ref {ref.get('ref_id')} points at missing annotation {ref.get('ann_id')}")
-        out.extend(_sentences(ref, ann, images.get(ref.get("image_id"), {}), img_dir, cats, split))
+        try:
+            out.extend(_sentences(ref, ann, images.get(ref.get("image_id"), {}), img_dir, cats, split))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise DglrsisError(f"ref {ref.get('ref_id')} in {refs_path} is malformed ({exc!r})") from None
         if limit is not None and len(out) >= limit:
             return out[:limit]
     if not out:
