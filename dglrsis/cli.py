@@ -23,6 +23,7 @@ COMMANDS = {
     "segment": "segment",
     "refer": "refer",
     "eval": "eval",
+    "convert": "convert",
     "demo": "demo",
 }
 

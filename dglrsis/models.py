@@ -73,6 +73,9 @@ class ClipSpec:
     hf_repo: str | None = None  # hub repository holding a plain checkpoint file
     hf_file: str | None = None  # that file's name inside the repository
     note: str = ""  # one-line description for `dglrsis models`
+    # Activation the weights were trained with. None: open_clip's pretrained table (``quick_gelu``) or a
+    # ``-quickgelu`` architecture name decide; RS CLIPs state what their publishers' loading code builds.
+    quick_gelu: bool | None = None
 
 
 CLIP_MODELS: dict[str, ClipSpec] = {
@@ -88,24 +91,28 @@ CLIP_MODELS: dict[str, ClipSpec] = {
         hf_repo="chendelong/RemoteCLIP",
         hf_file="RemoteCLIP-ViT-B-32.pt",
         note="RemoteCLIP (RS) ViT-B/32",
+        quick_gelu=False,  # RemoteCLIP's README: create_model_and_transforms(name) (GELU), load_state_dict
     ),
     "RemoteCLIP-ViT-L-14": ClipSpec(
         "ViT-L-14",
         hf_repo="chendelong/RemoteCLIP",
         hf_file="RemoteCLIP-ViT-L-14.pt",
         note="RemoteCLIP (RS) ViT-L/14",
+        quick_gelu=False,
     ),
     "GeoRSCLIP-ViT-B-32": ClipSpec(
         "ViT-B-32",
         hf_repo="Zilun/GeoRSCLIP",
         hf_file="ckpt/RS5M_ViT-B-32.pt",
         note="GeoRSCLIP (RS5M) ViT-B/32",
+        quick_gelu=True,  # GeoRSCLIP's README: create_model_and_transforms(name, pretrained="openai")
     ),
     "GeoRSCLIP-ViT-L-14": ClipSpec(
         "ViT-L-14",
         hf_repo="Zilun/GeoRSCLIP",
         hf_file="ckpt/RS5M_ViT-L-14.pt",
         note="GeoRSCLIP (RS5M) ViT-L/14",
+        quick_gelu=True,
     ),
     "world-clip": ClipSpec("world-clip", note="small CLIP trained on the synthetic world (bundled)"),
 }
@@ -134,6 +141,7 @@ _VIT_B8 = dict(
     intermediate_size=3072,
     patch_size=8,
     image_size=224,
+    layer_norm_eps=1e-6,  # DINO v1's ViT: LayerNorm(eps=1e-6) (transformers' default is 1e-12)
 )
 DINO_MODELS: dict[str, DinoSpec] = {
     "rsib": DinoSpec(
@@ -181,6 +189,7 @@ DINO_MODELS: dict[str, DinoSpec] = {
             intermediate_size=384,
             patch_size=8,
             image_size=64,
+            layer_norm_eps=1e-6,
         ),
         note="tiny ViT/8 stand-in (random weights only)",
     ),
@@ -293,32 +302,182 @@ def _resolve_clip(name: str, checkpoint: str | None) -> tuple[ClipSpec, str]:
     return ClipSpec(arch, tag=tag), "openclip"
 
 
+_TRUE = {"1", "ON", "YES", "TRUE"}
+_REACHABLE: dict[str, bool] = {}
+
+
+def hub_offline() -> bool:
+    """True when the Hugging Face hub must not be asked: ``HF_HUB_OFFLINE``/``TRANSFORMERS_OFFLINE`` set,
+    or its host (or the ``HTTPS_PROXY``/``ALL_PROXY`` proxy) does not answer a TCP connect within 2 s
+    (checked once per process). Nothing is retried."""
+    if any(
+        os.environ.get(v, "").strip().upper() in _TRUE for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    ):
+        return True
+    from urllib.parse import urlparse
+
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    host, port = url.hostname or "huggingface.co", url.port or 443
+    proxy = next(
+        (
+            os.environ[v]
+            for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
+            if os.environ.get(v)
+        ),
+        "",
+    )
+    if proxy:  # behind a proxy only the proxy can be reached directly
+        p = urlparse(proxy if "://" in proxy else f"http://{proxy}")
+        host, port = p.hostname or host, p.port or 3128
+    if host not in _REACHABLE:
+        import socket
+
+        try:
+            socket.create_connection((host, port), timeout=2).close()
+            _REACHABLE[host] = True
+        except OSError:
+            _REACHABLE[host] = False
+    return not _REACHABLE[host]
+
+
+def _hf_cache_dir() -> str:
+    try:
+        from huggingface_hub import constants
+
+        return str(constants.HF_HUB_CACHE)
+    except Exception:  # noqa: BLE001
+        return "~/.cache/huggingface/hub"
+
+
+def _cached(repo: str, filename: str) -> Path | None:
+    """``repo/filename`` from the Hugging Face cache, or None (never touches the network)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        hit = try_to_load_from_cache(repo, filename)
+    except Exception:  # noqa: BLE001
+        return None
+    return Path(hit) if isinstance(hit, str) else None
+
+
+def _missing(what: str, local: list[Path], hub: list[tuple[str, str]]) -> DglrsisError:
+    """One-line error: the file, every place searched, how to get it."""
+    wd = weights_dir()
+    names = [str(p.relative_to(wd)) if p.is_relative_to(wd) else str(p) for p in local]
+    places = [f"$DGLRSIS_WEIGHTS ({wd}): {', '.join(names)}"] if local else []
+    if hub:
+        places.append(f"Hugging Face cache ({_hf_cache_dir()}): {', '.join(f'{r}/{f}' for r, f in hub)}")
+    repo, fname = hub[0] if hub else (None, None)
+    how = (
+        f"download https://huggingface.co/{repo}/resolve/main/{fname} to {local[0]} "
+        f"(or run once with network access)"
+        if hub and local
+        else f"put it at {local[0]}"
+        if local
+        else "run once with network access"
+    )
+    return DglrsisError(f"{what} weights not found offline; searched {'; '.join(places)}; {how}")
+
+
+def _find_weights(what: str, local: list[Path], hub: list[tuple[str, str]]) -> Path | None:
+    """First of ``local`` files, then of ``hub`` files in the HF cache. None: not here but the hub can be
+    asked; offline, a :class:`DglrsisError` naming all places searched."""
+    for p in local:
+        if p.is_file():
+            return p
+    for repo, fname in hub:
+        hit = _cached(repo, fname)
+        if hit is not None:
+            return hit
+    if hub_offline():
+        raise _missing(what, local, hub)
+    return None
+
+
 def _hub_file(repo: str, filename: str) -> Path:
-    """Find ``filename`` in weights_dir() or the HF cache, else download it (network permitting)."""
-    local = weights_dir() / Path(filename).name
-    if local.is_file():
-        return local
+    """``filename`` from weights_dir(), the HF cache, or the hub (online only; never retried offline)."""
+    local = [weights_dir() / Path(filename).name]
+    found = _find_weights(f"{repo}/{filename}", local, [(repo, filename)])
+    if found is not None:
+        return found
     from huggingface_hub import hf_hub_download
 
     try:
         return Path(hf_hub_download(repo, filename))
-    except Exception:  # noqa: BLE001 - offline, missing, gated: one clear message
+    except Exception as exc:  # noqa: BLE001 - missing, gated: one clear message
         raise DglrsisError(
-            f"weights {filename} not available offline: download it from the Hugging Face repo {repo} and "
+            f"weights {filename} could not be downloaded from {repo} ({type(exc).__name__}); "
             f"{_offline_hint()}"
         ) from None
 
 
-def _load_state_into(model, path: Path, what: str) -> None:
+OPENCLIP_HUB_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+
+
+def clip_quick_gelu(spec: ClipSpec) -> bool:
+    """Whether ``spec``'s weights need QuickGELU: the spec's own flag, a ``-quickgelu`` architecture, or
+    open_clip's pretrained table (``quick_gelu``: True for every OpenAI tag)."""
+    if spec.quick_gelu is not None:
+        return spec.quick_gelu
+    if spec.arch.endswith("-quickgelu"):
+        return True
+    if not spec.tag:
+        return False
+    import open_clip
+
+    return bool((open_clip.get_pretrained_cfg(spec.arch, spec.tag) or {}).get("quick_gelu", False))
+
+
+def _openclip_file(spec: ClipSpec) -> Path | None:
+    """Local file for an open_clip ``ARCH:TAG``: ``$DGLRSIS_WEIGHTS/ARCH-TAG.{safetensors,bin}`` or the
+    open_clip hub files in the HF cache (see :func:`_find_weights`)."""
+    import open_clip
+
+    cfg = open_clip.get_pretrained_cfg(spec.arch, spec.tag) or {}
+    repo, fname = os.path.split((cfg.get("hf_hub") or "").strip())
+    hub = [(repo, f) for f in ((fname,) if fname else OPENCLIP_HUB_FILES)] if repo else []
+    local = [weights_dir() / f"{spec.arch}-{spec.tag}{ext}" for ext in (".safetensors", ".bin")]
+    return _find_weights(f"CLIP {spec.arch}:{spec.tag}", local, hub)
+
+
+OPENAI_EXTRA_KEYS = ("input_resolution", "context_length", "vocab_size")  # OpenAI CLIP release files
+
+
+def _read_state(path: Path) -> dict:
+    """A checkpoint's state dict: ``state_dict`` wrapper and ``module.`` prefixes removed."""
     state = load_checkpoint(path)
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
-    state = {k.removeprefix("module."): v for k, v in state.items()}
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
-        raise DglrsisError(f"{path} does not fit {what}: {first}") from None
+    import torch
+
+    if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
+        raise DglrsisError(f"{path} holds no state dict (a {type(state).__name__})")
+    if not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise DglrsisError(f"{path} is no state dict: not every entry is a tensor")
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def _load_state_into(model, path: Path, what: str, state: dict | None = None) -> None:
+    """Load ``path`` (or its already read ``state``) strictly into ``model``; a mismatch names keys."""
+
+    state = _read_state(path) if state is None else state
+    state = {k: v for k, v in state.items() if k not in OPENAI_EXTRA_KEYS}
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [
+        f"{k} {tuple(state[k].shape)}≠{tuple(own[k].shape)}"
+        for k in own
+        if k in state and state[k].shape != own[k].shape
+    ]
+    if missing or unexpected or shapes:
+        parts = [
+            f"{label} {len(keys)} ({', '.join(keys[:3])}{', …' if len(keys) > 3 else ''})"
+            for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape", shapes))
+            if keys
+        ]
+        raise DglrsisError(f"{path} does not fit {what}: {'; '.join(parts)}")
+    model.load_state_dict(state, strict=True)
 
 
 def _build_world_clip(with_weights: bool):
@@ -360,15 +519,35 @@ def load_clip(
         preprocess = open_clip.image_transform(size, is_train=False, mean=mean, std=std)
         tokenizer = open_clip.SimpleTokenizer(context_length=cfg["model_cfg"]["text_cfg"]["context_length"])
     else:
+        quick = clip_quick_gelu(spec)
+        local_state = None
+        if mode == "local":  # an OpenAI release file says so by its extra keys: QuickGELU
+            local_path = Path(checkpoint or name.partition(":")[2]).expanduser()
+            local_state = _read_state(local_path)
+            quick = quick or all(k in local_state for k in OPENAI_EXTRA_KEYS)
+        local_file = _openclip_file(spec) if mode == "openclip" else None
+        if mode == "hf-file":
+            local_file = _hub_file(spec.hf_repo, spec.hf_file)
         try:
-            if mode == "openclip":
+            if mode == "openclip" and local_file is None:  # online: open_clip downloads
                 model, _, preprocess = open_clip.create_model_and_transforms(
-                    spec.arch, pretrained=spec.tag, weights_only=True
+                    spec.arch, pretrained=spec.tag, weights_only=True, force_quick_gelu=quick
                 )
             elif mode == "hub":
+                if hub_offline():
+                    raise DglrsisError(f"CLIP {name} is on the Hugging Face hub, which is not reachable")
                 model, _, preprocess = open_clip.create_model_and_transforms(spec.arch, weights_only=True)
-            else:
-                model, _, preprocess = open_clip.create_model_and_transforms(spec.arch, pretrained=None)
+            else:  # weights loaded below from a file; the tag's own eval transform
+                cfg = (open_clip.get_pretrained_cfg(spec.arch, spec.tag) or {}) if spec.tag else {}
+                model, _, preprocess = open_clip.create_model_and_transforms(
+                    spec.arch,
+                    pretrained=None,
+                    force_quick_gelu=quick,
+                    image_mean=cfg.get("mean"),
+                    image_std=cfg.get("std"),
+                    image_interpolation=cfg.get("interpolation"),
+                    image_resize_mode=cfg.get("resize_mode"),
+                )
         except DglrsisError:
             raise
         except Exception as exc:  # noqa: BLE001
@@ -379,10 +558,9 @@ def load_clip(
                 f"(or {_offline_hint()})"
             ) from None
         if mode == "local":
-            path = Path(checkpoint or name.partition(":")[2]).expanduser()
-            _load_state_into(model, path, f"CLIP {spec.arch}")
-        elif mode == "hf-file":
-            _load_state_into(model, _hub_file(spec.hf_repo, spec.hf_file), f"CLIP {spec.arch}")
+            _load_state_into(model, local_path, f"CLIP {spec.arch}", local_state)
+        elif local_file is not None:
+            _load_state_into(model, local_file, f"CLIP {spec.arch}")
         tokenizer = open_clip.get_tokenizer(spec.arch if mode != "hub" else name)
         size = model.visual.image_size
         size = size[0] if isinstance(size, (tuple, list)) else size
@@ -420,15 +598,18 @@ def load_sam(arch: str = "vit_b", checkpoint: str | None = None, device: str = "
 
     if arch not in SAM_CHECKPOINTS:
         raise DglrsisError(f"unknown SAM architecture {arch!r}; use one of {', '.join(SAM_CHECKPOINTS)}")
-    model = sam_model_registry[arch](checkpoint=None)
-    if checkpoint != "random":
+    path = None
+    if checkpoint != "random":  # checked before the model is built (fast errors)
         path = Path(checkpoint).expanduser() if checkpoint else weights_dir() / SAM_CHECKPOINTS[arch]
         if not path.is_file():
             raise DglrsisError(
                 f"SAM {arch} weights not found at {path}: download {SAM_URL}{SAM_CHECKPOINTS[arch]} and pass "
                 f"--sam-checkpoint PATH (or put it in {weights_dir()}, or set DGLRSIS_WEIGHTS)"
             )
-        _load_state_into(model, path, f"SAM {arch}")
+    state = _read_state(path) if path is not None else None  # a bad file fails before the build
+    model = sam_model_registry[arch](checkpoint=None)
+    if path is not None:
+        _load_state_into(model, path, f"SAM {arch}", state)
     return model.to(device).eval()
 
 
@@ -526,24 +707,34 @@ def load_dino(name: str, checkpoint: str | None = None, device: str = "cpu") -> 
         raise DglrsisError(f"unknown DINO {base!r}; use one of {', '.join(DINO_MODELS)}")
     spec = DINO_MODELS[base]
     checkpoint = checkpoint or (tag if tag and tag != "random" else None)
-    model = _build_dino(spec)
-    if tag != "random":
+    if tag == "random":
+        model = _build_dino(spec)
+    else:  # where the weights are is settled before any model is built (fast offline errors)
+        folder = weights_dir() / spec.hf_id.split("/")[-1] if spec.hf_id else None
         if checkpoint:
             path = Path(checkpoint).expanduser()
         elif spec.file:
             path = weights_dir() / spec.file
+        elif folder is not None and folder.is_dir():
+            path = folder
         elif spec.hf_id:
-            model = _dino_from_hub(spec, base)
             path = None
         else:
             raise DglrsisError(f"{base} has no pretrained weights; use {base}:random")
-        if path is not None:
+        if path is None:
+            model = _dino_from_hub(spec, base)
+        elif path.is_dir():  # a Hugging Face model folder (config.json + weights)
+            model = _dino_from_folder(spec, base, path)
+        else:
             if not path.is_file():
                 raise DglrsisError(
                     f"DINO {base} weights not found at {path}: download the checkpoint and pass "
                     f"--dino {base}:/path/to/file (or {_offline_hint()})"
                 )
             state = load_checkpoint(path)
+            if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
+                raise DglrsisError(f"{path} is not a DINO checkpoint (it holds a {type(state).__name__})")
+            model = _build_dino(spec)
             if spec.family == "vit":
                 try:
                     state = _dino_v1_to_hf(state, spec.arch["num_hidden_layers"], _hf_vit_layout(model))
@@ -561,17 +752,43 @@ def load_dino(name: str, checkpoint: str | None = None, device: str = "cpu") -> 
     )
 
 
-def _dino_from_hub(spec: DinoSpec, base: str):
+def _dino_from_folder(spec: DinoSpec, base: str, folder: Path):
+    """A Hugging Face model folder (``config.json`` + ``model.safetensors``/``pytorch_model.bin``)."""
     from transformers import AutoModel
 
+    if not (folder / "config.json").is_file():
+        raise DglrsisError(f"{folder} is not a Hugging Face model folder (no config.json) for DINO {base}")
+    kwargs = {"add_pooling_layer": False} if spec.family == "vit" else {}
+    try:
+        model = AutoModel.from_pretrained(str(folder), local_files_only=True, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - bad or incomplete folder
+        text = " ".join(str(exc).split())[:300]
+        raise DglrsisError(f"cannot load DINO {base} from {folder}: {type(exc).__name__}: {text}") from None
+    got = {k: getattr(model.config, k, None) for k in ("hidden_size", "patch_size", "num_hidden_layers")}
+    want = {k: spec.arch[k] for k in got}
+    if got != want:
+        raise DglrsisError(f"{folder} holds a different model than DINO {base}: {got} vs {want}")
+    return model
+
+
+def _dino_from_hub(spec: DinoSpec, base: str):
+    """From the HF cache, or the hub when online; offline and not cached: one error naming the places."""
+    from transformers import AutoModel
+
+    hub = [(spec.hf_id, "config.json"), (spec.hf_id, "model.safetensors")]
+    folder = weights_dir() / spec.hf_id.split("/")[-1]
+    cached = _cached(spec.hf_id, "config.json") is not None
+    if not cached and hub_offline():
+        raise _missing(
+            f"DINO {base} ({spec.hf_id})", [folder / "config.json", folder / "model.safetensors"], hub
+        )
     try:
         kwargs = {"add_pooling_layer": False} if spec.family == "vit" else {}
-        return AutoModel.from_pretrained(spec.hf_id, **kwargs)
+        return AutoModel.from_pretrained(spec.hf_id, local_files_only=cached, **kwargs)
     except Exception:  # noqa: BLE001
         raise DglrsisError(
-            f"DINO {base} weights not available offline: download the Hugging Face model "
-            f"{spec.hf_id} and pass --dino {base}:/path/to/checkpoint "
-            f"(or {_offline_hint()})"
+            f"DINO {base} weights not available: download the Hugging Face model {spec.hf_id} into "
+            f"{folder} (or pass --dino {base}:/path/to/folder-or-checkpoint)"
         ) from None
 
 
@@ -587,9 +804,12 @@ def _clip_present(name: str, spec: ClipSpec) -> str:
         )
     import open_clip
 
+    local = [weights_dir() / f"{spec.arch}-{spec.tag}{ext}" for ext in (".safetensors", ".bin")]
+    if any(p.is_file() for p in local):
+        return "yes"
     cfg = open_clip.get_pretrained_cfg(spec.arch, spec.tag) or {}
-    repo = (cfg.get("hf_hub") or "").rstrip("/")
-    files = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+    repo, fname = os.path.split((cfg.get("hf_hub") or "").strip())
+    files = (fname,) if fname else OPENCLIP_HUB_FILES
     return "yes" if repo and any(_in_hf_cache(repo, f) for f in files) else "no"
 
 

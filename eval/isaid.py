@@ -1,7 +1,9 @@
 """iSAID reader (OVSS): the raw devkit form or the mmseg-converted form.
 
 Raw: ``root/{split}/images/P0000.png`` + ``root/{split}/Semantic_masks/images/P0000_instance_color_RGB.png``
-(RGB colour labels; index = exact RGB match with :data:`ISAID_PALETTE`, any other colour → 255).
+(RGB colour labels; index = exact RGB match with :data:`ISAID_PALETTE`, any other colour → 255). The
+devkit's extracted folders may also hold ``P0000_instance_id_RGB.png`` (instance ids) and the colour label
+beside the image; both are skipped.
 Converted: ``root/img_dir/{split}/*.png`` + ``root/ann_dir/{split}/*_instance_color_RGB.png`` (or
 ``*.png``), single-channel index labels (0–15, 255 = ignore). The form is detected from the folders;
 each label is decoded by its content (mode RGB → palette lookup, L/P → indices). Images are read by
@@ -56,9 +58,13 @@ ISAID_PALETTE = [
     (0, 127, 255),
     (0, 100, 155),
 ]
+OFF_PALETTE_SHARE = 0.01  # more off-palette pixels than this share (and the count below) → error
+OFF_PALETTE_PIXELS = 16
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 BACKGROUND_POLICIES = ("include", "ignore")
 LABEL_SUFFIX = "_instance_color_RGB"
+# Files the devkit keeps beside images and colour labels: instance-id maps (not images, not labels).
+SKIP_SUFFIXES = (LABEL_SUFFIX, "_instance_id_RGB")
 
 
 def query_names() -> list[str]:
@@ -69,8 +75,10 @@ def query_names() -> list[str]:
 def decode_label(path: str | Path) -> np.ndarray:
     """iSAID label file → H×W uint8 class indices (255 = ignore), decoded by content.
 
-    RGB/RGBA labels: exact palette match, other colours → 255. L/P labels: the stored indices (a P image's
-    palette is not applied). 16-bit/int labels: values > 255 → 255.
+    RGB/RGBA labels: exact palette match, other colours → 255 (ignored) — unless more than
+    :data:`OFF_PALETTE_SHARE` of the pixels (and more than :data:`OFF_PALETTE_PIXELS`) are off the palette:
+    then the file is not an iSAID colour label and a :class:`DglrsisError` gives the count. L/P labels:
+    the stored indices (a P image's palette is not applied). 16-bit/int labels: values > 255 → 255.
     """
     from PIL import Image
 
@@ -88,6 +96,13 @@ def decode_label(path: str | Path) -> np.ndarray:
     out = np.full(key.shape, 255, np.uint8)
     for idx, (r, g, b) in enumerate(ISAID_PALETTE):
         out[key == (r << 16 | g << 8 | b)] = idx
+    off = int((out == 255).sum())
+    if off > max(OFF_PALETTE_PIXELS, OFF_PALETTE_SHARE * out.size):
+        y, x = np.argwhere(out == 255)[0]
+        raise DglrsisError(
+            f"{path}: {off} of {out.size} pixels ({100 * off / out.size:.1f} %) have colours off the iSAID "
+            f"palette, e.g. {tuple(int(v) for v in rgb[y, x])} at ({x}, {y}); is this an iSAID colour label?"
+        )
     return out
 
 
@@ -133,7 +148,11 @@ def isaid_samples(
     form, imgs, labels = detect_form(root, split)
     out = []
     for p in sorted(imgs.iterdir()):
-        if p.suffix.lower() not in IMAGE_EXTS or LABEL_SUFFIX in p.stem or not p.is_file():
+        if (
+            p.suffix.lower() not in IMAGE_EXTS
+            or any(p.stem.endswith(suf) for suf in SKIP_SUFFIXES)
+            or not p.is_file()
+        ):
             continue
         for cand in (labels / f"{p.stem}{LABEL_SUFFIX}.png", labels / f"{p.stem}.png"):
             if cand.is_file() and cand != p:
@@ -144,5 +163,10 @@ def isaid_samples(
         if limit is not None and len(out) >= limit:
             break
     if not out:
+        if any(imgs.glob("*.zip")):
+            raise DglrsisError(
+                f"{imgs} holds the release's zip files: unzip them there (and Semantic_masks/*.zip into "
+                f"Semantic_masks/), or cut patches with `dglrsis convert isaid --root {Path(root)} --out DIR`"
+            )
         raise DglrsisError(f"no images in {imgs}")
     return out

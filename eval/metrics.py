@@ -6,8 +6,11 @@ Semantic segmentation — detectron2 ``SemSegEvaluator`` definitions: a (K+1)×(
 present in the ground truth; fwIoU weights IoU by ground-truth frequency; pACC = Σtp / Σpos_gt. ×100.
 
 Referring segmentation — RMSIN ``test.py``: per sample I and U; IoU = I/U and **0 when U = 0** (so an
-empty prediction of an empty target scores 0, RMSIN's convention); mIoU = mean IoU; oIoU = ΣI/ΣU;
-precision@t = share of samples with IoU ≥ t. ×100.
+empty prediction of an empty target scores 0, RMSIN's convention); mIoU = mean IoU; oIoU = ΣI/ΣU, which
+RMSIN prints as ``nan`` when every union is empty — reported here as ``None`` (JSON ``null``, JSON has no
+NaN); precision@t = share of samples with IoU ≥ t. ×100. At ``--resolution 480`` prediction and target
+are each resized to 480×480 with PIL's ``Image.resize(..., NEAREST)`` — what RMSIN's
+``T.Resize(480, 480)`` does to its target (torchvision's resize of a PIL image calls PIL).
 """
 
 from __future__ import annotations
@@ -123,7 +126,7 @@ def res_report(samples: list[dict]) -> dict:
         si, su = sum(r["I"] for r in rows), sum(r["U"] for r in rows)
         return {
             "mIoU": round(100 * float(ious.mean()), 4),
-            "oIoU": round(100 * si / su, 4) if su else 0.0,
+            "oIoU": round(100 * si / su, 4) if su else None,  # RMSIN: nan
             "precision": {str(t): round(100 * float((ious >= t).mean()), 4) for t in THRESHOLDS},
             "n": len(rows),
         }
@@ -138,15 +141,23 @@ def res_report(samples: list[dict]) -> dict:
 
 
 def resize_nearest(mask: np.ndarray, height: int = 480, width: int = 480) -> np.ndarray:
-    """Nearest-neighbour resize of an H×W array to ``height``×``width`` (any dtype kept).
+    """Nearest-neighbour resize of an H×W array to ``height``×``width`` with PIL itself (dtype kept).
 
-    Output pixel (y, x) takes source pixel (floor((y + 0.5)·H/height), floor((x + 0.5)·W/width)) — pixel
-    centres, as PIL's NEAREST. RMSIN scores at 480×480; ``--resolution 480`` resizes prediction and target.
+    ``Image.fromarray(mask).resize((width, height), Image.NEAREST)`` — bit-identical to RMSIN's target
+    resize at 480×480 (torchvision ``F.resize(pil, (480, 480), NEAREST)`` calls exactly this). bool/uint8
+    go through mode ``L``, other integers through mode ``I`` (int32).
     """
+    from PIL import Image
+
     arr = np.asarray(mask)
     if arr.ndim != 2 or arr.size == 0:
         raise DglrsisError(f"resize_nearest expects a non-empty H×W array, got shape {arr.shape}")
-    h, w = arr.shape
-    rows = np.minimum(((np.arange(height) + 0.5) * h / height).astype(np.int64), h - 1)
-    cols = np.minimum(((np.arange(width) + 0.5) * w / width).astype(np.int64), w - 1)
-    return arr[rows[:, None], cols[None, :]]
+    if arr.shape == (height, width):
+        return arr.copy()
+    if arr.dtype == bool or arr.dtype == np.uint8:
+        im = Image.fromarray(arr.astype(np.uint8), mode="L")
+    elif np.issubdtype(arr.dtype, np.integer) and arr.min() >= -(2**31) and arr.max() < 2**31:
+        im = Image.fromarray(arr.astype(np.int32), mode="I")
+    else:
+        raise DglrsisError(f"resize_nearest expects bool or integer masks, got {arr.dtype}")
+    return np.asarray(im.resize((width, height), Image.NEAREST)).astype(arr.dtype)

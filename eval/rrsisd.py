@@ -1,11 +1,24 @@
 """RRSIS-D reader (RES), as released with RMSIN.
 
-Layouts accepted: ``root/{refs(unc).p, instances.json, images/rrsisd/JPEGImages/NNNNN.jpg}`` or the RMSIN
-tree ``root/rrsisd/{refs(unc).p, instances.json}`` + ``root/images/rrsisd/JPEGImages``. The pickle is
-untrusted and read with :func:`dglrsis.safeload.load_pickle` (builtin containers only). Annotations use
-``categories_id`` (``category_id`` accepted), bbox x1y1x2y2 (unused here), ``segmentation`` = list of
-RLE dicts ``{size, counts}`` (counts str/bytes, or uncompressed lists) or polygons; parts are unioned.
-The ``area`` field is unreliable and ignored. One sample per sentence; masks are decoded on access.
+Layout: RMSIN's (``refer/refer.py``, ``--refer_data_root``)::
+
+    ROOT/rrsisd/refs(unc).p
+    ROOT/rrsisd/instances.json
+    ROOT/images/rrsisd/JPEGImages/NNNNN.jpg
+
+``--root ROOT`` is the folder RMSIN is given. ``--root ROOT/rrsisd`` also works (the images are then
+looked up in ``ROOT/images/rrsisd/JPEGImages``, or ``ROOT/rrsisd/images/rrsisd/JPEGImages`` /
+``ROOT/rrsisd/JPEGImages`` when the files were moved). The pickle is untrusted and read with
+:func:`dglrsis.safeload.load_pickle` (builtin containers only). Annotations use ``categories_id``
+(``category_id`` accepted), bbox x1y1x2y2 (unused here), ``segmentation`` = list of RLE dicts
+``{size, counts}`` (counts str/bytes, or uncompressed lists) or polygons; parts are unioned. The
+``area`` field is unreliable and ignored. One sample per sentence; masks are decoded on access.
+
+Target size, as RMSIN's ``REFER.getMask``: an RLE target has its RLE's own ``size``; a polygon target
+the image entry's ``height``×``width``. Real RRSIS-D has JPEGs of 800×801 and 800×787 px whose masks are
+800×800; RMSIN resizes image and mask to 480×480 independently, and so do we at ``--resolution 480``
+(at ``native`` a prediction of the image's size is nearest-resized to the mask's, see
+:mod:`dglrsis.eval.runner`).
 """
 
 from __future__ import annotations
@@ -20,11 +33,20 @@ from dglrsis.errors import DglrsisError
 
 
 def decode_segmentation(parts: list, height: int, width: int) -> np.ndarray:
-    """COCO segmentation parts (RLE dicts or polygons) → H×W bool union mask."""
+    """COCO segmentation parts (RLE dicts or polygons) → bool union mask.
+
+    The mask is the RLEs' own ``size`` when there are RLE parts (as RMSIN), else ``height``×``width``.
+    """
     from pycocotools import mask as mask_utils
 
+    parts = parts if isinstance(parts, list) else [parts]
+    rle_sizes = {tuple(int(v) for v in p["size"]) for p in parts if isinstance(p, dict) and "size" in p}
+    if len(rle_sizes) > 1:
+        raise DglrsisError(f"segmentation parts have different sizes: {sorted(rle_sizes)}")
+    if rle_sizes:  # RMSIN: an RLE target has the RLE's own size, whatever the image entry says
+        height, width = rle_sizes.pop()
     out = np.zeros((height, width), bool)
-    for seg in parts if isinstance(parts, list) else [parts]:
+    for seg in parts:
         if isinstance(seg, dict):
             counts = seg.get("counts")
             if isinstance(counts, list):  # uncompressed RLE
@@ -67,17 +89,36 @@ class RefSample:
         return decode_segmentation(self.segmentation, *self.size)
 
 
-def _find(root: Path, *names: str) -> Path:
-    for n in names:
-        if (root / n).exists():
-            return root / n
-    raise DglrsisError(f"{root}: none of {', '.join(names)} found (is this an RRSIS-D folder?)")
+RMSIN_LAYOUT = "ROOT/rrsisd/{refs(unc).p, instances.json} and ROOT/images/rrsisd/JPEGImages/"
+
+
+def locate(root: str | Path) -> tuple[Path, Path]:
+    """(folder of ``refs(unc).p`` + ``instances.json``, image folder) for ``root`` (RMSIN's data root, or
+    its ``rrsisd/`` sub-folder)."""
+    root = Path(root)
+    if (root / "rrsisd" / "refs(unc).p").is_file():
+        meta, images = root / "rrsisd", [root / "images" / "rrsisd" / "JPEGImages"]
+    elif (root / "refs(unc).p").is_file():
+        meta = root
+        images = [
+            root.parent / "images" / "rrsisd" / "JPEGImages",
+            root / "images" / "rrsisd" / "JPEGImages",
+            root / "JPEGImages",
+        ]
+    else:
+        raise DglrsisError(f"{root}: no refs(unc).p (RRSIS-D as RMSIN lays it out: {RMSIN_LAYOUT})")
+    if not (meta / "instances.json").is_file():
+        raise DglrsisError(f"{meta}: refs(unc).p without instances.json (expected {RMSIN_LAYOUT})")
+    for d in images:
+        if d.is_dir():
+            return meta, d
+    raise DglrsisError(f"no image folder {images[0]} (expected {RMSIN_LAYOUT})")
 
 
 def _sentences(ref: dict, ann: dict, im: dict, img_dir: Path, cats: dict, split: str) -> list[RefSample]:
     size = (int(im.get("height", 800)), int(im.get("width", 800)))
     cat = ann.get("categories_id", ann.get("category_id", ref.get("category_id")))
-    fname = ref.get("file_name") or im.get("file_name")
+    fname = im.get("file_name") or ref.get("file_name")  # RMSIN opens the image entry's file_name
     out = []
     for s in ref.get("sentences", []):
         out.append(
@@ -100,10 +141,8 @@ def rrsisd_samples(root: str | Path, split: str, limit: int | None = None) -> li
     """One :class:`RefSample` per sentence of ``split``, in pickle order."""
     from dglrsis.safeload import load_pickle
 
-    root = Path(root)
-    refs_path = _find(root, "refs(unc).p", "rrsisd/refs(unc).p")
-    inst_path = _find(root, "instances.json", "rrsisd/instances.json")
-    img_dir = _find(root, "images/rrsisd/JPEGImages", "rrsisd/images/rrsisd/JPEGImages", "JPEGImages")
+    meta, img_dir = locate(root)
+    refs_path, inst_path = meta / "refs(unc).p", meta / "instances.json"
     refs = load_pickle(refs_path)
     if not isinstance(refs, list) or not all(isinstance(r, dict) for r in refs):
         raise DglrsisError(f"{refs_path} does not hold a list of ref dicts")
@@ -111,17 +150,28 @@ def rrsisd_samples(root: str | Path, split: str, limit: int | None = None) -> li
         inst = json.loads(inst_path.read_text())
     except (OSError, ValueError) as exc:
         raise DglrsisError(f"cannot read {inst_path}: {exc}") from None
-    anns = {a["id"]: a for a in inst.get("annotations", [])}
-    images = {im["id"]: im for im in inst.get("images", [])}
-    cats = {c["id"]: c["name"] for c in inst.get("categories", [])}
+    try:
+        anns = {a["id"]: a for a in inst.get("annotations", [])}
+        images = {im["id"]: im for im in inst.get("images", [])}
+        cats = {c["id"]: c["name"] for c in inst.get("categories", [])}
+    except (AttributeError, KeyError, TypeError) as exc:
+        raise DglrsisError(
+            f"{inst_path} is not a COCO instances file (images, annotations, categories with ids): {exc!r}"
+        ) from None
     out: list[RefSample] = []
     for ref in refs:
         if ref.get("split") != split:
             continue
-        ann = anns.get(ref.get("ann_id"))
+        try:
+            ann = anns.get(ref.get("ann_id"))
+        except TypeError:  # an unhashable ann_id
+            ann = None
         if ann is None:
             raise DglrsisError(f"ref {ref.get('ref_id')} points at missing annotation {ref.get('ann_id')}")
-        out.extend(_sentences(ref, ann, images.get(ref.get("image_id"), {}), img_dir, cats, split))
+        try:
+            out.extend(_sentences(ref, ann, images.get(ref.get("image_id"), {}), img_dir, cats, split))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise DglrsisError(f"ref {ref.get('ref_id')} in {refs_path} is malformed ({exc!r})") from None
         if limit is not None and len(out) >= limit:
             return out[:limit]
     if not out:

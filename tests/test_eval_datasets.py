@@ -306,3 +306,23 @@ def test_readers_on_the_synthetic_world(tmp_path):
     ref_scenes = list(iter_scenes(5, 8, 96, "rrsisd"))
     for s in refs:
         assert any(np.array_equal(s.mask, inst.mask) for inst in ref_scenes[int(s.image_path.stem)].instances)
+
+
+@pytest.mark.parametrize(
+    "inst, refs",
+    [
+        ([], None),  # instances.json that is a list
+        ({"images": [{"file_name": "x.jpg"}], "annotations": [], "categories": []}, None),  # no ids
+        (None, [{"split": "test", "ann_id": 1, "sentences": [{"raw": "no sent_id"}]}]),
+        (None, [{"split": "test", "ann_id": [1], "sentences": []}]),
+    ],
+)
+def test_malformed_rrsisd_files_are_one_clear_error(tmp_path, inst, refs):
+    root = make_rrsisd(tmp_path / "r")
+    if inst is not None:
+        (root / "instances.json").write_text(json.dumps(inst))
+    if refs is not None:
+        (root / "refs(unc).p").write_bytes(pickle.dumps(refs, protocol=2))
+    with pytest.raises(DglrsisError) as info:
+        rrsisd.rrsisd_samples(root, "test")
+    assert "\n" not in str(info.value)

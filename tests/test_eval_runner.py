@@ -240,6 +240,7 @@ def test_cli_predictions_ovss(tmp_path, capsys):
     r = json.loads(out.read_text())
     assert r["mIoU"] == 100.0 and r["pACC"] == 100.0 and r["per_class"]["background"]["IoU"] is None
     assert r["settings"]["eval_background"] == "ignore" and r["settings"]["dataset"] == "isaid"
+    assert r["settings"]["form"] == "raw"  # raw full-size images (converted patches: "converted")
     assert {"mIoU", "mACC", "fwIoU", "pACC", "per_class", "n"} <= set(r)
     assert "mIoU 100.00" in capsys.readouterr().out
     (preds / "P0001.png").unlink()

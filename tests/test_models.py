@@ -129,7 +129,7 @@ def test_mismatched_checkpoint_is_one_clear_error(tmp_path):
 @pytest.mark.parametrize(
     "call, expected",
     [
-        (lambda: load_clip("ViT-B-16:openai"), "ViT-B-16:/path/to/checkpoint.pt"),
+        (lambda: load_clip("ViT-B-16:openai"), "ViT-B-16-openai.safetensors"),
         (lambda: load_clip("RemoteCLIP-ViT-B-32"), "RemoteCLIP-ViT-B-32.pt"),
         (lambda: load_sam("vit_b"), "sam_vit_b_01ec64.pth"),
         (lambda: load_dino("rsib"), "rsib_dino_vitb8.pth"),
@@ -173,3 +173,132 @@ def test_models_cli_json(empty_weights):
     data = json.loads(out.stdout)
     assert data["weights_dir"] == str(empty_weights)
     assert any(r["name"] == "vit_b" and r["present"] == "no" for r in data["models"])
+
+
+@pytest.mark.parametrize(
+    "name, quick",
+    [
+        ("ViT-B-16:openai", True),  # open_clip's pretrained table: quick_gelu
+        ("ViT-B-16:laion2b_s34b_b88k", False),
+        ("GeoRSCLIP-ViT-B-32", True),  # its README builds ViT-B-32 with pretrained="openai"
+        ("RemoteCLIP-ViT-B-32", False),  # its README builds plain ViT-B-32
+    ],
+)
+def test_activation_follows_the_weights(name, quick, monkeypatch, tmp_path):
+    """OpenAI weights were trained with QuickGELU; open_clip's ViT-B-16 alone builds exact GELU."""
+    from open_clip.transformer import QuickGELU
+
+    import dglrsis.models as models
+
+    monkeypatch.setattr(models, "_find_weights", lambda *a, **k: tmp_path / "w.safetensors")
+    monkeypatch.setattr(models, "_load_state_into", lambda *a, **k: None)
+    clip = load_clip(name)
+    for tower in (clip.model.visual.transformer, clip.model.transformer):
+        act = tower.resblocks[0].mlp.gelu
+        assert isinstance(act, QuickGELU) is quick
+        assert quick or type(act) is torch.nn.GELU
+
+
+_OFFLINE_SCRIPT = """
+import json, sys, time
+import open_clip, transformers  # import cost is not part of the bound
+from dglrsis.errors import DglrsisError
+from dglrsis.models import load_clip, load_dino
+rows = []
+for name, call in [
+    ("ViT-B-16:openai", lambda: load_clip("ViT-B-16:openai")),
+    ("RemoteCLIP-ViT-B-32", lambda: load_clip("RemoteCLIP-ViT-B-32")),
+    ("dinov2-base", lambda: load_dino("dinov2-base")),
+]:
+    t = time.perf_counter()
+    try:
+        call()
+        msg = None
+    except DglrsisError as exc:
+        msg = str(exc)
+    rows.append({"name": name, "s": time.perf_counter() - t, "msg": msg})
+from dglrsis.cli import main
+rc = main(["segment", sys.argv[1], "--classes", "ship", "--clip", "ViT-B-16:openai", "--out", sys.argv[2]])
+print(json.dumps({"rows": rows, "rc": rc}))
+"""
+
+
+def test_offline_missing_weights_fail_fast_naming_file_and_places(tmp_path):
+    import json
+    import os
+
+    import numpy as np
+    from PIL import Image
+
+    img = tmp_path / "img.png"
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(img)
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "DGLRSIS_WEIGHTS": str(tmp_path / "w"),
+        "HF_HOME": str(tmp_path / "hf"),
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", _OFFLINE_SCRIPT, str(img), str(tmp_path / "o.png")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    expected = {
+        "ViT-B-16:openai": ("ViT-B-16-openai.safetensors", "timm/vit_base_patch16_clip_224.openai"),
+        "RemoteCLIP-ViT-B-32": ("RemoteCLIP-ViT-B-32.pt", "chendelong/RemoteCLIP"),
+        "dinov2-base": ("dinov2-base/config.json", "facebook/dinov2-base"),
+    }
+    for row in res["rows"]:
+        msg = row["msg"]
+        assert msg is not None and "\n" not in msg and row["s"] < 5.0, row
+        local, repo = expected[row["name"]]
+        assert local in msg and repo in msg and str(tmp_path / "w") in msg and str(tmp_path / "hf") in msg
+        assert "https://huggingface.co/" in msg  # how to get it
+    err = out.stderr.strip().splitlines()
+    assert res["rc"] == 2 and len(err) == 1 and "ViT-B-16-openai.safetensors" in err[0], out.stderr
+    assert not (tmp_path / "o.png").exists()
+
+
+@pytest.mark.parametrize("payload", [torch.zeros(3), [torch.zeros(3)], {"a": 1}])
+@pytest.mark.parametrize("loader", ["clip", "dino", "sam"])
+def test_checkpoint_that_is_no_state_dict_is_one_clear_error(tmp_path, payload, loader):
+    path = tmp_path / "bad.pt"
+    torch.save(payload, path)
+    call = {
+        "clip": lambda: load_clip(f"world-clip:{path}"),
+        "dino": lambda: load_dino(f"dino-tiny:{path}"),
+        "sam": lambda: load_sam("vit_b", str(path)),
+    }[loader]
+    with pytest.raises(DglrsisError) as info:
+        call()
+    assert "\n" not in str(info.value) and str(path) in str(info.value)
+
+
+def test_weights_in_weights_dir_are_listed_present(empty_weights):
+    (empty_weights / "ViT-B-16-openai.safetensors").write_bytes(b"")
+    rows = {r["name"]: r["present"] for r in list_models()}
+    assert rows["ViT-B-16:openai"] == "yes" and rows["ViT-B-32:openai"] == "no"
+
+
+def test_hub_probe_honours_offline_flags_and_proxies(monkeypatch):
+    import dglrsis.models as models
+
+    calls = []
+
+    def fake_connect(addr, timeout):
+        calls.append(addr)
+        raise OSError("unreachable")
+
+    monkeypatch.setattr("socket.create_connection", fake_connect)
+    monkeypatch.setattr(models, "_REACHABLE", {})
+    for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "HF_ENDPOINT", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(v, raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert models.hub_offline() and calls == []  # the flag alone decides: no connection attempted
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:8080")
+    assert models.hub_offline() and calls == [("proxy.example", 8080)]
+    assert models.hub_offline() and len(calls) == 1  # probed once per process

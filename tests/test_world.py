@@ -196,7 +196,7 @@ def test_rrsisd_files(world):
         ys, xs = np.nonzero(m)
         assert a["bbox"] == [xs.min(), ys.min(), xs.max(), ys.max()] and a["area"] == m.sum()
     for im in inst["images"]:
-        path = rr / "images" / "rrsisd" / "JPEGImages" / im["file_name"]
+        path = out / "images" / "rrsisd" / "JPEGImages" / im["file_name"]
         assert path.read_bytes()[:2] == b"\xff\xd8" and Image.open(path).size == (SIZE, SIZE)
 
     refs = load_pickle(rr / "refs(unc).p")

@@ -33,6 +33,12 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--classes-file", help="ovrsisbench: class file (one class per line, synonyms by comma)"
     )
+    parser.add_argument(
+        "--set",
+        choices=("dlrsd", "isaid", "loveda", "potsdam", "uavid", "udd5", "vaihingen", "vdd"),
+        help="ovrsisbench: read this set in RSKT-Seg's published layout under --root (split all|train|val; "
+        "default class file prompts/vocab/<set>.txt)",
+    )
     parser.add_argument("--limit", type=int, help="evaluate only the first N samples")
     parser.add_argument("--out", help="report JSON (written atomically)")
     parser.add_argument("--predictions", help="score saved predictions from this folder instead of the model")
@@ -82,8 +88,17 @@ def _ovss_data(args):
     if args.dataset == "ovrsisbench":
         from ..eval import ovrsisbench
 
+        if args.set:
+            names = ovrsisbench.class_names(args.classes_file or ovrsisbench.bundled_class_file(args.set))
+            split = (
+                "all" if args.split == "val" and "val" not in ovrsisbench.LAYOUTS[args.set] else args.split
+            )
+            samples, unpaired = ovrsisbench.published_samples(args.root, args.set, split, args.limit)
+            if unpaired:
+                print(f"note: {unpaired} {args.set} files without a partner skipped", file=sys.stderr)
+            return samples, names, names, 0
         if not args.classes_file:
-            raise DglrsisError("--dataset ovrsisbench needs --classes-file")
+            raise DglrsisError("--dataset ovrsisbench needs --classes-file (or --set NAME)")
         names = ovrsisbench.class_names(args.classes_file)
         return ovrsisbench.ovrsis_samples(args.root, args.split, args.limit), names, names, 0
     raise DglrsisError("ovss evaluation needs --dataset isaid or ovrsisbench")
@@ -141,6 +156,8 @@ def run(args) -> int:
     # Saved predictions without --cache: a throw-away cache, scored in one process (cheap). Everything else
     # is split over the accelerate processes through the shared cache folder.
     split = {"rank": 0, "world": 1} if args.predictions and not args.cache else {}
+    if args.predictions:  # a saved prediction is part of what a cached result depends on
+        split["depends"] = lambda s: [Path(args.predictions) / f"{s.key}.png"]
     with tempfile.TemporaryDirectory(prefix="dglrsis-eval-") as tmp:
         cache = (
             Path(args.cache)
@@ -156,6 +173,10 @@ def run(args) -> int:
         if args.task == "ovss":
             samples, names, queries, offset = _ovss_data(args)
             settings["eval_background"] = args.eval_background if args.dataset == "isaid" else None
+            # which form was scored: iSAID raw full-size images or converted patches; OVRSISBench layout
+            settings["form"] = getattr(samples[0], "form", None) or (
+                f"published:{args.set}" if args.set else "generic"
+            )
             settings["classes"] = names
             key = {
                 k: v for k, v in settings.items() if k != "limit"

@@ -2,8 +2,9 @@
 
 ``iter_scenes(seed, n, size, kind)`` renders scenes in memory; ``generate_world(out, seed, n, size)``
 writes ``out/isaid/`` (raw devkit form: RGB images + RGB colour labels with the exact iSAID palette) and
-``out/rrsisd/`` (``refs(unc).p``, ``instances.json`` with ``categories_id``, x1y1x2y2 boxes and RLE masks,
-``images/rrsisd/JPEGImages/NNNNN.jpg``). Scene ``i`` depends only on ``(seed, i)``; the same seed gives
+``out/rrsisd/`` (``refs(unc).p``, ``instances.json`` with ``categories_id``, x1y1x2y2 boxes and RLE masks)
++ ``out/images/rrsisd/JPEGImages/NNNNN.jpg`` (RMSIN's tree: ``out`` is its data root). Scene ``i``
+depends only on ``(seed, i)``; the same seed gives
 byte-identical files. Referring expressions are built from a structured spec and kept only when the
 :func:`resolve` check says they identify exactly one instance.
 """

@@ -48,8 +48,9 @@ def generate_world(out, seed: int = 0, n: int = 20, size: int = 512, progress: b
     Layout: ``isaid/{train,val}/images/P0000.png`` + ``isaid/{split}/Semantic_masks/images/
     P0000_instance_color_RGB.png`` (75 % train / 25 % val by index); ``rrsisd/refs(unc).p`` (pickle protocol
     2), ``rrsisd/instances.json`` (bbox = inclusive x1,y1,x2,y2 of the mask, ``categories_id``, one RLE per
-    annotation), ``rrsisd/images/rrsisd/JPEGImages/NNNNN.jpg`` (60/10/30 % train/val/test by index);
-    ``world.json``. Returns the summary written to ``world.json``.
+    annotation), ``images/rrsisd/JPEGImages/NNNNN.jpg`` (60/10/30 % train/val/test by index) — RMSIN's
+    tree, so ``out`` is the ``--refer_data_root`` RMSIN's unchanged loader takes; ``world.json``.
+    Returns the summary written to ``world.json``.
     """
     from PIL import Image
     from tqdm import tqdm
@@ -72,7 +73,7 @@ def generate_world(out, seed: int = 0, n: int = 20, size: int = 512, progress: b
         tqdm(iter_scenes(seed, n, size, "rrsisd"), total=n, desc="rrsisd", disable=not progress)
     ):
         fname = f"{i:05d}.jpg"
-        with atomic_path(rr / "images" / "rrsisd" / "JPEGImages" / fname) as tmp:
+        with atomic_path(out / "images" / "rrsisd" / "JPEGImages" / fname) as tmp:
             Image.fromarray(scene.image).save(tmp, format="JPEG", quality=95)
         images.append({"id": i, "file_name": fname, "width": size, "height": size})
         ann_ids = {}
