@@ -42,6 +42,7 @@ class ImageState:
     lvta: LVTAConfig  # the crop / prompt settings the embeddings were made with
     masked_emb: Any = None  # N×D embeddings of the masked crops (GVTA), filled on first use
     cam_cache: dict = field(default_factory=dict)  # (expression, settings) → H×W fused CAM (GVTA)
+    cam_features: dict = field(default_factory=dict)  # scale → windows + text-free CLIP forward (GVTA)
 
     @property
     def shape(self) -> tuple[int, int]:

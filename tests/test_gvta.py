@@ -82,3 +82,67 @@ def test_refer_quality_on_unseen_world_and_cam_ablation():
     print(f"RES world seed 12: mIoU {full:.1f}, without the CAM {ablated:.1f} ({len(refs)} expressions)")
     assert full >= 45.0
     assert full > ablated + 3.0
+
+
+def test_choose_multiplicity():
+    from dglrsis.gvta import _choose
+    from dglrsis.text import decompose
+
+    total = np.array([0.2, 1.0, 0.7, 0.65, 0.1])
+    order = np.argsort(-total, kind="stable")
+    cfg = GVTAConfig(multi_keep=0.6)
+    assert _choose(decompose("the ship", "rrsisd"), total, order, cfg) == [1]
+    assert _choose(decompose("the two ships", "rrsisd"), total, order, cfg) == [1, 2]
+    assert _choose(decompose("three ships", "rrsisd"), total, order, cfg) == [1, 2, 3]
+    assert _choose(decompose("all ships", "rrsisd"), total, order, cfg) == [1, 2, 3]  # ≥ 0.6 × best
+    assert _choose(decompose("the ships", "rrsisd"), total, order, cfg) == [1, 2, 3]
+
+
+def test_relation_scores_on_region_anchor():
+    from dglrsis.gvta import Anchor, _relation_score
+
+    # three instances: fully on the anchor region, half on it, off it and far away
+    inst = {
+        "cx": np.array([10.0, 50.0, 90.0]),
+        "cy": np.array([10.0, 10.0, 90.0]),
+        "in_anchor_0": np.array([1.0, 0.5, 0.0]),
+        "anchor_dist_0": np.array([0.0, 0.0, 0.6]),
+    }
+    a = Anchor((10.0, 10.0), np.ones((4, 4), bool))
+    on = _relation_score(inst, "on", a, 0, 100, 100)
+    across = _relation_score(inst, "across", a, 0, 100, 100)
+    near = _relation_score(inst, "near", a, 0, 100, 100)
+    assert on[0] > on[1] > on[2]
+    assert across[1] > across[0] and across[1] > across[2]  # overlapping while reaching out
+    assert min(near[:2]) > near[2]  # distance to the nearest anchor pixel, not to its centroid
+    assert (
+        near[1]
+        > _relation_score({k: v for k, v in inst.items() if "dist" not in k}, "near", a, 0, 100, 100)[1]
+    )
+
+
+def test_explanations_and_not_found(scene):
+    from dglrsis.gvta import explain
+
+    p = Predictor(PredictorConfig(clip="world-clip"))
+    from dglrsis.eval.world.scenes import READABLE
+
+    p.set_image(scene.image)
+    name = READABLE[scene.instances[0].category]
+    ref = p.refer(f"the {name} on the left")
+    c = ref.candidates
+    assert (
+        c
+        and c[0]["rank"] == 1
+        and c[0]["selected"]
+        and [x["score"] for x in c] == sorted((x["score"] for x in c), reverse=True)
+    )
+    for row in c:  # total = noun + CAM + modifier terms (rounded to 4 places)
+        assert row["score"] == pytest.approx(row["noun"] + row["cam"] + row["modifiers"], abs=3e-4)
+        assert list(row["modifier_scores"]) == ["position: left"]
+        assert row["modifiers"] == pytest.approx(0.75 * row["modifier_scores"]["position: left"], abs=2e-4)
+    text = explain(ref)
+    assert "position: left" in text and len(text.splitlines()) == 1 + min(5, len(c))
+    assert ref.found and ref.confidence == pytest.approx(c[0]["noun_prob"], abs=1e-4)
+    gone = p.refer("the purple giraffe")
+    assert not gone.found and gone.confidence < GVTAConfig().min_confidence
