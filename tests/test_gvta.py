@@ -146,3 +146,59 @@ def test_explanations_and_not_found(scene):
     assert ref.found and ref.confidence == pytest.approx(c[0]["noun_prob"], abs=1e-4)
     gone = p.refer("the purple giraffe")
     assert not gone.found and gone.confidence < GVTAConfig().min_confidence
+
+
+def _refer_cli(tmp_path, scene, text, *extra):
+    import subprocess
+    import sys
+
+    from dglrsis.io import write_rgb_png
+
+    img = tmp_path / "scene.png"
+    write_rgb_png(img, scene.image)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dglrsis.cli",
+            "refer",
+            str(img),
+            text,
+            "--out",
+            str(tmp_path / "m.png"),
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    return out, sorted(p.name for p in tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("text", ["the of a the", "🚢🛳", "港口旁边的白色船只", "le navire blanc à gauche"])
+def test_refer_cli_no_noun_is_a_usage_error(tmp_path, scene, text):
+    out, files = _refer_cli(tmp_path, scene, text, "--clip", "world-clip")
+    assert out.returncode == 2 and "no noun to look for" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
+    assert files == ["scene.png"]
+
+
+def test_refer_cli_not_found_exit_3_no_mask(tmp_path, scene):
+    import json
+
+    out, files = _refer_cli(
+        tmp_path,
+        scene,
+        "the purple giraffe",
+        "--clip",
+        "world-clip",
+        "--scales",
+        "1.0",
+        "--scores",
+        str(tmp_path / "s.json"),
+    )
+    assert out.returncode == 3, out.stderr
+    assert out.stderr.strip().startswith("not found: no giraffe") and "Traceback" not in out.stderr
+    assert files == ["s.json", "scene.png"]  # the explanation, no mask
+    data = json.loads((tmp_path / "s.json").read_text())
+    assert data["found"] is False and data["confidence"] < 0.2 and data["candidates"]
