@@ -67,26 +67,48 @@ class GVTAConfig:
     group_overlap: float = 0.5  # a proposal covered this much by a better one joins its instance
     multi_keep: float = 0.6  # multiple targets: keep instances scoring ≥ this × the best
     class_keep: float = 0.5  # candidate instances need a noun probability ≥ this × the best one
+    min_confidence: float = 0.2  # below this noun probability of the best candidate: "not found"
 
 
 @dataclass
 class ReferResult:
-    mask: np.ndarray  # H×W bool, the referred region
+    mask: np.ndarray  # H×W bool, the referred region (the best candidate even when not found)
     cam: np.ndarray  # H×W float32 in [0, 1] (zeros when CAM is off)
     decomposition: object  # dglrsis.text.Decomposition
     target: str  # the class noun used for LVTA
     selected: list[int] = field(default_factory=list)  # proposal indices in the mask
-    candidates: list[dict] = field(default_factory=list)  # scored instances, best first
+    candidates: list[dict] = field(default_factory=list)  # scored instances, best first (explain())
+    confidence: float = 0.0  # the best candidate's noun probability (LVTA, in [0, 1])
+    found: bool = True  # confidence ≥ GVTAConfig.min_confidence
 
     def to_json(self) -> dict:
         return {
             "text": self.decomposition.text,
             "target": self.target,
+            "found": self.found,
+            "confidence": round(float(self.confidence), 4),
             "selected": self.selected,
             "decomposition": self.decomposition.to_json(),
             "candidates": self.candidates,
             "area": int(self.mask.sum()),
         }
+
+
+def explain(result: ReferResult, top: int = 5) -> str:
+    """The top candidates as a readable table: total = noun + CAM + modifiers (each modifier's own
+    score in [0, 1] is listed; the modifier term is ``w_mod`` × their mean)."""
+    lines = [
+        f"{'':2}{'rank':>4} {'box (x0,y0,x1,y1)':>22} {'area':>7} {'total':>6} {'noun':>6} "
+        f"{'cam':>6} {'mods':>6}  modifier scores"
+    ]
+    for c in result.candidates[:top]:
+        mods = ", ".join(f"{k} {v:.2f}" for k, v in c["modifier_scores"].items())
+        box = ",".join(str(v) for v in c["box"])
+        lines.append(
+            f"{'*' if c['selected'] else ' ':2}{c['rank']:>4} {box:>22} {c['area']:>7} {c['score']:>6.3f} "
+            f"{c['noun']:>6.3f} {c['cam']:>6.3f} {c['modifiers']:>6.3f}  {mods}"
+        )
+    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------------------------- CAM
@@ -112,25 +134,37 @@ def _windows(h: int, w: int, scale: float) -> list[tuple[int, int, int, int]]:
     return [(x, y, min(x + side, w), min(y + side, h)) for y in ys for x in xs]
 
 
-def cross_scale_cam(clip, image: np.ndarray, text_emb: torch.Tensor, scales=(1.0, 0.5)) -> np.ndarray:
-    """Fused Grad-CAM ``H×W`` in [0, 1] of ``image`` (H×W×3 uint8) for a ``1×D`` text embedding."""
-    from .cam import clip_gradcam
+def cross_scale_cam(
+    clip, image: np.ndarray, text_emb: torch.Tensor, scales=(1.0, 0.5), cache: dict | None = None
+) -> np.ndarray:
+    """Fused Grad-CAM ``H×W`` in [0, 1] of ``image`` (H×W×3 uint8) for a ``1×D`` text embedding.
+
+    The windows of a scale go through CLIP as one batch. ``cache`` (a dict, e.g. the image state's
+    ``cam_features``) keeps each scale's text-independent forward (:func:`dglrsis.cam.cam_features`), so a
+    later expression on the same image only pays the explained block forward and backward.
+    """
+    from .cam import cam_features, gradcam_from_features
 
     h, w = image.shape[:2]
     fused = np.zeros((h, w), np.float32)
+    cache = {} if cache is None else cache
     for scale in scales:
-        wins = _windows(h, w, scale)
-        batch, sides = zip(
-            *[
-                _square_resize(image[y0:y1, x0:x1], clip.image_size, clip.mean, clip.std)
-                for x0, y0, x1, y1 in wins
-            ],
-            strict=False,
-        )
-        cams = clip_gradcam(clip, torch.cat(batch), text_emb.expand(len(wins), -1))
+        key = (float(scale), clip.image_size, id(clip))
+        if key not in cache:
+            wins = _windows(h, w, scale)
+            batch, sides = zip(
+                *[
+                    _square_resize(image[y0:y1, x0:x1], clip.image_size, clip.mean, clip.std)
+                    for x0, y0, x1, y1 in wins
+                ],
+                strict=True,
+            )
+            cache[key] = (wins, sides, cam_features(clip, torch.cat(batch)))
+        wins, sides, feats = cache[key]
+        cams = gradcam_from_features(clip, feats, text_emb)
         acc = np.zeros((h, w), np.float32)
         cnt = np.zeros((h, w), np.float32)
-        for (x0, y0, x1, y1), side, cam in zip(wins, sides, cams, strict=False):
+        for (x0, y0, x1, y1), side, cam in zip(wins, sides, cams, strict=True):
             c = torch.as_tensor(cam, dtype=torch.float32)[None, None]
             c = F.interpolate(c, size=(side, side), mode="bilinear", align_corners=False)[0, 0].numpy()
             acc[y0:y1, x0:x1] += c[: y1 - y0, : x1 - x0]
@@ -146,8 +180,9 @@ def enhanced_text_embedding(clip, dec, target: str, cfg: GVTAConfig) -> torch.Te
     texts = [dec.text]
     if cfg.global_enhance:
         texts += [
-            f"{g.text} {target}" if g.kind in ("colour", "size") else f"{target} {g.text}"
+            f"{g.text} {target}" if g.kind in ("colour", "size", "multiplicity") else f"{target} {g.text}"
             for g in dec.global_
+            if not (g.kind == "multiplicity" and g.value.get("n") == "some")  # the plural noun itself
         ]
     emb = clip.encode_text(texts)
     t = emb[0] + cfg.enhance_weight * emb[1:].sum(0) if len(texts) > 1 else emb[0]
@@ -177,15 +212,20 @@ def _axis_score(c: np.ndarray, want: str | None) -> np.ndarray:
     return np.ones_like(c)
 
 
-def modifier_scores(inst: dict, tokens, image: np.ndarray, anchor_centroid) -> tuple[np.ndarray, list[str]]:
-    """Per-instance mean score over the global tokens; ``inst`` holds arrays cx, cy, area, rgb (n-long)."""
+def modifier_scores(inst: dict, tokens, image: np.ndarray, anchors=None) -> tuple[np.ndarray, dict]:
+    """Per-instance mean score over the global tokens and each scoring token's own ``n`` scores
+    (``{"kind: text": array}``); ``inst`` holds arrays cx, cy, area, rgb (n-long) and, for region
+    anchors, ``in_anchor`` / ``anchor_dist`` per relation token index; ``anchors`` maps a relation
+    token's index to its :class:`Anchor`."""
     h, w = image.shape[:2]
     cx, cy = inst["cx"] / w, inst["cy"] / h
-    parts, used = [], []
-    for g in tokens:
+    anchors = anchors or {}
+    parts: dict[str, np.ndarray] = {}
+    for k, g in enumerate(tokens):
         v = g.value if isinstance(g.value, dict) else {}
+        label = f"{g.kind}: {g.text}"
         if g.kind == "position":
-            parts.append(_axis_score(cx, _norm_dir(v.get("x"))) * _axis_score(cy, _norm_dir(v.get("y"))))
+            part = _axis_score(cx, _norm_dir(v.get("x"))) * _axis_score(cy, _norm_dir(v.get("y")))
         elif g.kind == "size":
             want_small = (v.get("extreme") or v.get("degree") or "") in (
                 "smallest",
@@ -194,40 +234,57 @@ def modifier_scores(inst: dict, tokens, image: np.ndarray, anchor_centroid) -> t
                 "short",
                 "shortest",
             )
-            parts.append(_rank_score(inst["area"], not want_small))
+            part = _rank_score(inst["area"], not want_small)
         elif g.kind == "colour":
             proto = COLOURS.get(str(g.value).lower() if not isinstance(g.value, dict) else "", None)
             if proto is None:
                 continue
             d = np.linalg.norm(inst["rgb"] - np.array(proto, dtype=np.float32), axis=1) / 441.7
-            parts.append(0.5 * np.exp(-d / 0.15) + 0.5 * _rank_score(-d, True))
-        elif g.kind == "relation" and anchor_centroid is not None:
-            parts.append(_relation_score(inst, v.get("type"), anchor_centroid, w, h))
+            part = 0.5 * np.exp(-d / 0.15) + 0.5 * _rank_score(-d, True)
+        elif g.kind == "relation" and k in anchors:
+            part = _relation_score(inst, v.get("type"), anchors[k], k, w, h)
         elif g.kind == "ordinal":
             key = {"left": cx, "right": -cx, "top": cy, "bottom": -cy}.get(_norm_dir(v.get("direction")), cx)
             n = int(v.get("n") or 1)
             order = np.argsort(key, kind="stable")
-            s = np.zeros(len(key))
+            part = np.zeros(len(key))
             if n - 1 < len(order):
-                s[order[n - 1]] = 1.0
-            parts.append(s)
+                part[order[n - 1]] = 1.0
         else:
             continue
-        used.append(g.kind)
+        parts[label if label not in parts else f"{label} ({k})"] = np.asarray(part, np.float64)
     if not parts:
-        return np.zeros(len(cx)), used
-    return np.mean(parts, axis=0), used
+        return np.zeros(len(cx)), parts
+    return np.mean(list(parts.values()), axis=0), parts
+
+
+@dataclass
+class Anchor:
+    """Where a relation's anchor lies: ``centroid`` (x, y) pixels, and for land-cover / free anchors
+    the ``region`` (H×W bool) its proposals cover."""
+
+    centroid: tuple[float, float]
+    region: np.ndarray | None = None
 
 
 def _norm_dir(d):
     return {"middle": "center", "centre": "center", "upper": "top", "lower": "bottom"}.get(d, d)
 
 
-def _relation_score(inst: dict, kind: str | None, anchor, w: int, h: int) -> np.ndarray:
-    ax, ay = anchor
+def _relation_score(inst: dict, kind: str | None, anchor: Anchor, k: int, w: int, h: int) -> np.ndarray:
+    """Relation score in [0, 1] of every instance to ``anchor``: near = close to the anchor (the nearest
+    anchor pixel for a region, else its centroid); above/below/left_of/right_of = near × on that side of
+    the anchor's centroid; on = share of the instance inside the anchor region (centroid distance for
+    an object anchor); across = overlapping the region while reaching out of it."""
+    ax, ay = anchor.centroid
     dx, dy = (inst["cx"] - ax) / w, (inst["cy"] - ay) / h
-    dist = np.hypot(dx, dy)
+    dist = inst[f"anchor_dist_{k}"] if f"anchor_dist_{k}" in inst else np.hypot(dx, dy)
     near = _rank_score(-dist, True) * 0.5 + 0.5 * np.exp(-dist / 0.2)
+    inside = inst.get(f"in_anchor_{k}")
+    if kind == "on" and inside is not None:
+        return 0.5 * inside + 0.5 * near
+    if kind == "across" and inside is not None:
+        return near * np.clip(4 * inside * (1 - inside), 0, 1) ** 0.5
     side = {"above": -dy, "below": dy, "left_of": -dx, "right_of": dx}.get(kind or "")
     if side is None:
         return near
@@ -308,7 +365,9 @@ def refer(state, models, expression: str, cfg: GVTAConfig | None = None, classes
         key = (expression, target, cfg.scales, cfg.global_enhance, cfg.enhance_weight)
         if key not in state.cam_cache:
             text = enhanced_text_embedding(models.clip, dec, target or dec.text, cfg)
-            state.cam_cache[key] = cross_scale_cam(models.clip, image, text, cfg.scales)
+            state.cam_cache[key] = cross_scale_cam(
+                models.clip, image, text, cfg.scales, cache=state.cam_features
+            )
         cam = state.cam_cache[key]
         score = score + cfg.w_cam * cam_agreement(props, cam, cfg.cam_threshold)
     groups = group_instances(props, np.argsort(-score, kind="stable"), cfg.group_overlap)
@@ -317,30 +376,45 @@ def refer(state, models, expression: str, cfg: GVTAConfig | None = None, classes
     keep = p_cls[leaders] >= cfg.class_keep * p_cls[leaders].max()
     leaders = leaders[keep]
     total = score[leaders].copy()
-    used: list[str] = []
+    parts: dict[str, np.ndarray] = {}
+    mod = np.zeros(len(leaders))
     if cfg.modifiers and dec.global_:
-        inst = _instance_stats(image, props.select(leaders))
-        anchor = _anchor_centroid(state, models, dec, names, leaders)
-        mod, used = modifier_scores(inst, dec.global_, image, anchor)
+        cand = props.select(leaders)
+        inst = _instance_stats(image, cand)
+        anchors = _anchors(state, models, dec, names, leaders)
+        for k, a in anchors.items():
+            if a.region is not None:
+                inst[f"in_anchor_{k}"] = np.array(
+                    [cand.count_in(i, a.region) for i in range(len(cand))]
+                ) / np.maximum(cand.areas, 1)
+                inst[f"anchor_dist_{k}"] = _region_distance(a.region, inst["cx"], inst["cy"])
+        mod, parts = modifier_scores(inst, dec.global_, image, anchors)
         total = total + cfg.w_mod * mod
     order = np.argsort(-total, kind="stable")
-    best = total[order[0]]
-    chosen = [
-        int(leaders[i])
-        for i in order
-        if i == order[0] or (dec.wants_multiple and total[i] >= cfg.multi_keep * best)
-    ]
+    chosen = _choose(dec, total, order, cfg)
+    chosen = [int(leaders[i]) for i in chosen]
     mask = props.union(chosen)
-    cands = [
-        {
-            "mask": int(leaders[i]),
-            "score": round(float(total[i]), 4),
-            "class_prob": round(float(p_cls[leaders[i]]), 4),
-            "area": int(props.areas[leaders[i]]),
-            "modifiers": used,
-        }
-        for i in order[:10]
-    ]
+    cam_iou = cam_agreement(props, cam, cfg.cam_threshold) if cfg.cam else np.zeros(n)
+    cands = []
+    for rank, i in enumerate(order[:10], 1):
+        j = int(leaders[i])
+        cands.append(
+            {
+                "rank": rank,
+                "mask": j,
+                "box": [int(v) for v in props.boxes[j]],
+                "area": int(props.areas[j]),
+                "score": round(float(total[i]), 4),
+                "noun": round(float(cfg.w_class * p_cls[j]), 4),
+                "noun_prob": round(float(p_cls[j]), 4),
+                "cam": round(float(cfg.w_cam * cam_iou[j]) if cfg.cam else 0.0, 4),
+                "cam_iou": round(float(cam_iou[j]), 4),
+                "modifiers": round(float(cfg.w_mod * mod[i]), 4),
+                "modifier_scores": {k: round(float(v[i]), 4) for k, v in parts.items()},
+                "selected": j in chosen,
+            }
+        )
+    confidence = float(p_cls[leaders[order[0]]])
     return ReferResult(
         mask=mask,
         cam=cam.astype(np.float32),
@@ -348,7 +422,33 @@ def refer(state, models, expression: str, cfg: GVTAConfig | None = None, classes
         target=target,
         selected=chosen,
         candidates=cands,
+        confidence=confidence,
+        found=confidence >= cfg.min_confidence,
     )
+
+
+def _choose(dec, total: np.ndarray, order: np.ndarray, cfg: GVTAConfig) -> list[int]:
+    """Indices into ``total`` of the chosen instances: the best; with a number ``n`` > 1 the best ``n``;
+    with "all"/a plural, every instance scoring ≥ ``multi_keep`` × the best."""
+    if not dec.wants_multiple:
+        return [int(order[0])]
+    ns = [g.value["n"] for g in dec.global_ if g.kind == "multiplicity" and isinstance(g.value["n"], int)]
+    if ns and max(ns) > 1:
+        return [int(i) for i in order[: max(ns)]]
+    best = total[order[0]]
+    return [int(i) for i in order if i == order[0] or total[i] >= cfg.multi_keep * best]
+
+
+def _region_distance(region: np.ndarray, cx: np.ndarray, cy: np.ndarray) -> np.ndarray:
+    """Distance (as a fraction of max(H, W)) from each centroid to the nearest pixel of
+    ``region`` (0 inside it)."""
+    from scipy.ndimage import distance_transform_edt
+
+    h, w = region.shape
+    dist = distance_transform_edt(~region) / max(h, w)
+    ys = np.clip(np.round(cy).astype(int), 0, h - 1)
+    xs = np.clip(np.round(cx).astype(int), 0, w - 1)
+    return dist[ys, xs]
 
 
 def _instance_stats(image: np.ndarray, props) -> dict:
@@ -364,28 +464,37 @@ def _instance_stats(image: np.ndarray, props) -> dict:
     }
 
 
-def _anchor_centroid(state, models, dec, names, leaders):
-    """Centroid of the best proposal for the first relation's anchor class (not a candidate itself)."""
-    rel = next(
-        (
-            g
-            for g in dec.global_
-            if g.kind == "relation" and isinstance(g.value, dict) and g.value.get("anchor")
-        ),
-        None,
-    )
-    if rel is None:
-        return None
-    anchor = rel.value["anchor"]
-    query = names if anchor.lower() in [x.lower() for x in names] else names + [anchor]
+def _anchors(state, models, dec, names, leaders) -> dict[int, Anchor]:
+    """Per relation token (by index in ``dec.global_``), where its anchor lies.
+
+    The anchor is found by LVTA from its own prompt: the proposals are classified over the competing
+    classes plus the anchor's name (a land cover such as "road" or an out-of-vocabulary thing such as
+    "helipad" joins the list), and proposals lying mostly inside a target candidate are skipped. A class
+    anchor is an object: its best proposal's centroid. A land-cover or free anchor is a region: the union
+    of the proposals it wins (its best proposal when it wins none).
+    """
+    out = {}
     props = state.proposals
-    probs = classify_proposals(state, models, query).numpy()[
-        :, [x.lower() for x in query].index(anchor.lower())
-    ]
-    # the anchor is another object: skip proposals lying mostly inside a target candidate
     cand = props.union(leaders)
     inside = np.array([props.count_in(j, cand) for j in range(len(props))]) / np.maximum(props.areas, 1)
-    probs[inside > 0.5] = -1
-    a = int(np.argmax(probs))
-    cx, cy = props.centroids()[a]
-    return None if np.isnan(cx) else (float(cx), float(cy))
+    for k, g in enumerate(dec.global_):
+        if g.kind != "relation" or not isinstance(g.value, dict) or not g.value.get("anchor"):
+            continue
+        anchor = g.value["anchor"]
+        query = names if anchor.lower() in [x.lower() for x in names] else names + [anchor]
+        col = [x.lower() for x in query].index(anchor.lower())
+        probs = classify_proposals(state, models, query).numpy()
+        p = probs[:, col].copy()
+        p[inside > 0.5] = -1
+        a = int(np.argmax(p))
+        cx, cy = props.centroids()[a]
+        if np.isnan(cx):
+            continue
+        region = None
+        if g.value.get("anchor_kind") in ("landcover", "thing"):
+            wins = np.flatnonzero((probs.argmax(1) == col) & (inside <= 0.5))
+            region = props.union(wins if len(wins) else [a])
+            ys, xs = np.nonzero(region)
+            cx, cy = float(xs.mean()), float(ys.mean())
+        out[k] = Anchor((float(cx), float(cy)), region)
+    return out

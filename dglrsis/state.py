@@ -44,6 +44,7 @@ class ImageState:
     cam_cache: dict = field(default_factory=dict)  # (expression, settings) → H×W fused CAM (GVTA)
     valid: np.ndarray | None = None  # H×W bool, False = nodata / masked (never classified); None = all valid
     timings: dict = field(default_factory=dict)  # stage → seconds spent building the state
+    cam_features: dict = field(default_factory=dict)  # scale → windows + text-free CLIP forward (GVTA)
 
     @property
     def shape(self) -> tuple[int, int]:

@@ -129,3 +129,68 @@ def test_pointing_game_hand_computed():
     mask[2, 1] = True
     assert pointing_game(cam, mask) is True
     assert pointing_game(cam, ~mask) is False
+
+
+def _reference_gradcam(clip, x, text):
+    """pytorch-grad-cam's GradCAM on CLIP wrapped as image → cosine similarity (the owning tool)."""
+    import torch.nn.functional as F
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    from dglrsis.vit import patch_size, resize_pos_embed, tokens_to_grid
+
+    model = clip.model
+
+    class Sim(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, images):
+            img = F.normalize(model.encode_image(images).float(), dim=-1)
+            return (img * F.normalize(text.float(), dim=-1)).sum(-1, keepdim=True)
+
+    visual = model.visual
+    with (
+        torch.enable_grad(),
+        resize_pos_embed(visual, x.shape[-1] // patch_size(visual)),
+        GradCAM(
+            model=Sim(),
+            target_layers=[visual.transformer.resblocks[-1].ln_1],
+            reshape_transform=lambda t: tokens_to_grid(t).float(),
+        ) as cam,
+    ):
+        out = cam(input_tensor=x.clone().requires_grad_(True), targets=[ClassifierOutputTarget(0)] * len(x))
+    for p in model.parameters():
+        p.grad = None
+    return out
+
+
+@pytest.mark.parametrize("size", [96, 192])
+def test_equals_pytorch_grad_cam(world_random, size):
+    torch.manual_seed(3)
+    x = torch.randn(3, 3, size, size)
+    text = world_random.encode_text(["a ship"])
+    np.testing.assert_allclose(
+        clip_gradcam(world_random, x, text), _reference_gradcam(world_random, x, text), atol=1e-5
+    )
+
+
+def test_batched_equals_one_by_one_and_features_reuse(world_random):
+    from dglrsis.cam import cam_features, gradcam_from_features
+
+    torch.manual_seed(4)
+    x = torch.randn(4, 3, 96, 96)
+    t1, t2 = world_random.encode_text(["a ship"]), world_random.encode_text(["a storage tank"])
+    batched = clip_gradcam(world_random, x, t1)
+    single = np.concatenate([clip_gradcam(world_random, x[i : i + 1], t1) for i in range(len(x))])
+    np.testing.assert_allclose(batched, single, atol=1e-5)
+    feats = cam_features(world_random, x)  # the text-independent half, computed once
+    np.testing.assert_allclose(gradcam_from_features(world_random, feats, t1), batched, atol=1e-5)
+    np.testing.assert_allclose(
+        gradcam_from_features(world_random, feats, t2), clip_gradcam(world_random, x, t2), atol=1e-5
+    )
+    assert not np.allclose(
+        gradcam_from_features(world_random, feats, t1), gradcam_from_features(world_random, feats, t2)
+    )
+    assert _hooks(world_random.model) == []

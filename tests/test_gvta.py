@@ -82,3 +82,123 @@ def test_refer_quality_on_unseen_world_and_cam_ablation():
     print(f"RES world seed 12: mIoU {full:.1f}, without the CAM {ablated:.1f} ({len(refs)} expressions)")
     assert full >= 45.0
     assert full > ablated + 3.0
+
+
+def test_choose_multiplicity():
+    from dglrsis.gvta import _choose
+    from dglrsis.text import decompose
+
+    total = np.array([0.2, 1.0, 0.7, 0.65, 0.1])
+    order = np.argsort(-total, kind="stable")
+    cfg = GVTAConfig(multi_keep=0.6)
+    assert _choose(decompose("the ship", "rrsisd"), total, order, cfg) == [1]
+    assert _choose(decompose("the two ships", "rrsisd"), total, order, cfg) == [1, 2]
+    assert _choose(decompose("three ships", "rrsisd"), total, order, cfg) == [1, 2, 3]
+    assert _choose(decompose("all ships", "rrsisd"), total, order, cfg) == [1, 2, 3]  # ≥ 0.6 × best
+    assert _choose(decompose("the ships", "rrsisd"), total, order, cfg) == [1, 2, 3]
+
+
+def test_relation_scores_on_region_anchor():
+    from dglrsis.gvta import Anchor, _relation_score
+
+    # three instances: fully on the anchor region, half on it, off it and far away
+    inst = {
+        "cx": np.array([10.0, 50.0, 90.0]),
+        "cy": np.array([10.0, 10.0, 90.0]),
+        "in_anchor_0": np.array([1.0, 0.5, 0.0]),
+        "anchor_dist_0": np.array([0.0, 0.0, 0.6]),
+    }
+    a = Anchor((10.0, 10.0), np.ones((4, 4), bool))
+    on = _relation_score(inst, "on", a, 0, 100, 100)
+    across = _relation_score(inst, "across", a, 0, 100, 100)
+    near = _relation_score(inst, "near", a, 0, 100, 100)
+    assert on[0] > on[1] > on[2]
+    assert across[1] > across[0] and across[1] > across[2]  # overlapping while reaching out
+    assert min(near[:2]) > near[2]  # distance to the nearest anchor pixel, not to its centroid
+    assert (
+        near[1]
+        > _relation_score({k: v for k, v in inst.items() if "dist" not in k}, "near", a, 0, 100, 100)[1]
+    )
+
+
+def test_explanations_and_not_found(scene):
+    from dglrsis.gvta import explain
+
+    p = Predictor(PredictorConfig(clip="world-clip"))
+    from dglrsis.eval.world.scenes import READABLE
+
+    p.set_image(scene.image)
+    name = READABLE[scene.instances[0].category]
+    ref = p.refer(f"the {name} on the left")
+    c = ref.candidates
+    assert (
+        c
+        and c[0]["rank"] == 1
+        and c[0]["selected"]
+        and [x["score"] for x in c] == sorted((x["score"] for x in c), reverse=True)
+    )
+    for row in c:  # total = noun + CAM + modifier terms (rounded to 4 places)
+        assert row["score"] == pytest.approx(row["noun"] + row["cam"] + row["modifiers"], abs=3e-4)
+        assert list(row["modifier_scores"]) == ["position: left"]
+        assert row["modifiers"] == pytest.approx(0.75 * row["modifier_scores"]["position: left"], abs=2e-4)
+    text = explain(ref)
+    assert "position: left" in text and len(text.splitlines()) == 1 + min(5, len(c))
+    assert ref.found and ref.confidence == pytest.approx(c[0]["noun_prob"], abs=1e-4)
+    gone = p.refer("the purple giraffe")
+    assert not gone.found and gone.confidence < GVTAConfig().min_confidence
+
+
+def _refer_cli(tmp_path, scene, text, *extra):
+    import subprocess
+    import sys
+
+    from dglrsis.io import write_rgb_png
+
+    img = tmp_path / "scene.png"
+    write_rgb_png(img, scene.image)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dglrsis.cli",
+            "refer",
+            str(img),
+            text,
+            "--out",
+            str(tmp_path / "m.png"),
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    return out, sorted(p.name for p in tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("text", ["the of a the", "🚢🛳", "港口旁边的白色船只", "le navire blanc à gauche"])
+def test_refer_cli_no_noun_is_a_usage_error(tmp_path, scene, text):
+    out, files = _refer_cli(tmp_path, scene, text, "--clip", "world-clip")
+    assert out.returncode == 2 and "no noun to look for" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
+    assert files == ["scene.png"]
+
+
+def test_refer_cli_not_found_exit_3_no_mask(tmp_path, scene):
+    import json
+
+    out, files = _refer_cli(
+        tmp_path,
+        scene,
+        "the purple giraffe",
+        "--clip",
+        "world-clip",
+        "--scales",
+        "1.0",
+        "--scores",
+        str(tmp_path / "s.json"),
+    )
+    assert out.returncode == 3, out.stderr
+    assert out.stderr.strip().startswith("not found: no giraffe") and "Traceback" not in out.stderr
+    assert files == ["s.json", "scene.png"]  # the explanation, no mask
+    data = json.loads((tmp_path / "s.json").read_text())
+    assert data["found"] is False and data["confidence"] < 0.2 and data["candidates"]

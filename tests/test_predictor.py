@@ -158,6 +158,8 @@ def test_segment_and_refer_cli(tmp_path, scene):
         "the storage tank",
         "--clip",
         "world-clip:random",
+        "--min-confidence",
+        "0",  # random weights are never confident
         "--scales",
         "1.0",
         "--out",

@@ -179,10 +179,21 @@ def test_rrsisd_files(world):
     assert [im["file_name"] for im in inst["images"]] == [f"{i:05d}.jpg" for i in range(N)]
     scenes = list(iter_scenes(SEED, N, SIZE, "rrsisd"))
     anns = {a["id"]: a for a in inst["annotations"]}
-    per_image = Counter(a["image_id"] for a in inst["annotations"])
+    singles = [a for a in inst["annotations"] if len(a["segmentation"]) == 1]
+    for a in inst["annotations"]:  # plural targets: one annotation with every instance of the class
+        if len(a["segmentation"]) > 1:
+            scene = scenes[a["image_id"]]
+            same = [t for t in scene.instances if RRSISD_CATEGORIES[a["categories_id"]] == t.category]
+            parts = [
+                mask_utils.decode({**r, "counts": r["counts"].encode()}).astype(bool)
+                for r in a["segmentation"]
+            ]
+            assert len(parts) == len(same) >= 2
+            assert all(np.array_equal(p, t.mask) for p, t in zip(parts, same, strict=True))
+    per_image = Counter(a["image_id"] for a in singles)
     assert [per_image[i] for i in range(N)] == [len(s.instances) for s in scenes]
     pos = Counter()
-    for a in inst["annotations"]:
+    for a in singles:
         assert "category_id" not in a and 0 <= a["categories_id"] < 20
         scene = scenes[a["image_id"]]
         k = pos[a["image_id"]]
@@ -219,7 +230,12 @@ def test_rrsisd_files(world):
                 "colour",
                 "relation",
                 "class",
+                "landcover",
+                "plural",
+                "image position",
             }
+    kinds = {k for r in refs for s in r["sentences"] for k in s["modifiers"]}
+    assert {"landcover", "plural", "image position"} <= kinds
     meta = json.loads((out / "world.json").read_text())
     assert (
         meta["seed"] == SEED and meta["n"] == N and meta["size"] == SIZE and "generator" in meta["versions"]

@@ -69,6 +69,12 @@ def add_gvta_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--no-modifiers", action="store_true", help="no modifier (global token) scoring")
     g.add_argument("--no-mask-crops", action="store_true", help="noun probability from context crops only")
     g.add_argument("--vocabulary", default="rrsisd", help="vocabulary for class nouns (bundled name or file)")
+    g.add_argument(
+        "--min-confidence",
+        type=float,
+        default=0.2,
+        help="refer: below this noun probability of the best candidate the answer is 'not found' (exit 3)",
+    )
 
 
 def gvta_config(args: argparse.Namespace):
@@ -81,6 +87,8 @@ def gvta_config(args: argparse.Namespace):
         raise DglrsisError(f"bad --scales {args.scales!r}: comma-separated numbers in (0, 1]") from None
     if not scales or any(not 0 < s <= 1 for s in scales):
         raise DglrsisError(f"bad --scales {args.scales!r}: comma-separated numbers in (0, 1]")
+    if not 0 <= getattr(args, "min_confidence", 0.2) <= 1:
+        raise DglrsisError(f"bad --min-confidence {args.min_confidence}: a probability in [0, 1]")
     return GVTAConfig(
         cam=not args.no_cam,
         scales=scales,
@@ -88,6 +96,7 @@ def gvta_config(args: argparse.Namespace):
         modifiers=not args.no_modifiers,
         mask_crops=not args.no_mask_crops,
         vocabulary=args.vocabulary,
+        min_confidence=getattr(args, "min_confidence", 0.2),
     )
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 HELP = "segment the object a free-text expression refers to (e.g. 'the large ship on the left')"
+NOT_FOUND = 3  # exit code: the best candidate's noun probability is below --min-confidence
 
 
 def add_arguments(parser) -> None:
@@ -31,7 +34,12 @@ def run(args) -> int:
         raise DglrsisError("nothing to write: give --out, --cam, --overlay and/or --scores")
     from ..text import decompose
 
-    decompose(args.text)  # validate the expression before any model is loaded
+    dec = decompose(args.text, args.classes_file or args.vocabulary)  # checked before any model loads
+    if not dec.referable:
+        raise DglrsisError(
+            f"no noun to look for in {dec.text[:60]!r}: write an English phrase naming the object, "
+            "e.g. 'the white ship on the left'"
+        )
     if args.classes_file:
         args.vocabulary = args.classes_file
     bands, stretch, nodata = raster_options(args)
@@ -39,6 +47,18 @@ def run(args) -> int:
     raster = io.read_image(args.image, bands, stretch, nodata)
     pred.set_image(raster.array, raster.valid)
     ref = pred.refer(args.text)
+    if args.scores:
+        io.write_json(args.scores, {"image": str(args.image), **ref.to_json(), "settings": pred.settings()})
+    if not ref.found:
+        from ..gvta import explain
+
+        print(explain(ref, top=3))
+        print(
+            f"not found: no {ref.target or 'object'} in the image (best noun probability "
+            f"{ref.confidence:.3f} < {pred.cfg.gvta.min_confidence}); no mask written",
+            file=sys.stderr,
+        )
+        return NOT_FOUND
     mask = ref.mask.astype(np.uint8)
     if args.out:
         if str(args.out).lower().endswith((".tif", ".tiff")):
@@ -50,7 +70,9 @@ def run(args) -> int:
     if args.overlay:
         io.write_rgb_png(args.overlay, io.overlay(raster.array, mask, [(0, 0, 0), (255, 40, 40)]))
     if args.scores:
-        io.write_json(args.scores, {"image": str(args.image), **ref.to_json(), "settings": pred.settings()})
+        from ..gvta import explain
+
+        print(explain(ref))
     print(
         f"referred: {ref.target or '(no class noun)'}; {int(mask.sum())} pixels "
         f"({100 * mask.mean():.2f}% of the image)"

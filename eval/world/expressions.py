@@ -163,3 +163,106 @@ def expressions_for(
             keep = picked[: int(rng.integers(1, per_target + 1))]
             out.append((target, [spec_text(s, rng) + (s,) for s in keep]))
     return out
+
+
+# ------------------------------------------------------------------------ free-text kinds (issue 20)
+# Drawn from their own random stream after the expressions above, so adding them leaves every earlier
+# expression of a world unchanged. Kinds: "landcover" (a relation to the land cover under or around the
+# target), "plural" (every instance of a class, the target being their union) and "image position"
+# ("… of the image").
+_LC_TEXT = {  # land cover (draw.LANDCOVER) → (inside phrases, next-to phrases)
+    "road": (["on the road"], ["next to the road", "beside the road"]),
+    "water": (["in the water"], ["next to the water", "along the shore"]),
+    "vegetation": (["among the trees"], ["next to the trees"]),
+}
+_IMG_POS = {
+    "left": ["on the left of the image", "on the left side of the picture"],
+    "right": ["on the right of the image", "on the right side of the picture"],
+    "top": ["at the top of the image", "in the upper part of the picture"],
+    "bottom": ["at the bottom of the image", "in the lower part of the scene"],
+    "upper left": ["in the upper left corner of the image"],
+    "lower right": ["in the lower right corner of the picture"],
+}
+
+
+def _plural(name: str) -> str:
+    return name[:-1] + "ies" if name.endswith("y") and name[-2:] != "ay" else name + "s"
+
+
+def _landcover_stats(inst: Instance, lc: np.ndarray, names) -> dict:
+    """Per land cover: (share of the instance's pixels on it, distance in pixels to its nearest pixel)."""
+    from scipy.ndimage import distance_transform_edt
+
+    out = {}
+    for idx, name in enumerate(names):
+        region = lc == idx
+        if not region.any():
+            continue
+        share = float(region[inst.mask].mean())
+        dist = float(distance_transform_edt(~region)[inst.mask].min())
+        out[name] = (share, dist)
+    return out
+
+
+def extra_expressions(scene: Scene, rng, per_scene: int = 3) -> list[tuple[list[Instance], str, list, dict]]:
+    """Up to ``per_scene`` expressions of the free-text kinds, each ``(targets, text, kinds, spec)``;
+    a land-cover relation or image position identifies exactly one instance (``resolve``-style margins),
+    a plural names every instance of a class present at least twice."""
+    from .draw import LANDCOVER
+
+    size = scene.image.shape[0]
+    out = []
+    by_class: dict[str, list[Instance]] = {}
+    for inst in scene.instances:
+        by_class.setdefault(inst.category, []).append(inst)
+    multi = [c for c, v in by_class.items() if len(v) >= 2]
+    if multi:
+        cls = multi[int(rng.integers(len(multi)))]
+        name = _plural(READABLE[cls])
+        n = len(by_class[cls])
+        opts = [f"all the {name}", f"the {name}", f"all {name}"]
+        if n <= 3:
+            opts.append(f"the {['', '', 'two', 'three'][n]} {name}")
+        out.append(
+            (by_class[cls], opts[int(rng.integers(len(opts)))], ["plural"], {"class": cls, "all": True})
+        )
+    lc_specs = []
+    for inst in scene.instances:
+        same = [o for o in by_class[inst.category] if o.id != inst.id]
+        stats = _landcover_stats(inst, scene.landcover, LANDCOVER)
+        others = [_landcover_stats(o, scene.landcover, LANDCOVER) for o in same]
+        for cover, (inside, beside) in _LC_TEXT.items():
+            if cover not in stats:
+                continue
+            share, dist = stats[cover]
+            if share >= 0.6 and all(o.get(cover, (0, 1e9))[0] < 0.2 for o in others):
+                lc_specs.append((inst, inside, cover, "on"))
+            elif (
+                share < 0.2
+                and dist <= 0.04 * size
+                and all(o.get(cover, (0, 1e9))[1] > 0.15 * size for o in others)
+            ):
+                lc_specs.append((inst, beside, cover, "near"))
+    if lc_specs:
+        inst, phrases, cover, rel = lc_specs[int(rng.integers(len(lc_specs)))]
+        text = f"the {READABLE[inst.category]} {phrases[int(rng.integers(len(phrases)))]}"
+        out.append(([inst], text, ["landcover"], {"class": inst.category, "landcover": cover, "type": rel}))
+    pos_specs = [
+        (inst, pos)
+        for inst in scene.instances
+        for pos in _IMG_POS
+        if resolve({"class": inst.category, "position": pos}, scene.instances, size) == [inst.id]
+    ]
+    if pos_specs:
+        inst, pos = pos_specs[int(rng.integers(len(pos_specs)))]
+        phrase = _IMG_POS[pos][int(rng.integers(len(_IMG_POS[pos])))]
+        out.append(
+            (
+                [inst],
+                f"the {READABLE[inst.category]} {phrase}",
+                ["image position"],
+                {"class": inst.category, "position": pos},
+            )
+        )
+    out = [(t, x[0].upper() + x[1:] if rng.random() < 0.5 else x, k, s) for t, x, k, s in out]
+    return out[:per_scene]

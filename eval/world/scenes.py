@@ -123,7 +123,7 @@ _STYLE.update(
 for _r, _i in RRSISD_AS_ISAID.items():
     _STYLE.setdefault(_r, _STYLE[_i])
 SCENE_CLASSES = {"isaid": ISAID_CLASSES[1:], "rrsisd": RRSISD_CATEGORIES}
-GENERATOR_VERSION = 2  # bump whenever the rendered pixels or the written files change
+GENERATOR_VERSION = 3  # bump whenever the rendered pixels or the written files change
 
 
 @dataclass

@@ -10,7 +10,7 @@ import numpy as np
 from dglrsis.errors import DglrsisError
 from dglrsis.eval.isaid import ISAID_PALETTE, decode_label
 
-from .expressions import expressions_for
+from .expressions import expressions_for, extra_expressions
 from .scenes import GENERATOR_VERSION, ISAID_CLASSES, RRSISD_CATEGORIES, Scene, iter_scenes
 
 
@@ -118,6 +118,41 @@ def generate_world(out, seed: int = 0, n: int = 20, size: int = 512, progress: b
                     "ref_id": len(refs),
                 }
             )
+        # free-text kinds from their own stream: the expressions above stay those of earlier worlds
+        rng_extra = np.random.default_rng(np.random.SeedSequence([int(seed), 999_998, i]))
+        for targets, text, kinds, _spec in extra_expressions(scene, rng_extra):
+            if len(targets) == 1:
+                ann = ann_ids[targets[0].id]
+            else:  # a plural target: one annotation holding every instance (the union mask)
+                ann = len(anns)
+                union = np.logical_or.reduce([t.mask for t in targets])
+                ys, xs = np.nonzero(union)
+                anns.append(
+                    {
+                        "id": ann,
+                        "image_id": i,
+                        "categories_id": RRSISD_CATEGORIES.index(targets[0].category),
+                        "bbox": [int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())],
+                        "area": int(union.sum()),
+                        "iscrowd": 0,
+                        "segmentation": [_rle(t.mask) for t in targets],
+                    }
+                )
+            toks = text.lower().split()
+            sentence = {"tokens": toks, "raw": text, "sent_id": sent_id, "sent": " ".join(toks)}
+            refs.append(
+                {
+                    "image_id": i,
+                    "split": split,
+                    "sentences": [{**sentence, "modifiers": kinds}],
+                    "file_name": fname,
+                    "category_id": RRSISD_CATEGORIES.index(targets[0].category),
+                    "ann_id": ann,
+                    "sent_ids": [sent_id],
+                    "ref_id": len(refs),
+                }
+            )
+            sent_id += 1
     write_bytes(rr / "refs(unc).p", pickle.dumps(refs, protocol=2))
     cats = [{"id": j, "name": name} for j, name in enumerate(RRSISD_CATEGORIES)]
     write_json(rr / "instances.json", {"images": images, "annotations": anns, "categories": cats})
