@@ -98,7 +98,7 @@ def candidate_overlay(
     candidates: list[tuple[int, np.ndarray]],
     highlight: int | None = None,
 ) -> np.ndarray:
-    """The referred mask filled red, each ``(rank, mask)`` candidate outlined and numbered at its centre;
+    """The referred mask filled red, each ``(rank, mask)`` candidate outlined and numbered beside it;
     candidate ``highlight`` (a rank) outlined thicker in cyan."""
     from PIL import Image, ImageDraw
 
@@ -109,11 +109,13 @@ def candidate_overlay(
     canvas = Image.fromarray(out)
     draw = ImageDraw.Draw(canvas)
     font = _font(14)
+    h, w = referred.shape
     for rank, mask in candidates:
         ys, xs = np.nonzero(mask)
-        if len(xs):
-            x, y = float(xs.mean()), float(ys.mean())
+        if len(xs):  # the number sits just above the candidate's top-left corner, not over it
+            x = float(np.clip(xs.min(), 0, w - 18))
+            y = float(ys.min() - 20 if ys.min() >= 20 else min(ys.max() + 2, h - 19))
             colour = HIGHLIGHT if rank == highlight else OUTLINE
-            draw.rectangle([x - 8, y - 9, x + 8, y + 9], fill=colour)
-            draw.text((x - 4, y - 8), str(rank), fill=_text_colour(colour), font=font)
+            draw.rectangle([x, y, x + 16 + 8 * (rank >= 10), y + 18], fill=colour)
+            draw.text((x + 4, y + 1), str(rank), fill=_text_colour(colour), font=font)
     return np.asarray(canvas)
