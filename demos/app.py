@@ -575,8 +575,13 @@ def launch(
         app.demo.files.close()
         raise
     if block:
+        import signal
+        import sys
+
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # SIGTERM too removes the request folders
         try:
             app.block_thread()
         finally:
+            app.close()
             app.demo.files.close()
     return app

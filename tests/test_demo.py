@@ -9,6 +9,7 @@ import re
 import socket
 import time
 import weakref
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -296,3 +297,15 @@ def test_default_model_falls_back_without_any_download(monkeypatch):
 def test_analytics_are_off_in_code():
     app = demo_app.build_app(demo_app.DemoModels("world-clip:random"), None)
     assert app.analytics_enabled is False and os.environ["GRADIO_ANALYTICS_ENABLED"] == "False"
+
+
+def test_readme_gradio_client_call_runs(demo, capsys):
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text[text.index("## Demo") :]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    assert 'api_name="/segment"' in code and 'api_name="/refer"' in code
+    code = code.replace("http://127.0.0.1:7860/", demo["url"])
+    code = code.replace("demo_world/isaid/val/images/P0006.png", demo["examples"][0])
+    exec(compile(code, "README.md", "exec"), {})
+    out = capsys.readouterr().out
+    assert "['rank', 'chosen', 'x', 'y', 'area', 'score'" in out and "scores.json" in out
