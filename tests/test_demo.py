@@ -309,3 +309,11 @@ def test_readme_gradio_client_call_runs(demo, capsys):
     exec(compile(code, "README.md", "exec"), {})
     out = capsys.readouterr().out
     assert "['rank', 'chosen', 'x', 'y', 'area', 'score'" in out and "scores.json" in out
+
+
+def test_a_model_that_cannot_load_stops_the_server():
+    port = _free_port()
+    with pytest.raises(dglrsis.DglrsisError, match="unknown CLIP"):
+        demo_app.launch(port=port, clip="no-such-clip:x", block=False)
+    with socket.socket() as s:  # the port is free again
+        s.bind(("127.0.0.1", port))
