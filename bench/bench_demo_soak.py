@@ -6,8 +6,9 @@ in ``--waves`` waves, ``--parallel`` at a time; each session is a new gradio_cli
 server session) that calls ``segment`` and, every ``--refer-every``-th session, ``refer`` on one of a few
 small world images. Reported: the server's resident memory after the first wave and after the soak
 (goal: within 300 MB), the request folders left once the answers are delivered (goal: none), the files
-and folders in gradio's own cache, and whether every answer equals the sequential one (label / mask
-pixels). Prints one JSON object on its last line.
+and folders in gradio's cache (bounded by its 900-s expiry, not by the number of requests), what is left
+in the server's temporary folder after it stops (goal: only the example world), and whether every
+answer equals the sequential one (label / mask pixels). Prints one JSON object on its last line.
 
 Usage: python bench/bench_demo_soak.py [--sessions 200] [--waves 10] [--parallel 4] [--size 128]
 """
@@ -118,17 +119,14 @@ def main() -> None:
                 rss.append(round(rss_mb(proc.pid), 1))
                 print(f"wave {wave + 1}/{args.waves}: {done} sessions, server RSS {rss[-1]} MB", flush=True)
             soak_s = time.perf_counter() - t0
-            folders_at_end = [p for p in server_tmp.glob("dglrsis-demo-*") if p.name != "dglrsis-demo-world"]
             time.sleep(25)  # the request folders' grace period (20 s) after delivery
-            left = sum(len(list(p.iterdir())) for p in folders_at_end)
-            gradio_dirs, gradio_files = count_tree(server_tmp / "gradio")
+            left = sum(len(list(p.iterdir())) for p in server_tmp.glob("dglrsis-demo-requests-*"))
+            gradio_dirs, gradio_files = count_tree(next(server_tmp.glob("dglrsis-demo-cache-*")))
             rss_final = round(rss_mb(proc.pid), 1)
         finally:
             proc.terminate()
             proc.wait(timeout=60)
-        left_after_exit = len(
-            [p for p in server_tmp.glob("dglrsis-demo-*") if p.name != "dglrsis-demo-world"]
-        )
+        leftovers = sorted(p.name for p in server_tmp.iterdir())
     result = {
         "sessions": done,
         "waves": args.waves,
@@ -144,7 +142,7 @@ def main() -> None:
         "rss_per_wave_mb": rss,
         "within_300mb": rss[-1] - rss[0] <= 300,
         "request_folders_left": left,
-        "request_roots_left_after_exit": left_after_exit,
+        "server_tmp_after_exit": leftovers,
         "gradio_cache_dirs": gradio_dirs,
         "gradio_cache_files": gradio_files,
         "answers_differing_from_sequential": int(mismatches),

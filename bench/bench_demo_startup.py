@@ -31,7 +31,7 @@ def free_port() -> int:
 
 def start_demo(port: int, extra: list[str], tmp: str) -> subprocess.Popen:
     """``dglrsis demo`` in a child process whose temporary files go under ``tmp``."""
-    env = dict(os.environ, TMPDIR=tmp, GRADIO_TEMP_DIR=str(Path(tmp) / "gradio"))
+    env = {k: v for k, v in os.environ.items() if k != "GRADIO_TEMP_DIR"} | {"TMPDIR": tmp}
     cmd = [sys.executable, "-m", "dglrsis.cli", "demo", "--port", str(port), *extra]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 

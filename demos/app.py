@@ -40,12 +40,20 @@ import gradio as gr  # noqa: E402
 import dglrsis  # noqa: E402
 
 from . import render  # noqa: E402
-from .resources import PIXEL_BUDGET, RequestFiles, SessionStore, load_upload, user_message  # noqa: E402
+from .resources import (  # noqa: E402
+    PIXEL_BUDGET,
+    CacheJanitor,
+    RequestFiles,
+    SessionStore,
+    load_upload,
+    user_message,
+)
 
 MAX_UPLOAD_MB = 50
 CONCURRENCY = 2
 MAX_SESSIONS = 16  # cached image states kept at once (least recently used dropped first)
 SESSION_TTL_S = 900  # a session's cached image state is dropped after this many idle seconds
+CACHE_AGE_S = 900  # files gradio serves (uploads, answers) are deleted this long after they were written
 DEFAULT_CLIP = "ViT-B-16:openai"
 INTERNAL = "Something went wrong on the server while processing this request (it has been logged)."
 log = logging.getLogger("dglrsis.demo")
@@ -445,7 +453,9 @@ def build_app(models: DemoModels, examples: list[str] | None = None, demo: Demo 
         demo.close_session(request)
 
     with gr.Blocks(
-        title="dglrsis — text-driven RS segmentation", analytics_enabled=False, delete_cache=(300, 900)
+        title="dglrsis — text-driven RS segmentation",
+        analytics_enabled=False,
+        delete_cache=(300, CACHE_AGE_S),
     ) as app:
         gr.Markdown(
             "## dglrsis — segment remote-sensing images from free text\n"
@@ -567,21 +577,31 @@ def launch(
     stops the server with a DglrsisError."""
     models = DemoModels(clip, proposals, sam_checkpoint, background=True)
     examples = world_examples()
+    janitor = None
+    if "GRADIO_TEMP_DIR" not in os.environ:  # a cache folder of its own, pruned and removed on exit
+        os.environ["GRADIO_TEMP_DIR"] = tempfile.mkdtemp(prefix="dglrsis-demo-cache-")
+        janitor = CacheJanitor(os.environ["GRADIO_TEMP_DIR"], age=CACHE_AGE_S)
     app = launch_app(build_app(models, examples), host, port, examples)
+
+    def shut():
+        app.close()
+        app.demo.files.close()
+        if janitor is not None:
+            janitor.close()
+
     try:
         models.wait()
     except dglrsis.DglrsisError:
-        app.close()
-        app.demo.files.close()
+        shut()
         raise
     if block:
         import signal
         import sys
 
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # SIGTERM too removes the request folders
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # SIGTERM too removes the temporary folders
         try:
             app.block_thread()
         finally:
-            app.close()
-            app.demo.files.close()
+            shut()
+    app.shut = shut
     return app

@@ -107,7 +107,7 @@ class RequestFiles:
 
     def __init__(self, root: str | os.PathLike | None = None, grace: float = 20.0):
         self.umask = current_umask()
-        self.root = Path(root or tempfile.mkdtemp(prefix="dglrsis-demo-"))
+        self.root = Path(root or tempfile.mkdtemp(prefix="dglrsis-demo-requests-"))
         self.root.mkdir(parents=True, exist_ok=True)
         os.chmod(self.root, 0o777 & ~self.umask)
         self.grace = grace
@@ -165,6 +165,38 @@ class RequestFiles:
         """Remove every folder and the root."""
         with self._lock:
             self._done.clear()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def prune_empty_dirs(root: str | os.PathLike, age: float, now: float | None = None) -> int:
+    """Remove the empty folders directly under ``root`` untouched for ``age`` seconds (a web cache
+    whose expired files were deleted leaves one per cached file); returns how many were removed."""
+    now = time.time() if now is None else now
+    removed = 0
+    with contextlib.suppress(FileNotFoundError), os.scandir(root) as entries:
+        for entry in entries:
+            with contextlib.suppress(OSError):  # not empty, gone, or not a folder: leave it
+                if entry.is_dir(follow_symlinks=False) and now - entry.stat().st_mtime > age:
+                    os.rmdir(entry.path)
+                    removed += 1
+    return removed
+
+
+class CacheJanitor:
+    """Every ``every`` seconds, :func:`prune_empty_dirs` on ``root`` (a daemon thread)."""
+
+    def __init__(self, root: str | os.PathLike, age: float, every: float = 60.0):
+        self.root, self.age, self.every = Path(root), age, every
+        self._stop = threading.Event()
+        threading.Thread(target=self._run, name="dglrsis-demo-cache", daemon=True).start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            prune_empty_dirs(self.root, self.age)
+
+    def close(self) -> None:
+        """Stop, and remove the whole cache folder."""
+        self._stop.set()
         shutil.rmtree(self.root, ignore_errors=True)
 
 

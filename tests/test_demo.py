@@ -27,8 +27,10 @@ from dglrsis.demos.resources import (  # noqa: E402
     SessionStore,
     fit_size,
     load_upload,
+    prune_empty_dirs,
     user_message,
 )
+from dglrsis.io import write_json  # noqa: E402
 
 PATH_RE = re.compile(r"/(tmp|home|root|usr|work|var)/")
 
@@ -211,7 +213,7 @@ def test_request_folders_are_removed_and_follow_the_umask(tmp_path, umask):
         files = RequestFiles(tmp_path / "files", grace=0.05)
         with files.request() as folder:
             path = folder / "a.json"
-            dglrsis.io.write_json(path, {"x": 1})
+            write_json(path, {"x": 1})
             files.publish(path)
         assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask
         assert os.stat(folder).st_mode & 0o777 == 0o777 & ~umask
@@ -224,6 +226,18 @@ def test_request_folders_are_removed_and_follow_the_umask(tmp_path, umask):
         assert not folder.exists() and files.pending() == 0
     finally:
         os.umask(old)
+
+
+def test_cache_pruning_removes_only_old_empty_folders(tmp_path):
+    old_empty, new_empty, old_full = (tmp_path / n for n in ("a", "b", "c"))
+    for d in (old_empty, new_empty, old_full):
+        d.mkdir()
+    (old_full / "x.png").write_bytes(b"x")
+    now = time.time()
+    for d in (old_empty, old_full):
+        os.utime(d, (now - 1000, now - 1000))
+    assert prune_empty_dirs(tmp_path, age=900, now=now) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b", "c"]
 
 
 def test_user_message_cuts_paths():
