@@ -174,16 +174,18 @@ def _bands_text(up) -> str:
 
 
 def _label_download(folder: Path, upload, labels: np.ndarray, names, palette) -> Path:
-    """The label-raster download: GeoTIFF (source CRS and transform) for georeferenced uploads, else an
-    index PNG with the palette — the CLI's label writer. Class names and colours are also in the scores
-    JSON."""
+    """The label-raster download (``labels``: H×W uint8, 0 = background, k + 1 = ``names[k]``): GeoTIFF
+    with the source CRS and transform for georeferenced uploads, else an index PNG with the palette —
+    the CLI's label writer. Class names and colours are also in the scores JSON. The one place to change
+    for a richer label writer (colour table and class names inside the GeoTIFF)."""
     path = folder / ("labels.tif" if upload.meta.crs else "labels.png")
     dglrsis.write_label(path, labels, upload.meta, palette)
     return path
 
 
 def _vector_download(folder: Path, upload, labels: np.ndarray, names) -> Path | None:
-    """The vector download (one polygon layer per class), where a vector writer is installed; else None."""
+    """The vector download (a GeoPackage of class polygons) — none yet: the one place to plug a vector
+    writer in; a returned path joins the downloads."""
     return None
 
 

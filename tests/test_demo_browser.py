@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import socket
+import time
 
 import numpy as np
 import pytest
@@ -100,7 +101,13 @@ def test_browser_upload_segment_refer(tmp_path):
             note = page.locator("#model-note").inner_text()
             assert body.count("Model:") == 1 and note.count("Model:") == 1
             assert not re.search(r"(/[\w.-]+){2,}", note) and "Error" not in note
+            assert len(app.demo.sessions) == 1
             browser.close()
+        for _ in range(100):  # closing the tab releases the session's cached image state
+            if len(app.demo.sessions) == 0:
+                break
+            time.sleep(0.2)
+        assert len(app.demo.sessions) == 0
     finally:
         app.close()
         app.demo.files.close()
