@@ -577,33 +577,34 @@ def launch(
 ):
     """Serve the demo: the page is up before the models finish loading; a model that cannot be loaded
     stops the server with a DglrsisError."""
-    models = DemoModels(clip, proposals, sam_checkpoint, background=True)
-    examples = world_examples()
-    janitor = None
-    if "GRADIO_TEMP_DIR" not in os.environ:  # a cache folder of its own, pruned and removed on exit
-        os.environ["GRADIO_TEMP_DIR"] = tempfile.mkdtemp(prefix="dglrsis-demo-cache-")
-        janitor = CacheJanitor(os.environ["GRADIO_TEMP_DIR"], age=CACHE_AGE_S)
-    app = launch_app(build_app(models, examples), host, port, examples)
-
-    def shut():
-        app.close()
-        app.demo.files.close()
-        if janitor is not None:
-            janitor.close()
-
-    try:
-        models.wait()
-    except dglrsis.DglrsisError:
-        shut()
-        raise
-    if block:
+    if block:  # SIGTERM, like Ctrl+C, ends the server through the clean-up below
         import signal
         import sys
 
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # SIGTERM too removes the temporary folders
-        try:
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    cleanups = []  # run in reverse order when the server stops (or fails to start)
+
+    def shut():
+        while cleanups:
+            cleanups.pop()()
+
+    try:
+        models = DemoModels(clip, proposals, sam_checkpoint, background=True)
+        examples = world_examples()
+        if "GRADIO_TEMP_DIR" not in os.environ:  # a cache folder of its own, pruned and removed on exit
+            os.environ["GRADIO_TEMP_DIR"] = tempfile.mkdtemp(prefix="dglrsis-demo-cache-")
+            cleanups.append(CacheJanitor(os.environ["GRADIO_TEMP_DIR"], age=CACHE_AGE_S).close)
+        app = build_app(models, examples)
+        cleanups.append(app.demo.files.close)
+        launch_app(app, host, port, examples)
+        cleanups.append(app.close)
+        models.wait()
+        if block:
             app.block_thread()
-        finally:
-            shut()
+    except BaseException:
+        shut()
+        raise
+    if block:
+        shut()
     app.shut = shut
     return app
