@@ -189,19 +189,23 @@ def _vector_download(folder: Path, upload, labels: np.ndarray, names) -> Path | 
     return None
 
 
+_NOT_TERMS = ("rank", "mask", "area", "box", "selected")  # shown in their own columns, or not at all
+
+
 def _candidate_table(ref, props) -> tuple[list[str], list[list], list[tuple[int, np.ndarray]]]:
-    """Rows for the candidate table (rank, chosen, centre, area, then every score term the answer carries)
-    and the ``(rank, mask)`` pairs drawn on the image with the same ranks."""
+    """Rows for the candidate table (rank, chosen, centre, area, then every numeric score term the
+    answer carries, nested ones such as per-modifier scores included) and the ``(rank, mask)`` pairs
+    drawn on the image with the same ranks."""
     terms: list[str] = []
     flat_rows = []
     for c in ref.candidates:
         flat = {}
         for k, v in c.items():
-            if k in ("mask", "area"):
+            if k in _NOT_TERMS:
                 continue
             for kk, vv in v.items() if isinstance(v, dict) else [(k, v)]:
-                if isinstance(vv, (int, float, bool, np.number)):
-                    flat[kk] = round(float(vv), 4)
+                if isinstance(vv, (int, float, np.number)) and not isinstance(vv, bool):
+                    flat[kk if kk not in flat else f"{k}.{kk}"] = round(float(vv), 4)
         terms += [k for k in flat if k not in terms]
         flat_rows.append(flat)
     rows, drawn = [], []
@@ -209,10 +213,20 @@ def _candidate_table(ref, props) -> tuple[list[str], list[list], list[tuple[int,
         mask = props.mask(int(c["mask"]))
         ys, xs = np.nonzero(mask)
         cx, cy = (int(xs.mean()), int(ys.mean())) if len(xs) else (-1, -1)
-        chosen = "yes" if int(c["mask"]) in ref.selected else ""
+        chosen = "yes" if c.get("selected", int(c["mask"]) in ref.selected) else ""
         rows.append([rank, chosen, cx, cy, int(c.get("area", mask.sum()))] + [flat.get(t, "") for t in terms])
         drawn.append((rank, mask))
     return ["rank", "chosen", "x", "y", "area", *terms], rows, drawn
+
+
+def _modifiers_used(ref) -> list[str]:
+    """Names of the modifiers the answer scored (a list, or the keys of per-modifier scores)."""
+    if not ref.candidates:
+        return []
+    c = ref.candidates[0]
+    if isinstance(c.get("modifier_scores"), dict):
+        return list(c["modifier_scores"])
+    return [str(m) for m in c.get("modifiers", [])] if isinstance(c.get("modifiers"), list) else []
 
 
 # ------------------------------------------------------------------------------------------- the app
@@ -339,9 +353,14 @@ class Demo:
             scores = ref.to_json() | {"image": self._image_json(up)}
             downloads = [mask_path, self._scores(folder, scores)]
             target = ref.target or "-"
-            used = ", ".join(ref.candidates[0].get("modifiers", [])) if ref.candidates else ""
+            used = ", ".join(_modifiers_used(ref))
+            found = (
+                f"{int(ref.mask.sum())} pixels"
+                if getattr(ref, "found", True)
+                else f"not found (best confidence {getattr(ref, 'confidence', 0.0):.2f})"
+            )
             msg = (
-                f"Referring (RES): target '{target}', {int(ref.mask.sum())} pixels"
+                f"Referring (RES): target '{target}', {found}"
                 + (f"; modifiers scored: {used}" if used else "")
                 + f" — {_bands_text(up)}. Candidates are numbered on the image as in the table."
             )

@@ -331,3 +331,39 @@ def test_a_model_that_cannot_load_stops_the_server():
         demo_app.launch(port=port, clip="no-such-clip:x", block=False)
     with socket.socket() as s:  # the port is free again
         s.bind(("127.0.0.1", port))
+
+
+def test_candidate_table_takes_every_score_term():
+    from types import SimpleNamespace
+
+    from dglrsis.masks import Proposals
+
+    masks = np.zeros((2, 20, 30), bool)
+    masks[0, 2:6, 3:9] = True  # centre (5.5, 3.5)
+    masks[1, 10:20, 20:30] = True
+    props = Proposals.from_masks(masks)
+    rows = [  # a candidate with nested per-modifier scores, as a richer referring answer gives
+        {"rank": 1, "mask": 1, "box": [20, 10, 30, 20], "area": 100, "score": 1.5, "noun": 0.9,
+         "cam": 0.4, "modifiers": 0.2, "modifier_scores": {"position": 0.8, "size": 0.1}, "selected": True},
+        {"rank": 2, "mask": 0, "box": [3, 2, 9, 6], "area": 24, "score": 0.7, "noun": 0.5,
+         "cam": 0.1, "modifiers": 0.1, "modifier_scores": {"position": 0.2, "size": 0.3}, "selected": False},
+    ]  # fmt: skip
+    ref = SimpleNamespace(candidates=rows, selected=[1])
+    headers, table, drawn = demo_app._candidate_table(ref, props)
+    assert headers == [
+        "rank",
+        "chosen",
+        "x",
+        "y",
+        "area",
+        "score",
+        "noun",
+        "cam",
+        "modifiers",
+        "position",
+        "size",
+    ]
+    assert table[0] == [1, "yes", 24, 14, 100, 1.5, 0.9, 0.4, 0.2, 0.8, 0.1]
+    assert table[1][:5] == [2, "", 5, 3, 24] and [r for r, _ in drawn] == [1, 2]
+    assert np.array_equal(drawn[1][1], masks[0])
+    assert demo_app._modifiers_used(ref) == ["position", "size"]
