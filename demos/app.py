@@ -282,8 +282,12 @@ class Demo:
             return self._publish(path), _bands_text(up)
 
     def segment(self, image, classes, bands="", background="prompt", request=None):
+        from dglrsis.predictor import normalise_classes, parse_background
+
         if not classes or not str(classes).strip():
             raise dglrsis.DglrsisError("type class names, e.g. 'ship, harbor, storage tank'")
+        normalise_classes(classes)  # a bad query or policy is refused before any image work
+        parse_background(background or "prompt")
         session = self._session(request)
         with session.lock, self.files.request() as folder:
             up, reused = self._prepare(session, image, bands)
