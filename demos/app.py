@@ -173,20 +173,20 @@ def _bands_text(up) -> str:
     return text
 
 
-def _label_download(folder: Path, upload, labels: np.ndarray, names, palette) -> Path:
+def _label_download(folder: Path, upload, labels: np.ndarray, names, palette) -> list[Path]:
     """The label-raster download (``labels``: H×W uint8, 0 = background, k + 1 = ``names[k]``): GeoTIFF
     with the source CRS and transform for georeferenced uploads, else an index PNG with the palette —
     the CLI's label writer. Class names and colours are also in the scores JSON. The one place to change
     for a richer label writer (colour table and class names inside the GeoTIFF)."""
     path = folder / ("labels.tif" if upload.meta.crs else "labels.png")
     dglrsis.write_label(path, labels, upload.meta, palette)
-    return path
+    return [path]
 
 
-def _vector_download(folder: Path, upload, labels: np.ndarray, names) -> Path | None:
+def _vector_download(folder: Path, upload, labels: np.ndarray, names) -> list[Path]:
     """The vector download (a GeoPackage of class polygons) — none yet: the one place to plug a vector
-    writer in; a returned path joins the downloads."""
-    return None
+    writer in; the returned files join the downloads."""
+    return []
 
 
 _NOT_TERMS = ("rank", "mask", "area", "box", "selected")  # shown in their own columns, or not at all
@@ -318,8 +318,8 @@ class Demo:
                 "proposals": seg.mask_scores(),
             }
             downloads = [
-                _label_download(folder, up, labels, names, palette),
-                _vector_download(folder, up, labels, names),
+                *_label_download(folder, up, labels, names, palette),
+                *_vector_download(folder, up, labels, names),
                 self._scores(folder, scores),
             ]
             msg = f"Segmented {len(names)} classes (OVSS) — {_bands_text(up)}."
@@ -331,7 +331,7 @@ class Demo:
                 _legend_html(names, palette, shares),
                 None,
                 table,
-                [self._publish(p) for p in downloads if p is not None],
+                [self._publish(p) for p in downloads],
                 msg,
             )
 
