@@ -1,4 +1,4 @@
-"""``dglrsis demo``: the Gradio app (free-text OVSS and RES in the browser)."""
+"""``dglrsis demo``: the Gradio app (free-text OVSS and RES in the browser, API endpoints segment/refer)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ def add_arguments(parser) -> None:
     )
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument(
-        "--clip", help="CLIP registry name; default ViT-B-16:openai, else world-clip with a note"
+        "--clip",
+        help="CLIP registry name; default ViT-B-16:openai when its weights are on this machine, else the "
+        "bundled world-clip (no download is tried)",
     )
     parser.add_argument("--proposals", default="slic", choices=("slic", "felzenszwalb", "sam"))
     parser.add_argument("--sam-checkpoint", help="SAM vit_b checkpoint for --proposals sam")
