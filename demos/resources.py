@@ -244,9 +244,8 @@ def load_upload(path, bands: list[int] | None, budget: int = PIXEL_BUDGET, hard_
         if (tw, th) == (w, h):
             array = reader.read()
         else:
-            data = reader.overview(max_side=2 * max(tw, th))  # decimated read for TIFF
-            data = apply_stretch(data, reader.stretch) if reader.stretch is not None else data
-            data = np.ascontiguousarray(data, dtype=np.uint8)
+            data, _ = reader.overview(max_side=2 * max(tw, th))  # decimated read
+            data = np.ascontiguousarray(apply_stretch(data, reader.limits), dtype=np.uint8)
             array = np.asarray(Image.fromarray(data).resize((tw, th), Image.Resampling.BOX))
             tr = meta.transform
             if tr:
