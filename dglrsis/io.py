@@ -93,7 +93,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     path = check_writable(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=suffix if suffix is not None else path.suffix, dir=path.parent
+        prefix=f".{path.name}.part-", suffix=suffix if suffix is not None else path.suffix, dir=path.parent
     )
     os.close(fd)
     tmp = Path(tmp)

@@ -9,50 +9,76 @@ HELP = "segment the object a free-text expression refers to (e.g. 'the large shi
 
 def add_arguments(parser) -> None:
     from .options import add_gvta_arguments, add_predictor_arguments
+    from .outputs import add_output_arguments
 
     parser.add_argument("image", help="PNG/JPEG/BMP/TIFF/GeoTIFF (read by content)")
     parser.add_argument("text", help="the referring expression")
     parser.add_argument("--out", help="mask: .png (0/255) or .tif (GeoTIFF, keeps the georeference)")
-    parser.add_argument("--cam", help="PNG of the fused cross-scale Grad-CAM heatmap")
-    parser.add_argument("--overlay", help="PNG of the image with the selected mask highlighted")
+    parser.add_argument(
+        "--cam", help="PNG of the fused cross-scale Grad-CAM blended over the image, with a colour bar"
+    )
+    parser.add_argument("--overlay", help="PNG of the image with the selected mask highlighted and a legend")
     parser.add_argument("--scores", help="JSON with the decomposition and the scored candidates")
     parser.add_argument("--classes-file", help="vocabulary of class nouns (default: --vocabulary)")
     parser.add_argument("--bands", help="band selection for multi-band rasters, 1-based, e.g. 3,2,1")
+    add_output_arguments(parser, batch=False)
     add_predictor_arguments(parser)
     add_gvta_arguments(parser)
 
 
 def run(args) -> int:
     from .. import io
-    from ..errors import DglrsisError
     from .options import predictor_from_args
+    from .outputs import plan
     from .segment import parse_bands
 
-    if not (args.out or args.cam or args.overlay or args.scores):
-        raise DglrsisError("nothing to write: give --out, --cam, --overlay and/or --scores")
+    kinds = {
+        "labels": args.out,
+        "cam": args.cam,
+        "overlay": args.overlay,
+        "scores": args.scores,
+        "vectors": args.vectors,
+    }
+    job = plan(args, kinds).jobs[0]  # every output checked before any model is loaded
     from ..text import decompose
 
     decompose(args.text)  # validate the expression before any model is loaded
     if args.classes_file:
         args.vocabulary = args.classes_file
+    bands = parse_bands(args.bands)
     pred = predictor_from_args(args)
-    raster = io.read_image(args.image, bands=parse_bands(args.bands))
+    raster = io.read_image(args.image, bands=bands)
     pred.set_image(raster.array)
     ref = pred.refer(args.text)
-    mask = ref.mask.astype(np.uint8)
-    if args.out:
-        if str(args.out).lower().endswith((".tif", ".tiff")):
-            io.write_label(args.out, mask, raster.meta, None)
-        else:
-            io.write_label(args.out, mask * 255, raster.meta, None)
-    if args.cam:
-        io.write_rgb_png(args.cam, io.heatmap(ref.cam))
-    if args.overlay:
-        io.write_rgb_png(args.overlay, io.overlay(raster.array, mask, [(0, 0, 0), (255, 40, 40)]))
-    if args.scores:
-        io.write_json(args.scores, {"image": str(args.image), **ref.to_json(), "settings": pred.settings()})
+    with io.transaction():
+        _write(job.outputs, args, ref, raster, pred)
+    mask = ref.mask
     print(
         f"referred: {ref.target or '(no class noun)'}; {int(mask.sum())} pixels "
         f"({100 * mask.mean():.2f}% of the image)"
     )
     return 0
+
+
+def _write(out: dict, args, ref, raster, pred) -> None:
+    """Write the outputs of one referring result (inside the caller's transaction)."""
+    from .. import export, io
+
+    mask = ref.mask.astype(np.uint8)
+    name = ref.target or "referred object"
+    if out.get("labels"):
+        scale = 1 if out["labels"].suffix.lower() in (".tif", ".tiff") else 255
+        io.write_label(out["labels"], mask * scale, raster.meta, None)
+    if out.get("cam"):
+        io.write_rgb_png(out["cam"], export.cam_figure(raster.array, ref.cam))
+    if out.get("overlay"):
+        labels = np.where(ref.mask, 0, -1)
+        pal = [(0, 0, 0), (255, 40, 40)]
+        io.write_rgb_png(out["overlay"], export.legend_overlay(raster.array, labels, [name], pal))
+    if out.get("vectors"):
+        score = ref.candidates[0].get("score") if ref.candidates else None
+        attrs = {"class": name, "expression": args.text, "score": score}
+        geoms, cols = export.mask_feature(ref.mask, raster.meta, attrs, simplify=args.simplify)
+        export.write_vectors(out["vectors"], geoms, cols, raster.meta)
+    if out.get("scores"):
+        io.write_json(out["scores"], {"image": str(args.image), **ref.to_json(), "settings": pred.settings()})
