@@ -12,7 +12,7 @@ module holds the parts that do not depend on the model:
   (``done`` / ``failed``), settings hash, input fingerprint (size, mtime), output files and one-line
   error. A rerun skips inputs done with the same settings, input and outputs present, and redoes the
   rest (so a killed run resumes). A failing input is recorded and the run goes on.
-- Sharding: under ``accelerate launch`` (or ``torchrun``), process ``r`` of ``w`` takes inputs
+- Sharding: under ``accelerate launch`` (or ``torchrun``, ``mpirun``), process ``r`` of ``w`` takes inputs
   ``r, r + w, …`` of the sorted list. Each process appends its records to its own
   ``DIR/.manifest.rank<r>.jsonl`` (one flushed line per input) and, when done, merges them into
   ``manifest.json`` under a lock file, so the manifest is consistent whatever the number of processes
@@ -152,17 +152,33 @@ def shard(items: list, rank: int, world: int) -> list:
     return items[rank::world]
 
 
+_RANK_VARS = [  # (rank, world size, local rank) as set by torchrun / accelerate launch, Open MPI, MPICH
+    ("RANK", "WORLD_SIZE", "LOCAL_RANK"),
+    ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK"),
+    ("PMI_RANK", "PMI_SIZE", "MPI_LOCALRANKID"),
+]
+
+
 def rank_world(rank: int | None = None, world: int | None = None) -> tuple[int, int]:
-    """(rank, world): explicit values, or accelerate's process index when launched with several
-    processes (``WORLD_SIZE`` > 1), else (0, 1) without importing accelerate."""
+    """(rank, world): explicit values, or the launcher's environment (``accelerate launch``,
+    ``torchrun``, ``mpirun``), else (0, 1). No process group is needed: the processes share only
+    the output folder. With several processes and CUDA, each uses the GPU of its local rank."""
     if rank is not None or world is not None:
         return rank or 0, world or 1
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        from accelerate import PartialState
-
-        state = PartialState()
-        return state.process_index, state.num_processes
+    env = os.environ
+    for r, w, local in _RANK_VARS:
+        if int(env.get(w, "1") or 1) > 1 and r in env:
+            rank, world = int(env[r]), int(env[w])
+            _pick_gpu(int(env.get(local, rank)))
+            return rank, world
     return 0, 1
+
+
+def _pick_gpu(local_rank: int) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local_rank % torch.cuda.device_count())
 
 
 # ============================================================================================ manifest
