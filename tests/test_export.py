@@ -193,3 +193,77 @@ def test_legend_and_colour_bar_pictures():
     assert tuple(fig[35, 80]) == tuple(np.round(0.5 * 100 + 0.5 * hot.astype(float)).astype(np.uint8))
     bar = fig[:, 90:].reshape(-1, 3)
     assert (bar == hot).all(1).any() and (bar == cold).all(1).any()
+
+
+# ------------------------------------------------------------------------------------------ CLI
+def _scene_tif(path):
+    rng = np.random.default_rng(3)
+    img = np.zeros((96, 96, 3), np.uint8)
+    img[:] = (90, 110, 80)
+    img[10:40, 10:60] = (200, 200, 210)
+    img[55:85, 50:90] = (40, 60, 150)
+    img = np.clip(img + rng.integers(-8, 9, img.shape), 0, 255).astype(np.uint8)
+    with rasterio.open(
+        path, "w", driver="GTiff", width=96, height=96, count=3, dtype="uint8", crs="EPSG:32633",
+        transform=from_origin(5e5, 4e6, PIXEL, PIXEL),
+    ) as dst:  # fmt: skip
+        dst.write(np.moveaxis(img, -1, 0))
+    return path
+
+
+def test_segment_cli_writes_gis_outputs(tmp_path, capsys, umask022):
+    from dglrsis.cli import main
+
+    src = _scene_tif(tmp_path / "in.tif")
+    o = tmp_path / "o"
+    args = [
+        "segment",
+        str(src),
+        "--classes",
+        "ship,harbor",
+        "--clip",
+        "world-clip",
+        "--out",
+        str(o / "l.tif"),
+    ]
+    args += ["--vectors", str(o / "v.gpkg"), "--overlay", str(o / "ov.png"), "--scores", str(o / "s.json")]
+    assert main(args) == 0
+    with rasterio.open(o / "l.tif") as ds:
+        lab = ds.read(1).astype(int) - 1
+        assert ds.crs == CRS.from_epsg(32633) and ds.tags(1)["CLASS_2"] == "harbor"
+    meta, geoms, cols = _read(o / "v.gpkg")
+    assert CRS.from_user_input(meta["crs"]) == CRS.from_epsg(32633)
+    for k, name in enumerate(["ship", "harbor"]):
+        want = (lab == k).sum() * PIXEL * PIXEL
+        got = sum(g.area for g in geoms[cols["class"] == name])
+        assert abs(got - want) <= 0.01 * max(want, 1e-9)
+    assert np.isfinite(cols["score"]).all()  # every region meets a mask of its class
+    assert all(_mode(p) == 0o644 for p in o.iterdir())
+
+
+@pytest.mark.parametrize(
+    "cmd,msg",
+    [
+        (["refer", "IMG", "the ship", "--out", "IMG"], "is the input"),
+        (["segment", "IMG", "--classes", "ship", "--overlay", "IMG"], "--overlay"),
+        (["segment", "IMG", "--classes", "ship", "--out", "RO"], "read-only"),
+        (["segment", "IMG", "--classes", "ship", "--vectors", "v.shp"], "--vectors"),
+        (["segment", "IMG", "--classes", "ship", "--out", "o.png", "--scores", "o.png"], "--scores"),
+        (["refer", "IMG", "the ship", "--cam", "c.png", "--overlay", "c.png"], "same file"),
+        (["segment", "IMG", "--classes", "ship", "--vectors", "v.gpkg", "--simplify", "-1"], "--simplify"),
+    ],
+)
+def test_bad_outputs_refused_before_any_model(tmp_path, capsys, cmd, msg):
+    from dglrsis.cli import main
+
+    src = _scene_tif(tmp_path / "in.tif")
+    ro = tmp_path / "ro.tif"
+    ro.write_bytes(b"keep")
+    os.chmod(ro, 0o444)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    subst = {"IMG": str(src), "RO": str(ro)}
+    argv = [subst.get(a, str(tmp_path / a) if a.endswith((".png", ".shp", ".gpkg")) else a) for a in cmd]
+    assert main([*argv, "--clip", "no-such-model"]) == 2  # a model would fail: checks come first
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and msg in err[0]
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # input unchanged, nothing new
