@@ -326,3 +326,20 @@ def test_two_processes_give_the_same_bytes_as_one(scenes, tmp_path):
     assert _outputs(two) == _outputs(one) and len(_outputs(one)) == 4 * 4
     man = json.loads((two / "manifest.json").read_text())["inputs"]
     assert sorted(man) == ["s00", "s01", "s02", "s04"] and not list(two.glob(".manifest.rank*"))
+
+
+def test_refer_batch_one_expression(scenes, tmp_path, capsys):
+    out = tmp_path / "r"
+    inputs = [scenes / "s00.tif", scenes / "s03.tif", scenes / "s01.tif"]
+    args = ["refer", *map(str, inputs), "the ship", "--clip", "world-clip", "--scales", "1.0"]
+    assert main([*args, "--vectors", "gpkg", "--out-dir", str(out)]) == 2  # s03 is empty
+    assert "3 input(s): 2 done, 0 already done, 1 failed" in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
+        "manifest.json", "s00.gpkg", "s00.tif", "s01.gpkg", "s01.tif",
+    ]  # fmt: skip
+    import pyogrio
+
+    table = pyogrio.raw.read(out / "s01.gpkg")
+    assert list(table[3][table[0]["fields"].tolist().index("expression")]) == ["the ship"]
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["settings"]["text"] == "the ship" and man["inputs"]["s03"]["state"] == "failed"

@@ -11,7 +11,12 @@ def add_arguments(parser) -> None:
     from .options import add_gvta_arguments, add_predictor_arguments
     from .outputs import add_output_arguments
 
-    parser.add_argument("image", help="PNG/JPEG/BMP/TIFF/GeoTIFF (read by content)")
+    parser.add_argument(
+        "image",
+        nargs="+",
+        help="PNG/JPEG/BMP/TIFF/GeoTIFF (read by content); several inputs, a folder, a quoted glob or "
+        "@list.txt with --out-dir (one expression for all)",
+    )
     parser.add_argument("text", help="the referring expression")
     parser.add_argument("--out", help="mask: .png (0/255) or .tif (GeoTIFF, keeps the georeference)")
     parser.add_argument(
@@ -21,7 +26,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--scores", help="JSON with the decomposition and the scored candidates")
     parser.add_argument("--classes-file", help="vocabulary of class nouns (default: --vocabulary)")
     parser.add_argument("--bands", help="band selection for multi-band rasters, 1-based, e.g. 3,2,1")
-    add_output_arguments(parser, batch=False)
+    add_output_arguments(parser)
     add_predictor_arguments(parser)
     add_gvta_arguments(parser)
 
@@ -39,7 +44,7 @@ def run(args) -> int:
         "scores": args.scores,
         "vectors": args.vectors,
     }
-    job = plan(args, kinds).jobs[0]  # every output checked before any model is loaded
+    job_plan = plan(args, kinds)  # every output checked before any model is loaded
     from ..text import decompose
 
     decompose(args.text)  # validate the expression before any model is loaded
@@ -47,20 +52,27 @@ def run(args) -> int:
         args.vocabulary = args.classes_file
     bands = parse_bands(args.bands)
     pred = predictor_from_args(args)
-    raster = io.read_image(args.image, bands=bands)
-    pred.set_image(raster.array)
-    ref = pred.refer(args.text)
-    with io.transaction():
-        _write(job.outputs, args, ref, raster, pred)
-    mask = ref.mask
-    print(
-        f"referred: {ref.target or '(no class noun)'}; {int(mask.sum())} pixels "
-        f"({100 * mask.mean():.2f}% of the image)"
-    )
-    return 0
+
+    def one(job) -> list:
+        raster = io.read_image(job.input, bands=bands)
+        pred.set_image(raster.array)
+        ref = pred.refer(args.text)
+        with io.transaction():
+            _write(job.outputs, args, ref, raster, pred, job.input)
+        if not job_plan.batch:
+            mask = ref.mask
+            print(
+                f"referred: {ref.target or '(no class noun)'}; {int(mask.sum())} pixels "
+                f"({100 * mask.mean():.2f}% of the image)"
+            )
+        return list(job.outputs.values())
+
+    settings = {"command": "refer", "text": args.text, "model": pred.settings(), "bands": args.bands}
+    settings["simplify"] = args.simplify
+    return job_plan.run(one, settings)
 
 
-def _write(out: dict, args, ref, raster, pred) -> None:
+def _write(out: dict, args, ref, raster, pred, image) -> None:
     """Write the outputs of one referring result (inside the caller's transaction)."""
     from .. import export, io
 
@@ -81,4 +93,4 @@ def _write(out: dict, args, ref, raster, pred) -> None:
         geoms, cols = export.mask_feature(ref.mask, raster.meta, attrs, simplify=args.simplify)
         export.write_vectors(out["vectors"], geoms, cols, raster.meta)
     if out.get("scores"):
-        io.write_json(out["scores"], {"image": str(args.image), **ref.to_json(), "settings": pred.settings()})
+        io.write_json(out["scores"], {"image": str(image), **ref.to_json(), "settings": pred.settings()})

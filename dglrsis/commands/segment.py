@@ -94,7 +94,9 @@ def run(args) -> int:
                 return _run_tiled(args, pred, names, job, palette, not job_plan.batch)
             return _segment_one(args, pred, names, job, palette, not job_plan.batch)
 
-    return job_plan.run(one, {"command": "segment", "classes": names, "model": pred.settings()})
+    settings = {"command": "segment", "classes": names, "model": pred.settings(), "bands": args.bands}
+    settings.update(tile=args.tile, overlap=args.overlap if args.tile else None, simplify=args.simplify)
+    return job_plan.run(one, settings)
 
 
 def _segment_one(args, pred, names, job, palette, verbose: bool) -> list[Path]:
