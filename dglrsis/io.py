@@ -2,16 +2,22 @@
 
 Every file the toolkit writes goes through :func:`atomic_path`: the content is written to a temporary
 file in the destination folder and renamed into place only when complete, so an error never leaves a
-half-written output.
+half-written output. Inside :func:`transaction` the renames wait until the whole block succeeds, so the
+outputs of one command (or one input of a batch) appear all together or not at all. A new file gets
+the mode the umask allows (0644 under umask 022), a replaced file keeps its own mode, and a read-only
+existing output is refused rather than replaced.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import os
+import stat
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,34 +26,125 @@ import numpy as np
 
 from .errors import DglrsisError
 
+_UMASK_LOCK = threading.Lock()
+_PENDING: contextvars.ContextVar[list | None] = contextvars.ContextVar("dglrsis_pending", default=None)
+
+
+def current_umask() -> int:
+    """The process umask (read by setting and restoring it, under a lock)."""
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def check_writable(path: str | os.PathLike) -> Path:
+    """Raise DglrsisError unless ``path`` can be created or replaced: not a folder, not read-only,
+    in an existing, writable folder. Returns the path."""
+    path = Path(path)
+    if path.is_dir():
+        raise DglrsisError(f"output {path} is a directory")
+    if path.exists() and (not os.access(path, os.W_OK) or not os.stat(path).st_mode & 0o222):
+        raise DglrsisError(f"output {path} exists and is read-only; refusing to replace it")
+    parent = path.parent if str(path.parent) else Path(".")
+    existing = next((p for p in [parent, *parent.parents] if p.exists()), Path("."))
+    if not existing.is_dir():
+        raise DglrsisError(f"cannot write {path}: {existing} is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise DglrsisError(f"cannot write {path}: {existing} is not writable")
+    return path
+
+
+def check_outputs(outputs: Iterable[str | os.PathLike], inputs: Iterable[str | os.PathLike] = ()) -> None:
+    """Validate output paths before any work: each writable (:func:`check_writable`), none resolving
+    to an input (same path, symlink or hard link) and no two the same file."""
+    ins = [Path(p) for p in inputs]
+    seen: dict[Path, Path] = {}
+    for out in (Path(p) for p in outputs):
+        check_writable(out)
+        real = out.resolve()
+        for src in ins:
+            if real == src.resolve() or (out.exists() and src.exists() and os.path.samefile(out, src)):
+                raise DglrsisError(f"output {out} is the input {src}; choose another output path")
+        if real in seen:
+            raise DglrsisError(f"two outputs are the same file: {seen[real]} and {out}")
+        seen[real] = out
+
+
+def _finish(tmp: Path, path: Path) -> None:
+    """Give ``tmp`` the mode ``path`` should have and rename it onto ``path``."""
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)  # an existing output keeps its permissions
+    except FileNotFoundError:
+        mode = 0o666 & ~current_umask()
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds.
 
     ``suffix`` defaults to the destination's suffix, so writers that pick a format from the
-    extension (PIL, rasterio) still see it. On error the temporary file is removed.
+    extension (PIL, rasterio) still see it. On error the temporary file is removed. Inside
+    :func:`transaction` the rename is deferred to the end of the transaction. A read-only existing
+    ``path`` is refused (DglrsisError) before anything is written.
     """
-    path = Path(path)
+    path = check_writable(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=suffix if suffix is not None else path.suffix, dir=path.parent
+        prefix=f".{path.name}.part-", suffix=suffix if suffix is not None else path.suffix, dir=path.parent
     )
     os.close(fd)
     tmp = Path(tmp)
+    pending = _PENDING.get()
     try:
         yield tmp
-        os.replace(tmp, path)
+        if pending is None:
+            _finish(tmp, path)
+        else:
+            pending.append((tmp, path))
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
 
 
+@contextlib.contextmanager
+def transaction() -> Iterator[None]:
+    """Defer every :func:`atomic_path` rename inside the block to its end: all outputs or none.
+
+    If the block fails, every temporary file is removed and no output is touched. The renames at
+    the end are checked first (each destination still replaceable), then done in order.
+    """
+    if _PENDING.get() is not None:  # nested: the outer transaction commits
+        yield
+        return
+    pending: list[tuple[Path, Path]] = []
+    token = _PENDING.set(pending)
+    try:
+        yield
+        for _, path in pending:
+            check_writable(path)
+        for tmp, path in pending:
+            _finish(tmp, path)
+    finally:
+        _PENDING.reset(token)
+        for tmp, _ in pending:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+
+
 def write_json(path: str | os.PathLike, obj: Any, indent: int = 2) -> None:
     """Write ``obj`` as JSON atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=indent, sort_keys=False) + "\n")
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Write text atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:

@@ -12,15 +12,24 @@ NOT_FOUND = 3  # exit code: the best candidate's noun probability is below --min
 
 def add_arguments(parser) -> None:
     from .options import add_gvta_arguments, add_predictor_arguments, add_raster_arguments
+    from .outputs import add_output_arguments
 
-    parser.add_argument("image", help="PNG/JPEG/BMP/TIFF/GeoTIFF (read by content)")
+    parser.add_argument(
+        "image",
+        nargs="+",
+        help="PNG/JPEG/BMP/TIFF/GeoTIFF (read by content); several inputs, a folder, a quoted glob or "
+        "@list.txt with --out-dir (one expression for all)",
+    )
     parser.add_argument("text", help="the referring expression")
     parser.add_argument("--out", help="mask: .png (0/255) or .tif (GeoTIFF, keeps the georeference)")
-    parser.add_argument("--cam", help="PNG of the fused cross-scale Grad-CAM heatmap")
-    parser.add_argument("--overlay", help="PNG of the image with the selected mask highlighted")
+    parser.add_argument(
+        "--cam", help="PNG of the fused cross-scale Grad-CAM blended over the image, with a colour bar"
+    )
+    parser.add_argument("--overlay", help="PNG of the image with the selected mask highlighted and a legend")
     parser.add_argument("--scores", help="JSON with the decomposition and the scored candidates")
     parser.add_argument("--classes-file", help="vocabulary of class nouns (default: --vocabulary)")
     add_raster_arguments(parser)
+    add_output_arguments(parser)
     add_predictor_arguments(parser)
     add_gvta_arguments(parser)
 
@@ -29,9 +38,16 @@ def run(args) -> int:
     from .. import io
     from ..errors import DglrsisError
     from .options import predictor_from_args, raster_options
+    from .outputs import plan
 
-    if not (args.out or args.cam or args.overlay or args.scores):
-        raise DglrsisError("nothing to write: give --out, --cam, --overlay and/or --scores")
+    kinds = {
+        "labels": args.out,
+        "cam": args.cam,
+        "overlay": args.overlay,
+        "scores": args.scores,
+        "vectors": args.vectors,
+    }
+    job_plan = plan(args, kinds)  # every output checked before any model is loaded
     from ..text import decompose
 
     dec = decompose(args.text, args.classes_file or args.vocabulary)  # checked before any model loads
@@ -44,37 +60,67 @@ def run(args) -> int:
         args.vocabulary = args.classes_file
     bands, stretch, nodata = raster_options(args)
     pred = predictor_from_args(args)
-    raster = io.read_image(args.image, bands, stretch, nodata)
-    pred.set_image(raster.array, raster.valid)
-    ref = pred.refer(args.text)
-    if args.scores:
-        io.write_json(args.scores, {"image": str(args.image), **ref.to_json(), "settings": pred.settings()})
-    if not ref.found:
+    not_found = []
+
+    def one(job) -> list:
         from ..gvta import explain
 
-        print(explain(ref, top=3))
-        print(
-            f"not found: no {ref.target or 'object'} in the image (best noun probability "
-            f"{ref.confidence:.3f} < {pred.cfg.gvta.min_confidence}); no mask written",
-            file=sys.stderr,
-        )
-        return NOT_FOUND
+        raster = io.read_image(job.input, bands, stretch, nodata)
+        pred.set_image(raster.array, raster.valid)
+        ref = pred.refer(args.text)
+        if not ref.found:
+            if job.outputs.get("scores"):
+                io.write_json(
+                    job.outputs["scores"],
+                    {"image": str(job.input), **ref.to_json(), "settings": pred.settings()},
+                )
+            msg = (
+                f"not found: no {ref.target or 'object'} in the image (best noun probability "
+                f"{ref.confidence:.3f} < {pred.cfg.gvta.min_confidence}); no mask written"
+            )
+            if job_plan.batch:
+                raise DglrsisError(msg)
+            print(explain(ref, top=3))
+            print(msg, file=sys.stderr)
+            not_found.append(job.input)
+            return [job.outputs["scores"]] if job.outputs.get("scores") else []
+        with io.transaction():
+            _write(job.outputs, args, ref, raster, pred, job.input)
+        if not job_plan.batch:
+            if job.outputs.get("scores"):
+                print(explain(ref))
+            mask = ref.mask
+            print(
+                f"referred: {ref.target or '(no class noun)'}; {int(mask.sum())} pixels "
+                f"({100 * mask.mean():.2f}% of the image)"
+            )
+        return list(job.outputs.values())
+
+    settings = {"command": "refer", "text": args.text, "model": pred.settings(), "bands": args.bands}
+    settings.update(stretch=args.stretch, nodata=nodata, simplify=args.simplify)
+    code = job_plan.run(one, settings)
+    return NOT_FOUND if not_found and code == 0 else code
+
+
+def _write(out: dict, args, ref, raster, pred, image) -> None:
+    """Write the outputs of one referring result (inside the caller's transaction)."""
+    from .. import export, io
+
     mask = ref.mask.astype(np.uint8)
-    if args.out:
-        if str(args.out).lower().endswith((".tif", ".tiff")):
-            io.write_label(args.out, mask, raster.meta, None)
-        else:
-            io.write_label(args.out, mask * 255, raster.meta, None)
-    if args.cam:
-        io.write_rgb_png(args.cam, io.heatmap(ref.cam))
-    if args.overlay:
-        io.write_rgb_png(args.overlay, io.overlay(raster.array, mask, [(0, 0, 0), (255, 40, 40)]))
-    if args.scores:
-        from ..gvta import explain
-
-        print(explain(ref))
-    print(
-        f"referred: {ref.target or '(no class noun)'}; {int(mask.sum())} pixels "
-        f"({100 * mask.mean():.2f}% of the image)"
-    )
-    return 0
+    name = ref.target or "referred object"
+    if out.get("labels"):
+        scale = 1 if out["labels"].suffix.lower() in (".tif", ".tiff") else 255
+        io.write_label(out["labels"], mask * scale, raster.meta, None)
+    if out.get("cam"):
+        io.write_rgb_png(out["cam"], export.cam_figure(raster.array, ref.cam))
+    if out.get("overlay"):
+        labels = np.where(ref.mask, 0, -1)
+        pal = [(0, 0, 0), (255, 40, 40)]
+        io.write_rgb_png(out["overlay"], export.legend_overlay(raster.array, labels, [name], pal))
+    if out.get("vectors"):
+        score = ref.candidates[0].get("score") if ref.candidates else None
+        attrs = {"class": name, "expression": args.text, "score": score}
+        geoms, cols = export.mask_feature(ref.mask, raster.meta, attrs, simplify=args.simplify)
+        export.write_vectors(out["vectors"], geoms, cols, raster.meta)
+    if out.get("scores"):
+        io.write_json(out["scores"], {"image": str(image), **ref.to_json(), "settings": pred.settings()})

@@ -15,8 +15,14 @@ OVERLAY_MAX_SIDE = 4096  # larger scenes get a downscaled overlay
 
 def add_arguments(parser) -> None:
     from .options import add_predictor_arguments, add_raster_arguments
+    from .outputs import add_output_arguments
 
-    parser.add_argument("image", help="PNG/JPEG/BMP/TIFF/GeoTIFF (read by content)")
+    parser.add_argument(
+        "image",
+        nargs="+",
+        help="PNG/JPEG/BMP/TIFF/GeoTIFF (read by content); several inputs, a folder, a quoted glob or "
+        "@list.txt with --out-dir",
+    )
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--classes", help='comma-separated class names, e.g. "ship,storage tank"')
     src.add_argument(
@@ -26,11 +32,20 @@ def add_arguments(parser) -> None:
     )
     parser.add_argument(
         "--out",
-        help="label map: .png (index PNG with palette) or .tif (GeoTIFF, keeps the "
-        "georeference); value 0 = background, k = k-th class, 255 (65535 above 254 classes) = nodata",
+        help="label map: .png (index PNG with palette) or .tif (Cloud-Optimised GeoTIFF with the "
+        "georeference, colour table, class names, nodata, .qml and .aux.xml sidecars); value 0 = "
+        "background, k = k-th class, 255 (65535 above 254 classes) = nodata. With --out-dir: the "
+        "format, tif (default) or png",
     )
-    parser.add_argument("--scores", help="JSON with the classes, the label encoding and per-mask scores")
-    parser.add_argument("--overlay", help="PNG of the image with the coloured labels blended over it")
+    parser.add_argument(
+        "--scores",
+        help="JSON with the classes, the label encoding and per-mask scores (with --out-dir: json)",
+    )
+    parser.add_argument(
+        "--overlay",
+        help="PNG of the image with the coloured labels blended over it and a legend (with --out-dir: png)",
+    )
+    add_output_arguments(parser)
     add_raster_arguments(parser)
     tiles = parser.add_argument_group("tiling (automatic above 4096×4096 pixels)")
     tiles.add_argument("--tile", type=int, help="process in tiles of N pixels (default: automatic)")
@@ -67,25 +82,6 @@ def tile_config(args):
     return TileConfig(tile=0 if args.no_tile else args.tile, overlap=args.overlap).check()
 
 
-def _check_outputs(args) -> None:
-    if not (args.out or args.scores or args.overlay):
-        raise DglrsisError("nothing to write: give --out, --scores and/or --overlay")
-    wanted = {"--out": (args.out, (".png", ".tif", ".tiff")), "--overlay": (args.overlay, (".png",))}
-    wanted["--scores"] = (args.scores, (".json",))
-    for flag, (path, exts) in wanted.items():
-        if path and Path(path).suffix.lower() not in exts:
-            raise DglrsisError(f"{flag} {path}: use a {' or '.join(exts)} file")
-
-
-def encode_labels(seg, n_classes: int) -> tuple[np.ndarray, int]:
-    """Output label map (0 = background, k = class k-1, nodata value where invalid) and the nodata value."""
-    nodata = 255 if n_classes < 255 else 65535
-    out = (seg.labels + 1).astype(np.uint8 if n_classes < 255 else np.uint16)
-    if seg.valid is not None:
-        out[~seg.valid] = nodata
-    return out, nodata
-
-
 def mask_rows(seg, meta) -> list[dict]:
     """Per-mask score rows; with a georeference each row also has its box in map units (``box_map``)."""
     rows = seg.mask_scores()
@@ -102,7 +98,7 @@ def mask_rows(seg, meta) -> list[dict]:
 
 def overlay_image(state, reader, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(image, labels) for the overlay: full size, or decimated when the scene is larger than
-    ``OVERLAY_MAX_SIDE`` or was processed in tiles (then read again, stretched as for the models)."""
+    ``OVERLAY_MAX_SIDE`` (then read again, stretched as for the models). labels: H×W, -1 = background."""
     from ..io import apply_stretch
 
     h, w = labels.shape
@@ -119,46 +115,79 @@ def overlay_image(state, reader, labels: np.ndarray) -> tuple[np.ndarray, np.nda
 def run(args) -> int:
     from .. import io
     from .options import predictor_from_args, raster_options
+    from .outputs import plan
 
     names = class_list(args)
-    _check_outputs(args)
     tiles = tile_config(args)
     bands, stretch, nodata = raster_options(args)
+    kinds = {"labels": args.out, "overlay": args.overlay, "scores": args.scores, "vectors": args.vectors}
+    job_plan = plan(args, kinds)  # every output checked before any model is loaded
     pred = predictor_from_args(args)
     palette = io.default_palette(len(names) + 1)
-    with io.open_raster(args.image, bands, stretch, nodata) as reader:
-        if reader.notice:
+
+    def one(job) -> list[Path]:
+        with io.transaction():
+            return _segment_one(
+                args, pred, names, job, palette, (bands, stretch, nodata, tiles), not job_plan.batch
+            )
+
+    settings = {"command": "segment", "classes": names, "model": pred.settings(), "bands": args.bands}
+    settings.update(stretch=args.stretch, nodata=nodata, tile=tiles.tile, overlap=tiles.overlap)
+    settings.update(simplify=args.simplify)
+    return job_plan.run(one, settings)
+
+
+def _segment_one(args, pred, names, job, palette, raster_opts, verbose: bool) -> list[Path]:
+    """Segment ``job.input`` (tiled above a size, see :mod:`dglrsis.scene`) and write its outputs (inside
+    the caller's transaction)."""
+    from .. import export, io
+
+    bands, stretch, nodata, tiles = raster_opts
+    out = job.outputs
+    with io.open_raster(job.input, bands, stretch, nodata) as reader:
+        if reader.notice and verbose:
             print(reader.notice, file=sys.stderr)
-        pred.set_raster(reader, tiles, progress=True)
+        pred.set_raster(reader, tiles, progress=verbose)
         seg = pred.segment(names)
-        labels, nodata_out = encode_labels(seg, len(names))
         meta = reader.meta
-        if args.overlay:
-            img, lab = overlay_image(pred.state, reader, labels)
-            shown = np.where(lab == nodata_out, 0, lab)
-            io.write_rgb_png(args.overlay, io.overlay(img, shown, palette))
-    if args.out:
-        io.write_label(args.out, labels, meta, palette, nodata=nodata_out)
-    if args.scores:
+        overlay = overlay_image(pred.state, reader, seg.labels) if out.get("overlay") else None
+        used = [b + 1 for b in reader.bands]
+        stretch_info = {"kind": reader.stretch.kind, "limits": reader.limits}
+    rows = mask_rows(seg, meta)
+    files = []
+    if out.get("labels"):
+        files += export.write_label_raster(out["labels"], seg.labels, names, palette, meta, valid=seg.valid)
+    if overlay is not None:
+        img, lab = overlay
+        io.write_rgb_png(out["overlay"], export.legend_overlay(img, lab, names, palette))
+        files.append(out["overlay"])
+    if out.get("vectors"):
+        geoms, cols = export.label_features(seg.labels, names, meta, mask_rows=rows, simplify=args.simplify)
+        files.append(export.write_vectors(out["vectors"], geoms, cols, meta))
+    labels = export.encode_labels(seg.labels, len(names), seg.valid)
+    nodata_out = int(np.iinfo(labels.dtype).max)
+    if out.get("scores"):
         counts = np.bincount(labels.ravel(), minlength=len(names) + 1)
         timings = {k: round(v, 3) if isinstance(v, float) else v for k, v in pred.state.timings.items()}
         io.write_json(
-            args.scores,
+            out["scores"],
             {
-                "image": str(args.image),
+                "image": str(job.input),
                 "classes": names,
                 "encoding": f"0 = background, k = classes[k-1], {nodata_out} = nodata",
                 "nodata": nodata_out,
                 "pixels": {_name(k, names, nodata_out): int(c) for k, c in enumerate(counts) if c},
-                "bands": [b + 1 for b in reader.bands],
-                "stretch": {"kind": reader.stretch.kind, "limits": reader.limits},
+                "bands": used,
+                "stretch": stretch_info,
                 "tiles": timings,
-                "masks": mask_rows(seg, meta),
+                "masks": rows,
                 "settings": pred.settings(),
             },
         )
-    _summary(labels, names, nodata_out)
-    return 0
+        files.append(out["scores"])
+    if verbose:
+        _summary(labels, names, nodata_out)
+    return files
 
 
 def _name(k: int, names: list[str], nodata: int) -> str:
