@@ -416,12 +416,14 @@ class RasterReader:
             return data, self._valid_pil(data, self._arr[::step, ::step])
         scale = max(1, int(np.ceil(max(self.meta.width, self.meta.height) / max_side)))
         shape = (max(1, self.meta.height // scale), max(1, self.meta.width // scale))
-        data = np.moveaxis(
-            self._ds.read([b + 1 for b in self.bands], out_shape=(len(self.bands), *shape)), 0, -1
-        )
-        if self._nodata_override:
-            return data, ~np.all(data == self.meta.nodata, axis=-1)
-        return data, self._ds.dataset_mask(out_shape=shape) > 0
+        try:
+            data = self._ds.read([b + 1 for b in self.bands], out_shape=(len(self.bands), *shape))
+            data = np.moveaxis(data, 0, -1)
+            if self._nodata_override:
+                return data, ~np.all(data == self.meta.nodata, axis=-1)
+            return data, self._ds.dataset_mask(out_shape=shape) > 0
+        except Exception as exc:  # noqa: BLE001 - rasterio raises its own error types
+            raise DglrsisError(f"{self.path} is truncated or corrupt (TIFF: {exc})") from None
 
     def _raw_window(self, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
         if self._ds is None:

@@ -331,7 +331,17 @@ def test_two_processes_give_the_same_bytes_as_one(scenes, tmp_path):
 def test_refer_batch_one_expression(scenes, tmp_path, capsys):
     out = tmp_path / "r"
     inputs = [scenes / "s00.tif", scenes / "s03.tif", scenes / "s01.tif"]
-    args = ["refer", *map(str, inputs), "the ship", "--clip", "world-clip", "--scales", "1.0"]
+    args = [
+        "refer",
+        *map(str, inputs),
+        "the ship",
+        "--clip",
+        "world-clip",
+        "--scales",
+        "1.0",
+        "--min-confidence",
+        "0",
+    ]
     assert main([*args, "--vectors", "gpkg", "--out-dir", str(out)]) == 2  # s03 is empty
     assert "3 input(s): 2 done, 0 already done, 1 failed" in capsys.readouterr().out
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
