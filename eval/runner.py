@@ -24,7 +24,15 @@ import numpy as np
 from dglrsis.errors import DglrsisError
 from dglrsis.io import atomic_path
 
-from .metrics import SemSegMetric, confusion, res_report, res_sample, resize_nearest
+from .metrics import (
+    SemSegMetric,
+    confusion,
+    ignore_class,
+    res_report,
+    res_sample,
+    resize_nearest,
+    semseg_report,
+)
 
 RESOLUTIONS = ("native", "480")
 
@@ -93,11 +101,16 @@ def run_ovss(
     rank: int | None = None,
     world: int | None = None,
     progress: bool = True,
+    background: int | None = None,
 ) -> dict | None:
     """Score OVSS predictions with detectron2 semseg metrics over ``num_classes`` classes.
 
-    Returns the report (``mIoU, mACC, fwIoU, pACC, per_class, n, computed``) on the main process, None on
-    the others. ``read_images=False`` passes ``None`` as the image (saved-prediction scoring).
+    Returns the report on the main process, None on the others: ``mIoU, mACC, fwIoU, pACC, per_class, n,
+    computed``; with ``background`` (the background class index of a dataset that has one, labels then
+    carrying it) the metrics come twice instead, under ``background_scored`` (background is a class like
+    any other) and ``background_ignored`` (ground-truth background pixels are not scored, RSKT-Seg's
+    protocol), both from the same cached matrices. ``read_images=False`` passes ``None`` as the image
+    (saved-prediction scoring).
     """
     if len(class_names) != num_classes:
         raise DglrsisError(f"{len(class_names)} class names for {num_classes} classes")
@@ -121,7 +134,14 @@ def run_ovss(
     metric = SemSegMetric(class_names)
     for s in samples:
         metric.add_matrix(np.load(cache / f"{s.key}.npy"))
-    return {**metric.report(), "n": len(samples), "computed": computed}
+    counts = {"n": len(samples), "computed": computed}
+    if background is None:
+        return {**metric.report(), **counts}
+    return {
+        "background_scored": metric.report(),
+        "background_ignored": semseg_report(ignore_class(metric.conf, background), class_names),
+        **counts,
+    }
 
 
 def run_res(
