@@ -29,7 +29,7 @@ def pred(scene):
 
 
 def test_segment_shapes_and_values(pred, scene):
-    seg = pred.segment(CLASSES)
+    seg = pred.segment(CLASSES, background="none")
     assert seg.labels.shape == scene.image.shape[:2] and seg.labels.dtype == np.int32
     assert seg.labels.min() >= 0 and seg.labels.max() < len(CLASSES)  # background "none": all labelled
     assert seg.probs.shape == (len(pred.state.proposals), len(CLASSES))
@@ -64,7 +64,15 @@ def test_background_policies(pred):
     assert (strict.labels == -1).mean() > 0.5  # random weights: nothing is that confident
     prompt = pred.segment(CLASSES, background="prompt")
     assert prompt.labels.min() >= -1 and prompt.probs.shape[1] == len(CLASSES)
-    for bad in ("threshold:2", "threshold:x", "sometimes", "none:1"):
+    for bad in (
+        "threshold:2",
+        "threshold:x",
+        "sometimes",
+        "none:1",
+        "threshold",
+        "prompt:0",
+        "prompt+prompt",
+    ):
         with pytest.raises(DglrsisError):
             pred.segment(CLASSES, background=bad)
 
@@ -219,6 +227,8 @@ def test_tiled_segment_geotiff_keeps_georeference(tmp_path, scene):
         "96",
         "--overlap",
         "16",
+        "--background",
+        "none",
         "--out",
         str(tmp_path / "seg.tif"),
     )
