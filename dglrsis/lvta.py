@@ -8,7 +8,8 @@ averaged per class and cached per vocabulary. Mask classification is a softmax o
 similarities scaled by the CLIP model's own learned logit scale (its calibrated temperature).
 
 Pixel assignment when proposals overlap: every pixel takes the class of the most confident covering
-proposal (ties → the smaller proposal); see :func:`assign_pixels`. The paper does not spell these rules
+proposal (ties → the smaller proposal), background proposals included (their label −1 and confidence
+come from :mod:`dglrsis.background`); see :func:`assign_pixels`. The paper does not spell these rules
 out; these are our choices.
 """
 
