@@ -8,7 +8,8 @@ averaged per class and cached per vocabulary. Mask classification is a softmax o
 similarities scaled by the CLIP model's own learned logit scale (its calibrated temperature).
 
 Pixel assignment when proposals overlap: every pixel takes the class of the most confident covering
-proposal (ties → the smaller proposal); see :func:`assign_pixels`. The paper does not spell these rules
+proposal (ties → the smaller proposal), background proposals included (their label −1 and confidence
+come from :mod:`dglrsis.background`); see :func:`assign_pixels`. The paper does not spell these rules
 out; these are our choices.
 """
 
@@ -192,20 +193,32 @@ class TextBank:
         """Forget every cached embedding (benchmarks time the text side afresh)."""
         self._cache.clear()
 
-    def prompt_groups(self, class_names: list[str], cfg: LVTAConfig) -> list[list[list[str]]]:
+    def prompt_groups(
+        self, class_names: list[str], cfg: LVTAConfig, synonyms: list[list[str]] | None = None
+    ) -> list[list[list[str]]]:
+        """Per class, per synonym, the prompts; ``synonyms`` (per class) replaces the bundled ones."""
         from .vocab import Vocabulary, build_prompt_groups, synonyms_for
 
-        syn = [synonyms_for(n) if cfg.synonyms else [n] for n in class_names]
-        vocab = Vocabulary(names=list(class_names), synonyms=syn, source="query")
+        if synonyms is None or not cfg.synonyms:
+            synonyms = [synonyms_for(n) if cfg.synonyms else [n] for n in class_names]
+        vocab = Vocabulary(names=list(class_names), synonyms=[list(s) for s in synonyms], source="query")
         return build_prompt_groups(
             vocab, templates=cfg.templates, synonyms=cfg.synonyms, knowledge=cfg.knowledge
         )
 
-    def embed(self, class_names: list[str], cfg: LVTAConfig) -> tuple[torch.Tensor, torch.Tensor]:
-        """(``M×D`` L2-normalised synonym embeddings, ``M`` owning class index)."""
-        key = (tuple(class_names), cfg.templates, cfg.synonyms, cfg.knowledge)
+    def embed(
+        self, class_names: list[str], cfg: LVTAConfig, synonyms: list[list[str]] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(``M×D`` L2-normalised synonym embeddings, ``M`` owning class index).
+
+        ``synonyms``: per class, the names to prompt it with (default: the bundled synonyms).
+        """
+        syn_key = None if synonyms is None else tuple(tuple(s) for s in synonyms)
+        key = (tuple(class_names), syn_key, cfg.templates, cfg.synonyms, cfg.knowledge)
         if key not in self._cache:
-            groups = [(k, g) for k, gs in enumerate(self.prompt_groups(class_names, cfg)) for g in gs]
+            groups = [
+                (k, g) for k, gs in enumerate(self.prompt_groups(class_names, cfg, synonyms)) for g in gs
+            ]
             flat = [p for _, g in groups for p in g]
             emb = self.clip.encode_text(flat)
             out, i = [], 0

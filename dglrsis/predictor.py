@@ -21,13 +21,12 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
+from .background import DEFAULT_BACKGROUND, DEFAULT_VOCAB, decide, load_background_vocab, parse_background
 from .errors import DglrsisError
 from .gvta import GVTAConfig, ReferResult, refer
-from .lvta import LVTAConfig, assign_pixels, classify, classify_proposals, logit_scale
+from .lvta import LVTAConfig, assign_pixels
 from .proposals import ProposalConfig
 from .state import ImageState, Models, build_state
-
-BACKGROUND_PROMPTS = ["background", "bare ground", "land", "grass", "road", "water"]
 
 
 @dataclass
@@ -38,7 +37,8 @@ class PredictorConfig:
     sam: str = "vit_b"  # SAM architecture when proposals == "sam"
     sam_checkpoint: str | None = None  # SAM checkpoint path ("random" for random weights)
     device: str = "auto"  # torch device for CLIP/SAM; auto: CUDA when available, else CPU
-    background: str = "none"  # none | threshold:T | prompt  (how background is predicted)
+    background: str = DEFAULT_BACKGROUND  # none | threshold:T | prompt[:P] | prompt:P+threshold:T
+    background_vocab: str = DEFAULT_VOCAB  # background land covers: bundled name or vocabulary file
     lvta: LVTAConfig = field(default_factory=LVTAConfig)  # crop/prompt settings and ablations
     proposal_cfg: ProposalConfig | None = None  # full proposal settings (None: defaults for `proposals`)
     gvta: GVTAConfig = field(default_factory=GVTAConfig)  # refer() settings and ablations
@@ -70,23 +70,6 @@ class SegmentResult:
         return rows
 
 
-def parse_background(policy: str) -> tuple[str, float]:
-    """``none`` | ``threshold:T`` (0<T<1) | ``prompt`` → (kind, threshold)."""
-    kind, _, value = policy.partition(":")
-    if kind == "none" and not value:
-        return "none", 0.0
-    if kind == "prompt" and not value:
-        return "prompt", 0.0
-    if kind == "threshold":
-        try:
-            t = float(value)
-        except ValueError:
-            t = -1.0
-        if 0.0 < t < 1.0:
-            return "threshold", t
-    raise DglrsisError(f"bad background policy {policy!r}: use none, threshold:T with 0<T<1, or prompt")
-
-
 def normalise_classes(classes) -> list[str]:
     """Canonical class names from a list or a comma-separated string (validation: ``vocab.parse_classes``)."""
     from .vocab import parse_classes
@@ -101,6 +84,7 @@ class Predictor:
     def __init__(self, cfg: PredictorConfig | None = None, clip=None, sam=None):
         self.cfg = cfg or PredictorConfig()
         parse_background(self.cfg.background)
+        self.background_vocab = load_background_vocab(self.cfg.background_vocab)
         self._clip, self._sam, self._models = clip, sam, None
         self.state: ImageState | None = None
 
@@ -162,26 +146,17 @@ class Predictor:
         """Open-vocabulary semantic segmentation of the cached image.
 
         classes: list of class names or a comma-separated string. background: overrides the config's
-        policy — ``none`` (every covered pixel gets a class; uncovered pixels take the nearest label),
-        ``threshold:T`` (proposals whose top probability < T are background), ``prompt`` (a background
-        pseudo-class with generic prompts competes; proposals it wins are background).
+        policy (:mod:`dglrsis.background`): ``none`` (every pixel gets a class; uncovered pixels take the
+        nearest label), ``threshold:T`` (proposals whose top class probability < T are background),
+        ``prompt[:P]`` (proposals whose masked crop the background land covers win with probability > P
+        are background), ``prompt:P+threshold:T`` (either; the default).
         """
         state = self._require_state()
         names = normalise_classes(classes)
-        kind, thr = parse_background(background or self.cfg.background)
+        policy = parse_background(background or self.cfg.background)
         props = state.proposals
-        if kind == "prompt":
-            probs = self._classify_with_background(state, names)
-        else:
-            probs = classify_proposals(state, self.models, names)
-        conf, lab = probs.max(dim=1) if len(probs) else (torch.zeros(0), torch.zeros(0, dtype=torch.long))
-        lab = lab.numpy().astype(np.int64)
-        if kind == "threshold":
-            lab[conf.numpy() < thr] = -1
-        if kind == "prompt":
-            lab[lab == len(names)] = -1
-            probs = probs[:, : len(names)]
-        labels = assign_pixels(props, lab, conf.numpy(), fill_uncovered=kind == "none")
+        probs, lab, conf = decide(state, self.models, names, policy, self.background_vocab)
+        labels = assign_pixels(props, lab, conf, fill_uncovered=policy.none)
         if state.valid is not None:
             labels[~state.valid] = -1
         return SegmentResult(
@@ -193,15 +168,6 @@ class Predictor:
             areas=np.asarray(props.areas),
             valid=state.valid,
         )
-
-    def _classify_with_background(self, state: ImageState, names: list[str]) -> torch.Tensor:
-        """Probabilities over names + one background class embedded from generic prompts."""
-        bank = self.models.text
-        text, owner = bank.embed(names, state.lvta)
-        bg_cfg = LVTAConfig(knowledge=False, synonyms=False, templates=state.lvta.templates)
-        bg, _ = bank.embed(BACKGROUND_PROMPTS, bg_cfg)
-        owner = torch.cat([owner, torch.full((len(bg),), len(names))])  # every background prompt competes
-        return classify(state.crop_emb, torch.cat([text, bg]), logit_scale(self.models.clip), owner)
 
     # -- RES -----------------------------------------------------------------------------------------
     def refer(self, expression: str, classes=None) -> ReferResult:
@@ -218,6 +184,7 @@ class Predictor:
             "clip_checkpoint": self.cfg.clip_checkpoint,
             "proposals": asdict(self.proposal_config),
             "background": self.cfg.background,
+            "background_vocab": self.cfg.background_vocab,
             "lvta": asdict(self.cfg.lvta),
             "gvta": asdict(self.cfg.gvta),
         }

@@ -102,6 +102,19 @@ def semseg_report(conf: np.ndarray, class_names: list[str]) -> dict:
     }
 
 
+def ignore_class(conf: np.ndarray, index: int) -> np.ndarray:
+    """The confusion matrix with ground-truth class ``index`` ignored: its column moved to the ignore column.
+
+    Equal to the matrix of the same predictions against labels where ``index`` was set to 255: the class
+    then leaves mIoU/mACC (no ground truth), and predicting it on another class's pixel still counts as
+    that class's miss.
+    """
+    out = np.array(conf, dtype=np.int64, copy=True)
+    out[:, -1] += out[:, index]
+    out[:, index] = 0
+    return out
+
+
 def iou_counts(pred: np.ndarray, gt: np.ndarray) -> tuple[int, int]:
     """Intersection and union pixel counts of two masks (non-zero = foreground)."""
     p, g = np.asarray(pred) != 0, np.asarray(gt) != 0

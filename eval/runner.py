@@ -31,7 +31,16 @@ import numpy as np
 from dglrsis.errors import DglrsisError
 from dglrsis.io import atomic_path
 
-from .metrics import IGNORE, SemSegMetric, confusion, res_report, res_sample, resize_nearest
+from .metrics import (
+    IGNORE,
+    SemSegMetric,
+    confusion,
+    ignore_class,
+    res_report,
+    res_sample,
+    resize_nearest,
+    semseg_report,
+)
 
 RESOLUTIONS = ("native", "480")
 
@@ -230,11 +239,16 @@ def run_ovss(
     world: int | None = None,
     progress: bool = True,
     depends: Callable | None = None,
+    background: int | None = None,
 ) -> dict | None:
     """Score OVSS predictions with detectron2 semseg metrics over ``num_classes`` classes.
 
-    Returns the report (``mIoU, mACC, fwIoU, pACC, per_class, n, computed``) on the main process, None on
-    the others. ``read_images=False`` passes ``None`` as the image (saved-prediction scoring).
+    Returns the report on the main process, None on the others: ``mIoU, mACC, fwIoU, pACC, per_class, n,
+    computed``; with ``background`` (the background class index of a dataset that has one, labels then
+    carrying it) the metrics come twice instead, under ``background_scored`` (background is a class like
+    any other) and ``background_ignored`` (ground-truth background pixels are not scored, RSKT-Seg's
+    protocol), both from the same cached matrices. ``read_images=False`` passes ``None`` as the image
+    (saved-prediction scoring).
     ``depends(sample)``: further files a result depends on (saved predictions), part of the cache key.
     """
     if len(class_names) != num_classes:
@@ -273,7 +287,14 @@ def run_ovss(
             f"no ground-truth pixel was scored in {len(samples)} samples (every label pixel is ignored): "
             f"check the labels and the background policy"
         )
-    return {**metric.report(), "n": len(samples), "computed": computed}
+    counts = {"n": len(samples), "computed": computed}
+    if background is None:
+        return {**metric.report(), **counts}
+    return {
+        "background_scored": metric.report(),
+        "background_ignored": semseg_report(ignore_class(metric.conf, background), class_names),
+        **counts,
+    }
 
 
 def run_res(

@@ -72,7 +72,8 @@ def test_changed_saved_prediction_is_not_served_from_the_cache(tmp_path, capsys)
     again = json.loads(out.read_text())
     assert main([*argv, "--out", str(out)]) == 0
     fresh = json.loads(out.read_text())
-    assert again["mIoU"] == fresh["mIoU"] != first["mIoU"]
+    m = [r["background_ignored"]["mIoU"] for r in (again, fresh, first)]
+    assert m[0] == m[1] != m[2]
 
 
 def test_corrupt_entry_is_recomputed_with_a_note(tmp_path, capsys):
@@ -100,23 +101,21 @@ def test_off_palette_label_is_an_error_with_the_count(tmp_path):
         isaid.isaid_samples(root, "val")[0].label()
 
 
-def test_report_without_a_scored_pixel_is_an_error(tmp_path, capsys):
+def test_background_only_label_is_scored_as_background(tmp_path, capsys):
     root = tmp_path / "d"
     (root / "val" / "images").mkdir(parents=True)
     (root / "val" / "Semantic_masks" / "images").mkdir(parents=True)
     Image.fromarray(np.zeros((4, 6, 3), np.uint8)).save(root / "val" / "images" / "P0000.png")
     Image.fromarray(np.zeros((4, 6, 3), np.uint8)).save(
         root / "val" / "Semantic_masks" / "images" / "P0000_instance_color_RGB.png"
-    )  # background only, and background is ignored by default
+    )  # background only: scored as a class, nothing left when background is ignored
     preds = tmp_path / "p"
     preds.mkdir()
     Image.fromarray(np.zeros((4, 6), np.uint8)).save(preds / "P0000.png")
     argv = ["eval", "ovss", "--dataset", "isaid", "--root", str(root), "--predictions", str(preds), "--quiet"]
-    assert main([*argv, "--out", str(tmp_path / "r.json")]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "no ground-truth pixel was scored" in err[0]
-    assert not (tmp_path / "r.json").exists()
-    assert main([*argv, "--eval-background", "include"]) == 0
+    assert main([*argv, "--out", str(tmp_path / "r.json")]) == 0
+    r = json.loads((tmp_path / "r.json").read_text())
+    assert r["background_scored"]["pACC"] == 100.0 and r["background_ignored"]["mIoU"] in (None, 0.0)
 
 
 def _entry(cache, samples, key, settings):

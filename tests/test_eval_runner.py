@@ -144,6 +144,31 @@ class FakePredictor:
         return SimpleNamespace(mask=self.targets[text])
 
 
+def test_ovss_reports_both_background_protocols(tmp_path):
+    """One cached matrix, two reports: background scored as class 0, and ignored as the label policy does."""
+    root = make_raw_isaid(tmp_path / "d")
+    samples = isaid.isaid_samples(root, "val", "include")
+    r = run_ovss(
+        samples,
+        _noisy,
+        16,
+        NAMES,
+        tmp_path / "c",
+        read_images=False,
+        rank=0,
+        world=1,
+        progress=False,
+        background=0,
+    )
+    scored, ignored = SemSegMetric(NAMES), SemSegMetric(NAMES)
+    for s, s_ign in zip(samples, isaid.isaid_samples(root, "val", "ignore"), strict=True):
+        scored.update(_noisy(None, s), s.label())
+        ignored.update(_noisy(None, s), s_ign.label())  # ground-truth background → 255
+    assert r["background_scored"] == scored.report() and r["background_ignored"] == ignored.report()
+    assert r["background_scored"]["mIoU"] != r["background_ignored"]["mIoU"]
+    assert r["background_ignored"]["per_class"]["background"]["IoU"] is None
+
+
 def test_model_mode_plumbing_with_fake_predictor(tmp_path):
     samples = isaid.isaid_samples(make_converted_isaid(tmp_path / "d"), "val")  # BMP bytes under .png
     fake = FakePredictor()
@@ -229,8 +254,6 @@ def test_cli_predictions_ovss(tmp_path, capsys):
             "val",
             "--predictions",
             str(preds),
-            "--eval-background",
-            "ignore",
             "--out",
             str(out),
             "--quiet",
@@ -238,11 +261,17 @@ def test_cli_predictions_ovss(tmp_path, capsys):
     )
     assert rc == 0
     r = json.loads(out.read_text())
-    assert r["mIoU"] == 100.0 and r["pACC"] == 100.0 and r["per_class"]["background"]["IoU"] is None
-    assert r["settings"]["eval_background"] == "ignore" and r["settings"]["dataset"] == "isaid"
+    scored, ignored = r["background_scored"], r["background_ignored"]
+    assert "mIoU" not in r and r["settings"]["dataset"] == "isaid"  # no unnamed protocol
+    assert scored["mIoU"] == ignored["mIoU"] == 100.0 and scored["pACC"] == 100.0
+    assert (
+        scored["per_class"]["background"]["IoU"] == 100.0
+        and ignored["per_class"]["background"]["IoU"] is None
+    )
+    assert {"mIoU", "mACC", "fwIoU", "pACC", "per_class"} <= set(ignored) and r["n"] == 2
+    out = capsys.readouterr().out
+    assert "background_scored: mIoU 100.00" in out and "background_ignored: mIoU 100.00" in out
     assert r["settings"]["form"] == "raw"  # raw full-size images (converted patches: "converted")
-    assert {"mIoU", "mACC", "fwIoU", "pACC", "per_class", "n"} <= set(r)
-    assert "mIoU 100.00" in capsys.readouterr().out
     (preds / "P0001.png").unlink()
     rc = main(
         ["eval", "ovss", "--dataset", "isaid", "--root", str(root), "--predictions", str(preds), "--quiet"]

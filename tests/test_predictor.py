@@ -29,7 +29,7 @@ def pred(scene):
 
 
 def test_segment_shapes_and_values(pred, scene):
-    seg = pred.segment(CLASSES)
+    seg = pred.segment(CLASSES, background="none")
     assert seg.labels.shape == scene.image.shape[:2] and seg.labels.dtype == np.int32
     assert seg.labels.min() >= 0 and seg.labels.max() < len(CLASSES)  # background "none": all labelled
     assert seg.probs.shape == (len(pred.state.proposals), len(CLASSES))
@@ -64,7 +64,15 @@ def test_background_policies(pred):
     assert (strict.labels == -1).mean() > 0.5  # random weights: nothing is that confident
     prompt = pred.segment(CLASSES, background="prompt")
     assert prompt.labels.min() >= -1 and prompt.probs.shape[1] == len(CLASSES)
-    for bad in ("threshold:2", "threshold:x", "sometimes", "none:1"):
+    for bad in (
+        "threshold:2",
+        "threshold:x",
+        "sometimes",
+        "none:1",
+        "threshold",
+        "prompt:0",
+        "prompt+prompt",
+    ):
         with pytest.raises(DglrsisError):
             pred.segment(CLASSES, background=bad)
 
@@ -171,6 +179,35 @@ def test_segment_and_refer_cli(tmp_path, scene):
     assert set(np.unique(np.asarray(Image.open(tmp_path / "m.png")))) <= {0, 255}
 
 
+def test_segment_cli_agreement_with_ground_truth(tmp_path, scene):
+    """--gt: pixel accuracy of the written label map against the iSAID label, classes matched by name."""
+    from PIL import Image
+
+    from dglrsis.eval.isaid import ISAID_NAMES
+    from dglrsis.io import write_rgb_png
+
+    img, gt = tmp_path / "scene.png", tmp_path / "gt.png"
+    write_rgb_png(img, scene.image)
+    Image.fromarray(scene.class_map).save(gt)  # index form (0 = background, 1..15 iSAID classes)
+    args = ["--classes", "ship,oil tank", "--clip", "world-clip:random", "--scores", str(tmp_path / "s.json")]
+    out = _cli("segment", str(img), *args, "--out", str(tmp_path / "seg.png"), "--gt", str(gt))
+    assert out.returncode == 0, out.stderr
+    lab = np.asarray(Image.open(tmp_path / "seg.png")).astype(int)
+    names = [n.lower() for n in ISAID_NAMES]
+    want = np.select(
+        [scene.class_map == names.index("ship"), scene.class_map == names.index("storage_tank")], [1, 2], 0
+    )
+    acc = 100 * (lab == want).mean()
+    data = json.loads((tmp_path / "s.json").read_text())["ground_truth"]
+    assert data["pACC"] == pytest.approx(acc, abs=1e-3) and "background" in data["per_class"]
+    assert f"pixel accuracy {acc:.1f}%" in out.stdout
+    Image.fromarray(scene.class_map[:50]).save(gt)  # wrong size: one error line, nothing written
+    (tmp_path / "s.json").unlink()
+    out = _cli("segment", str(img), *args, "--gt", str(gt))
+    assert out.returncode == 2 and "ground truth" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "s.json").exists()
+
+
 @pytest.mark.parametrize(
     "args",
     [
@@ -221,6 +258,8 @@ def test_tiled_segment_geotiff_keeps_georeference(tmp_path, scene):
         "96",
         "--overlap",
         "16",
+        "--background",
+        "none",
         "--out",
         str(tmp_path / "seg.tif"),
     )

@@ -17,6 +17,7 @@ import numpy as np
 from ..errors import DglrsisError
 from .options import add_gvta_arguments, add_predictor_arguments
 
+OVSS_PROTOCOLS = ("background_scored", "background_ignored")  # report keys when the dataset has a background
 HELP = "evaluate OVSS (iSAID, OVRSISBench sets) or RES (RRSIS-D); resumable, accelerate-splittable"
 
 
@@ -48,12 +49,6 @@ def add_arguments(parser) -> None:
         "./.eval_cache; predictions mode default: none)",
     )
     parser.add_argument(
-        "--eval-background",
-        default="ignore",
-        choices=("include", "ignore"),
-        help="iSAID: score background as class 0 (include) or ignore it as 255 (RSKT-Seg)",
-    )
-    parser.add_argument(
         "--resolution",
         default="native",
         choices=("native", "480"),
@@ -79,11 +74,14 @@ def read_prediction(folder: str | Path, key: str) -> np.ndarray:
 
 
 def _ovss_data(args):
-    """(samples, class names incl. index order, model query names, label offset)."""
+    """(samples, class names incl. index order, model query names, label offset).
+
+    iSAID labels keep their background (index 0): the report scores it both ways (``run_ovss``).
+    """
     if args.dataset == "isaid":
         from ..eval import isaid
 
-        samples = isaid.isaid_samples(args.root, args.split, args.eval_background, args.limit)
+        samples = isaid.isaid_samples(args.root, args.split, "include", args.limit)
         return samples, isaid.ISAID_NAMES, isaid.query_names(), 1
     if args.dataset == "ovrsisbench":
         from ..eval import ovrsisbench
@@ -139,6 +137,8 @@ def run(args) -> int:
     if args.limit is not None and args.limit < 1:
         raise DglrsisError("--limit must be ≥ 1")
     args.split = args.split or ("val" if args.task == "ovss" else "test")
+    if getattr(args, "background", None) is None and args.dataset == "ovrsisbench":
+        args.background = "none"  # these sets have no background class: every pixel is one of the classes
     model = None
     if not args.predictions:
         from .options import predictor_from_args
@@ -172,7 +172,6 @@ def run(args) -> int:
         )
         if args.task == "ovss":
             samples, names, queries, offset = _ovss_data(args)
-            settings["eval_background"] = args.eval_background if args.dataset == "isaid" else None
             # which form was scored: iSAID raw full-size images or converted patches; OVRSISBench layout
             settings["form"] = getattr(samples[0], "form", None) or (
                 f"published:{args.set}" if args.set else "generic"
@@ -195,6 +194,7 @@ def run(args) -> int:
                 key,
                 read_images=model is not None,
                 progress=not args.quiet,
+                background=0 if args.dataset == "isaid" else None,
                 **split,
             )
         else:
@@ -238,13 +238,16 @@ def print_summary(r: dict, task: str) -> None:
         return "  n/a" if v is None else f"{v:6.2f}"
 
     if task == "ovss":
-        print(
-            f"mIoU {f(r['mIoU'])}  mACC {f(r['mACC'])}  fwIoU {f(r['fwIoU'])}  pACC {f(r['pACC'])}  "
-            f"n={r['n']}"
-        )
-        for name, v in r["per_class"].items():
-            if v["IoU"] is not None:
-                print(f"  {name:22s} IoU {f(v['IoU'])}  Acc {f(v['Acc'])}")
+        blocks = [(k, r[k]) for k in OVSS_PROTOCOLS if k in r] or [("", r)]
+        for key, b in blocks:
+            metrics = "  ".join(f"{m} {f(b[m])}" for m in ("mIoU", "mACC", "fwIoU", "pACC"))
+            print(f"{key + ': ' if key else ''}{metrics}  n={r['n']}")
+        head = "  ".join(f"IoU/Acc {k}" for k, _ in blocks)
+        print(f"  {'class':22s} {head}")
+        for name in blocks[0][1]["per_class"]:
+            cells = [b["per_class"][name] for _, b in blocks]
+            if any(c["IoU"] is not None for c in cells):
+                print(f"  {name:22s} " + "  ".join(f"{f(c['IoU'])} {f(c['Acc'])}" for c in cells))
     else:
         p = "  ".join(f"P@{k} {f(v)}" for k, v in r["precision"].items())
         print(f"mIoU {f(r['mIoU'])}  oIoU {f(r['oIoU'])}  {p}  n={r['n']}  ({r['resolution']})")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..background import DEFAULT_BACKGROUND, DEFAULT_VOCAB
 from ..errors import DglrsisError
 
 
@@ -20,7 +21,16 @@ def add_predictor_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--sam", default="vit_b", choices=("vit_b", "vit_l", "vit_h"))
     g.add_argument("--sam-checkpoint", help="SAM checkpoint file (or 'random')")
     g.add_argument("--device", default="auto", help="torch device: auto (CUDA when present), cpu, cuda:0, …")
-    g.add_argument("--background", default="none", help="none | threshold:T | prompt")
+    g.add_argument(
+        "--background",
+        help=f"background policy: none | threshold:T | prompt[:P] | prompt:P+threshold:T "
+        f"(default {DEFAULT_BACKGROUND}; see README)",
+    )
+    g.add_argument(
+        "--background-vocab",
+        default=DEFAULT_VOCAB,
+        help="land covers the prompt policy calls background: bundled name (landcover) or a vocabulary file",
+    )
     a = parser.add_argument_group("ablations")
     a.add_argument("--no-context", action="store_true", help="LVTA: tight mask box, no context enlargement")
     a.add_argument(
@@ -105,7 +115,8 @@ def predictor_config(args: argparse.Namespace):
     from ..lvta import LVTAConfig
     from ..predictor import PredictorConfig, parse_background
 
-    parse_background(args.background)
+    background = args.background or DEFAULT_BACKGROUND
+    parse_background(background)
     lvta = LVTAConfig(
         context=not args.no_context,
         background=args.crop_background,
@@ -121,7 +132,8 @@ def predictor_config(args: argparse.Namespace):
         sam=args.sam,
         sam_checkpoint=args.sam_checkpoint,
         device=args.device,
-        background=args.background,
+        background=background,
+        background_vocab=args.background_vocab,
         lvta=lvta,
         **kwargs,
     )

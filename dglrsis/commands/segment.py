@@ -45,6 +45,11 @@ def add_arguments(parser) -> None:
         "--overlay",
         help="PNG of the image with the coloured labels blended over it and a legend (with --out-dir: png)",
     )
+    parser.add_argument(
+        "--gt",
+        help="iSAID ground-truth label of the image (RGB colour label or 0–15 indices): prints pixel "
+        "accuracy and mIoU against it (classes matched by name, unasked classes count as background)",
+    )
     add_output_arguments(parser)
     add_raster_arguments(parser)
     tiles = parser.add_argument_group("tiling (automatic above 4096×4096 pixels)")
@@ -122,6 +127,10 @@ def run(args) -> int:
     bands, stretch, nodata = raster_options(args)
     kinds = {"labels": args.out, "overlay": args.overlay, "scores": args.scores, "vectors": args.vectors}
     job_plan = plan(args, kinds)  # every output checked before any model is loaded
+    if args.gt and job_plan.batch:
+        raise DglrsisError("--gt scores one image: use it without --out-dir")
+    if args.gt and not Path(args.gt).is_file():
+        raise DglrsisError(f"no ground-truth label {args.gt}")
     pred = predictor_from_args(args)
     palette = io.default_palette(len(names) + 1)
 
@@ -152,6 +161,7 @@ def _segment_one(args, pred, names, job, palette, raster_opts, verbose: bool) ->
         meta = reader.meta
         overlay = overlay_image(pred.state, reader, seg.labels) if out.get("overlay") else None
         used = [b + 1 for b in reader.bands]
+        gt = read_ground_truth(args.gt, names, seg.labels.shape) if args.gt else None
         stretch_info = {"kind": reader.stretch.kind, "limits": reader.limits}
     rows = mask_rows(seg, meta)
     files = []
@@ -166,6 +176,7 @@ def _segment_one(args, pred, names, job, palette, raster_opts, verbose: bool) ->
         files.append(export.write_vectors(out["vectors"], geoms, cols, meta))
     labels = export.encode_labels(seg.labels, len(names), seg.valid)
     nodata_out = int(np.iinfo(labels.dtype).max)
+    agreement = ground_truth_agreement(labels, gt, names) if gt is not None else None
     if out.get("scores"):
         counts = np.bincount(labels.ravel(), minlength=len(names) + 1)
         timings = {k: round(v, 3) if isinstance(v, float) else v for k, v in pred.state.timings.items()}
@@ -182,12 +193,55 @@ def _segment_one(args, pred, names, job, palette, raster_opts, verbose: bool) ->
                 "tiles": timings,
                 "masks": rows,
                 "settings": pred.settings(),
+                **({"ground_truth": {"label": str(args.gt), **agreement}} if agreement else {}),
             },
         )
         files.append(out["scores"])
     if verbose:
         _summary(labels, names, nodata_out)
+    if agreement:
+        print(
+            f"agreement with {Path(args.gt).name}: pixel accuracy {agreement['pACC']:.1f}%, "
+            f"mIoU {agreement['mIoU']:.1f}% over background + {len(agreement['per_class']) - 1} classes "
+            f"present (background IoU {agreement['per_class']['background']:.1f}%)"
+        )
     return files
+
+
+def read_ground_truth(path: str, names: list[str], shape: tuple[int, int]) -> np.ndarray:
+    """An iSAID label → H×W ints in the output encoding (0 = background, k = names[k-1], 255 = ignore).
+
+    iSAID classes are matched to the asked names through the bundled synonyms; classes not asked are
+    background, as the user did not ask for them.
+    """
+    from ..eval.isaid import decode_label, query_names
+    from ..vocab import synonyms_for
+
+    if not Path(path).is_file():
+        raise DglrsisError(f"no ground-truth label {path}")
+    raw = decode_label(path)
+    if raw.shape != tuple(shape):
+        raise DglrsisError(
+            f"ground truth {path} is {raw.shape[1]}×{raw.shape[0]}, image is {shape[1]}×{shape[0]}"
+        )
+    lut = np.zeros(256, np.int64)
+    lut[255] = 255
+    for j, q in enumerate(query_names(), start=1):
+        for k, n in enumerate(names, start=1):
+            if q in synonyms_for(n) or n in synonyms_for(q):
+                lut[j] = k
+    return lut[raw]
+
+
+def ground_truth_agreement(labels: np.ndarray, gt: np.ndarray, names: list[str]) -> dict:
+    """pACC, mIoU (background scored as a class; classes absent from both maps left out) and per-class
+    IoU of an output label map (0 = background) against :func:`read_ground_truth`, ×100."""
+    from ..eval.metrics import confusion, semseg_report
+
+    classes = ["background", *names]
+    r = semseg_report(confusion(labels, gt, len(classes)), classes)
+    per = {n: v["IoU"] for n, v in r["per_class"].items() if v["IoU"] is not None}
+    return {"pACC": r["pACC"], "mIoU": r["mIoU"], "per_class": per}
 
 
 def _name(k: int, names: list[str], nodata: int) -> str:
