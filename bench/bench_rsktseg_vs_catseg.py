@@ -30,12 +30,13 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     from dglrsis.trainable.models import ModelConfig
     from dglrsis.trainable.models.catseg import Aggregator
-    from dglrsis.trainable.models.rsktseg import RSKTAggregator
+    from dglrsis.trainable.models.rsktseg import RSCMA, rskt_aggregator
 
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     cfg, k, h, e, p = ModelConfig(), a.classes, 24, 512, 1
-    cat = Aggregator(cfg, p, e, h).to(dev).eval()
-    rsk = RSKTAggregator(cfg, e, h, 768, 48).to(dev).eval()
+    cat = Aggregator(cfg, e, h).to(dev).eval()
+    rsk = rskt_aggregator(cfg, e, h, 768, 48).to(dev).eval()
+    cma = RSCMA(p, cfg.hidden, e, 768, rotations=True, dino_cost=True).to(dev).eval()
     r = lambda *s: torch.randn(*s, device=dev)  # noqa: E731
     img, text = r(1, e, h, h), r(1, k, e)
     guid = [r(1, 256, 2 * h, 2 * h), r(1, 128, 4 * h, 4 * h)]
@@ -43,7 +44,7 @@ def main(argv=None) -> int:
     cost, cost4, dcost, dino = r(1, p, k, h, h), r(1, 4 * p, k, h, h), r(1, p, k, 48, 48), r(1, 768, 48, 48)
 
     def run_rskt():
-        x = rsk.fuse_dino(rsk.embed_cost(cost4), dcost)
+        x = cma.fuse(rsk.embed_cost(cost4), dcost)
         return rsk.decode(rsk.aggregate(x, img, text, dino), rguid)
 
     t_cat = _time(lambda: cat(cost, img, text, guid), a.reps)

@@ -227,7 +227,7 @@ def test_spsd_ranking_prefers_selective_channel(tmp_path):
     order = list(range(e))[::-1]
     (tmp_path / "r.json").write_text(json.dumps({"order": order}))
     m = build_model("drseg", ModelConfig(**SMALL, spsd_path=str(tmp_path / "r.json")))
-    assert m.spsd_order.tolist() == order
+    assert m.spsd.order.tolist() == order
 
 
 def test_spsd_script_ranks_from_a_training_set(tmp_path, capsys):
@@ -244,7 +244,7 @@ def test_spsd_script_ranks_from_a_training_set(tmp_path, capsys):
     assert {"bridge", "helicopter", "harbor"}.isdisjoint(r["pixels"])  # held out of training
     assert len(r["pixels"]) >= 2 and all(0 < n <= 40 for n in r["pixels"].values())
     m = build_model("drseg", ModelConfig(**SMALL, spsd_path=str(out)))
-    assert m.spsd_order.tolist() == r["order"]
+    assert m.spsd.order.tolist() == r["order"]
     (tmp_path / "bad.json").write_text(json.dumps({"order": [0, 0, 1]}))
     for bad in ("bad.json", "absent.json"):
         with pytest.raises(DglrsisError, match="SPSD ranking"):

@@ -13,19 +13,6 @@ import argparse
 import json
 import sys
 
-COMPONENTS = (
-    "clip",
-    "dino",
-    "rclip",
-    "aggregator",
-    "upsample1",
-    "upsample2",
-    "rclip_up",
-    "dino_up",
-    "text_spm",
-    "image_spm",
-)
-
 
 def report(model_name: str, clip: str, dino: str = "rsib:random", rclip: str = "ViT-B-32:random") -> dict:
     """Build ``model_name`` with random weights and return the count report (a JSON-able dict)."""

@@ -10,19 +10,9 @@ Positional embeddings (image and text) are trainable; everything else in CLIP is
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-
-def interp_pos_embed(pos: torch.Tensor, grid: int) -> torch.Tensor:
-    """Resize a ViT positional embedding (1+N)×D (CLS first) to 1+grid² tokens (bicubic)."""
-    cls, patch = pos[:1], pos[1:]
-    old = int(round(patch.shape[0] ** 0.5))
-    if old == grid:
-        return pos
-    patch = patch.reshape(1, old, old, -1).permute(0, 3, 1, 2)
-    patch = F.interpolate(patch, size=(grid, grid), mode="bicubic", align_corners=False)
-    return torch.cat([cls, patch.permute(0, 2, 3, 1).reshape(grid * grid, -1)], 0)
+from dglrsis.vit import interpolate_pos_embed, tokens_to_grid
 
 
 def dense_clip_features(visual: nn.Module, images: torch.Tensor, layers: tuple[int, ...]):
@@ -35,13 +25,13 @@ def dense_clip_features(visual: nn.Module, images: torch.Tensor, layers: tuple[i
     b, d, h, w = x.shape
     x = x.flatten(2).transpose(1, 2)  # B×hw×D
     cls = visual.class_embedding.to(x.dtype).expand(b, 1, d)
-    x = torch.cat([cls, x], 1) + interp_pos_embed(visual.positional_embedding, h).to(x.dtype)
+    x = torch.cat([cls, x], 1) + interpolate_pos_embed(visual.positional_embedding, (h, w)).to(x.dtype)
     x = visual.ln_pre(x)
     inter = []
     for i, blk in enumerate(visual.transformer.resblocks):
         x = blk(x)
         if i in layers:
-            inter.append(x[:, 1:].transpose(1, 2).reshape(b, d, h, w))
+            inter.append(tokens_to_grid(x, (h, w)))
     x = visual.ln_post(x[:, 1:])
     if visual.proj is not None:
         x = x @ visual.proj

@@ -84,7 +84,7 @@ class PiSeg(CATSeg):
             from dglrsis.errors import DglrsisError
 
             raise DglrsisError(f"unknown noise {cfg.noise!r}; choose from {', '.join(NOISES)}")
-        embed = self.aggregator.text_guidance_proj[0].in_features
+        embed = self.embed
         self.text_spm = TextSPM(embed, cfg.spm_init_std) if cfg.text_spm else None
         self.image_spm = ImageSPM(embed, cfg.spm_reduction, cfg.heads) if cfg.image_spm else None
 
