@@ -28,12 +28,12 @@ def main(argv=None) -> int:
     ap.add_argument("--reps", type=int, default=5, help="timed repetitions")
     ap.add_argument("--classes", type=int, default=15, help="number of classes K")
     a = ap.parse_args(argv)
-    from dglrsis.trainable.models import ModelConfig
+    from dglrsis.trainable.models import RSKTSegConfig
     from dglrsis.trainable.models.catseg import Aggregator
     from dglrsis.trainable.models.rsktseg import RSCMA, rskt_aggregator
 
     dev = "cuda" if torch.cuda.is_available() else "cpu"
-    cfg, k, h, e, p = ModelConfig(), a.classes, 24, 512, 1
+    cfg, k, h, e, p = RSKTSegConfig(), a.classes, 24, 512, 1
     cat = Aggregator(cfg, e, h).to(dev).eval()
     rsk = rskt_aggregator(cfg, e, h, 768, 48).to(dev).eval()
     cma = RSCMA(p, cfg.hidden, e, 768, rotations=True, dino_cost=True).to(dev).eval()

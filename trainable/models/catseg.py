@@ -26,7 +26,7 @@ def catseg_layers(cfg: ModelConfig, grid: int) -> nn.ModuleList:
         nn.ModuleList(
             [
                 SpatialAggregation(cfg.hidden, cfg.guidance_dim, cfg.heads, cfg.window, grid),
-                ClassAggregation(cfg.hidden, cfg.text_guidance_dim, cfg.heads, cfg.class_pool),
+                ClassAggregation(cfg.hidden, cfg.text_guidance_dim, cfg.heads, cfg.pool_size, cfg.pad_len),
             ]
         )
         for _ in range(cfg.num_layers)
@@ -135,12 +135,15 @@ class CostModel(nn.Module):
 
     # ------------------------------------------------------------------ text
     def text_embeddings(self, class_names: list[str]) -> torch.Tensor:
-        """K×P×E L2-normalised text features (cached when the text tower is frozen or in eval mode)."""
+        """K×P×E L2-normalised text features (cached when the text tower is frozen or in eval mode).
+
+        A name listing synonyms (``"harbor, port"``) is prompted with its first one, as the public
+        CAT-Seg does."""
         key = tuple(class_names)
         cacheable = not (self.training and self.cfg.finetune_text)
         if cacheable and key in self._text_cache:
             return self._text_cache[key]
-        prompts = [t.format(c) for c in class_names for t in self.cfg.templates]
+        prompts = [t.format(c.split(", ")[0]) for c in class_names for t in self.cfg.templates]
         dev = self.clip.visual.conv1.weight.device
         tokens = self.tokenizer(prompts).to(dev)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not cacheable):
@@ -157,7 +160,13 @@ class CostModel(nn.Module):
     # ------------------------------------------------------------------ image
     def image_features(self, images: torch.Tensor):
         """→ (dense B×h×w×E, [B×W×h×w at the guidance layers])."""
-        return dense_clip_features(self.clip.visual, images, self.guidance_layers)
+        return dense_clip_features(self.clip.visual, images, self.guidance_layers, self.cfg.dense_value_path)
+
+    @staticmethod
+    def text_guidance(text: torch.Tensor, batch: int | None = None) -> torch.Tensor:
+        """Prompt mean, re-normalised (public CAT-Seg): K×P×E → B×K×E (``batch`` B), or B×K×P×E → B×K×E."""
+        t = F.normalize(text.mean(-2), dim=-1)
+        return t[None].expand(batch, -1, -1) if text.dim() == 3 else t
 
     @staticmethod
     def cost_volume(img: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
@@ -199,12 +208,27 @@ class CATSeg(CostModel):
         self.aggregator = Aggregator(cfg, self.embed, self.grid)
 
     def forward(self, images: torch.Tensor, class_names: list[str]) -> torch.Tensor:
-        """images B×3×S×S normalised with self.mean/std → logits B×K×(4·S/patch)²."""
+        """images B×3×S×S normalised with self.mean/std → logits B×K×(4·S/patch)².
+
+        Beyond ``cfg.pad_len`` classes only the ``pad_len`` with the highest cost anywhere in the image
+        are aggregated (per image); the others get logit −100 (public CAT-Seg)."""
         text = self.text_embeddings(class_names)  # K×P×E
         img, inter = self.image_features(images)
+        b, k = images.shape[0], text.shape[0]
+        text = text[None].expand(b, -1, -1, -1)  # B×K×P×E
         cost = self.cost_volume(img, text)
-        text_guid = text.mean(1)[None].expand(images.shape[0], -1, -1)
-        return self.aggregator(cost, img.permute(0, 3, 1, 2), text_guid, self.decoder_guidance(inter))
+        keep = None
+        if 0 < self.cfg.pad_len < k:
+            keep = cost.amax(dim=(1, 3, 4)).topk(self.cfg.pad_len, dim=1).indices  # B×pad_len
+            text = torch.gather(text, 1, keep[..., None, None].expand(-1, -1, *text.shape[2:]))
+            cost = self.cost_volume(img, text)
+        logits = self.aggregator(
+            cost, img.permute(0, 3, 1, 2), self.text_guidance(text), self.decoder_guidance(inter)
+        )
+        if keep is None:
+            return logits
+        out = logits.new_full((b, k, *logits.shape[2:]), -100.0)
+        return out.scatter(1, keep[..., None, None].expand(-1, -1, *logits.shape[2:]), logits)
 
 
 def build_catseg(cfg: ModelConfig) -> CATSeg:

@@ -5,7 +5,6 @@ refined cost with the rotation-averaged CLIP cost), then CAT-Seg aggregation and
 from __future__ import annotations
 
 import json
-import logging
 
 import torch
 import torch.nn.functional as F
@@ -15,10 +14,8 @@ from dglrsis.errors import DglrsisError
 
 from .backbone import FrozenBackbone
 from .catseg import CATSeg
-from .config import ModelConfig
+from .config import DRSegConfig
 from .rsktseg import rotated_costs
-
-log = logging.getLogger(__name__)
 
 
 class PDGR(nn.Module):
@@ -109,14 +106,18 @@ class UGAF(nn.Module):
 class DRSeg(CATSeg):
     """CAT-Seg + SPSD/PDGR/UGAF (switches: cfg.spsd_ratio, cfg.pdgr_k (0 → off), cfg.ugaf)."""
 
-    def __init__(self, cfg: ModelConfig, clip_bundle=None, dino_bundle=None):
+    def __init__(self, cfg: DRSegConfig, clip_bundle=None, dino_bundle=None):
         super().__init__(cfg, clip_bundle)
         self.dino = FrozenBackbone.dino(cfg.dino, dino_bundle)
-        if cfg.spsd_path:
-            order = read_spsd_order(cfg.spsd_path, self.embed)
-        else:
-            log.warning("DR-Seg: no SPSD ranking given (spsd_path); using identity channel order")
+        if cfg.spsd_path is None:
+            raise DglrsisError(
+                "DR-Seg needs an SPSD channel ranking: set model.spsd_path to the JSON written by "
+                "python -m dglrsis.trainable.spsd (or model.spsd_path=identity for the unranked ablation)"
+            )
+        if cfg.spsd_path == "identity":
             order = torch.arange(self.embed)
+        else:
+            order = read_spsd_order(cfg.spsd_path, self.embed)
         self.spsd = SPSD(order, cfg.spsd_ratio)
         n_st = self.embed - self.spsd.n_sem
         self.pdgr = PDGR(n_st, self.dino.dim, cfg.pdgr_k) if cfg.pdgr_k > 0 and n_st > 0 else None
@@ -141,9 +142,9 @@ class DRSeg(CATSeg):
         c_ref = self.cost_volume(self.refine(img, images), text)
         cost = self.ugaf(c_orig, c_ref) if self.ugaf is not None else 0.5 * (c_orig + c_ref)
         return self.aggregator(
-            cost, img.permute(0, 3, 1, 2), text.mean(1)[None].expand(b, -1, -1), self.decoder_guidance(inter)
+            cost, img.permute(0, 3, 1, 2), self.text_guidance(text, b), self.decoder_guidance(inter)
         )
 
 
-def build_drseg(cfg: ModelConfig) -> DRSeg:
+def build_drseg(cfg: DRSegConfig) -> DRSeg:
     return DRSeg(cfg)

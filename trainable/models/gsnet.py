@@ -11,7 +11,7 @@ from torch import nn
 
 from .backbone import FrozenBackbone
 from .catseg import Aggregator, CostModel
-from .config import ModelConfig
+from .config import GSNetConfig
 from .rsktseg import resampler
 
 
@@ -70,7 +70,7 @@ class RIPD(nn.Module):
 class GSNet(CostModel):
     """CAT-Seg + DINO stream: DSIE, QGFF cost fusion, CAT-Seg aggregator, RIPD decoder guidance."""
 
-    def __init__(self, cfg: ModelConfig, clip_bundle=None, dino_bundle=None):
+    def __init__(self, cfg: GSNetConfig, clip_bundle=None, dino_bundle=None):
         super().__init__(cfg, clip_bundle)
         self.dsie = DSIE(FrozenBackbone.dino(cfg.dino, dino_bundle))
         dim, gd = self.dino.dim, cfg.decoder_guidance_dims
@@ -92,12 +92,12 @@ class GSNet(CostModel):
         x = agg.embed_cost(self.cost_volume(img, text))  # B×C×K×h×w
         if self.qgff is not None:
             x = self.qgff(x, dino_last, text)
-        x = agg.aggregate(x, img.permute(0, 3, 1, 2), text.mean(1)[None].expand(b, -1, -1))
+        x = agg.aggregate(x, img.permute(0, 3, 1, 2), self.text_guidance(text, b))
         guid = self.decoder_guidance(inter)
         if self.ripd is not None:
             guid = self.ripd(guid, dino_inter)
         return agg.decode(x, guid)
 
 
-def build_gsnet(cfg: ModelConfig) -> GSNet:
+def build_gsnet(cfg: GSNetConfig) -> GSNet:
     return GSNet(cfg)

@@ -14,7 +14,7 @@ from torch import nn
 from .backbone import FrozenBackbone
 from .blocks import ClassAggregation, Mlp
 from .catseg import Aggregator, CostModel
-from .config import ModelConfig
+from .config import ModelConfig, RSKTSegConfig
 
 
 def resampler(cin: int, cout: int, src: int, dst: int) -> nn.Module:
@@ -78,7 +78,7 @@ class CETLayer(nn.Module):
         return up
 
 
-def rs_fusion_layers(cfg: ModelConfig) -> nn.ModuleList:
+def rs_fusion_layers(cfg: RSKTSegConfig) -> nn.ModuleList:
     """RS-Fusion: ``num_layers`` × [SET (spatial), CET (class; CAT-Seg linear attention when ``cfg.cet``
     is off)]."""
     hd = cfg.hidden
@@ -88,7 +88,7 @@ def rs_fusion_layers(cfg: ModelConfig) -> nn.ModuleList:
                 SETLayer(hd, cfg.guidance_dim, cfg.heads, cfg.set_sr),
                 CETLayer(hd, cfg.text_guidance_dim, cfg.heads)
                 if cfg.cet
-                else ClassAggregation(hd, cfg.text_guidance_dim, cfg.heads),
+                else ClassAggregation(hd, cfg.text_guidance_dim, cfg.heads, cfg.pool_size, cfg.pad_len),
             ]
         )
         for _ in range(cfg.num_layers)
@@ -158,7 +158,7 @@ class RSTransfer(nn.Module):
         self.dino_up = up(dino_dim, dino_grid, cfg.dino_guidance_dims)
 
     @staticmethod
-    def widths(cfg: ModelConfig) -> list[int]:
+    def widths(cfg: RSKTSegConfig) -> list[int]:
         """Channels of the guidance per decoder level."""
         dims = zip(cfg.decoder_guidance_dims, cfg.rclip_guidance_dims, cfg.dino_guidance_dims, strict=True)
         return [a + b + c for a, b, c in dims]
@@ -172,7 +172,7 @@ class RSTransfer(nn.Module):
         ]
 
 
-def rskt_aggregator(cfg: ModelConfig, embed: int, grid: int, dino_dim: int, dino_grid: int) -> Aggregator:
+def rskt_aggregator(cfg: RSKTSegConfig, embed: int, grid: int, dino_dim: int, dino_grid: int) -> Aggregator:
     """The CAT-Seg aggregator composed with RS-Fusion layers, the rotation cost channels, DINO image
     guidance (resampled to the cost grid) and RS-Transfer decoder widths."""
     rot = 4 if cfg.use_rotations else 1
@@ -191,7 +191,7 @@ class RSKTSeg(CostModel):
     """RSKT-Seg: partially fine-tuned CLIP, frozen DINO (cfg.dino) and RemoteCLIP (cfg.rclip), RS-CMA,
     RS-Fusion aggregation, RS-Transfer decoder guidance."""
 
-    def __init__(self, cfg: ModelConfig, clip_bundle=None, rclip_bundle=None, dino_bundle=None):
+    def __init__(self, cfg: RSKTSegConfig, clip_bundle=None, rclip_bundle=None, dino_bundle=None):
         super().__init__(cfg, clip_bundle)
         self.dino = FrozenBackbone.dino(cfg.dino, dino_bundle)
         self.rclip = FrozenBackbone.clip(cfg.rclip, rclip_bundle)
@@ -210,7 +210,7 @@ class RSKTSeg(CostModel):
         x = self.aggregator.embed_cost(torch.cat(costs, 1))
         dino_last, dino_inter = self.dino(images)
         x = self.rscma(x, dino_last, text)
-        text_guid = text.mean(1)[None].expand(b, -1, -1)
+        text_guid = self.text_guidance(text, b)
         x = self.aggregator.aggregate(x, img.permute(0, 3, 1, 2), text_guid, dino_last)
         _, r_inter = self.rclip(images)
         return self.aggregator.decode(x, self.rs_transfer(self.decoder_guidance(inter), r_inter, dino_inter))
@@ -223,5 +223,5 @@ class RSKTSeg(CostModel):
         return {"pi-seg": total, "rsktseg-readme": total - rtext, "rclip_total": total_rclip}
 
 
-def build_rsktseg(cfg: ModelConfig) -> RSKTSeg:
+def build_rsktseg(cfg: RSKTSegConfig) -> RSKTSeg:
     return RSKTSeg(cfg)
