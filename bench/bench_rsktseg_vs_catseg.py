@@ -1,5 +1,7 @@
 """Aggregation + decoder time of CAT-Seg ÷ RSKT-Seg at ViT-B sizes (24×24 cost grid, 15 classes, random
-weights, backbone features precomputed and excluded). Last line: one JSON object."""
+weights, backbone features precomputed and excluded), and the time of each stage (cost embedding, aggregation
+layers, decoder). CAT-Seg's class aggregation runs on 256 tokens (public pad_len: 15 classes + 241 padding
+tokens). Last line: one JSON object."""
 
 from __future__ import annotations
 
@@ -49,13 +51,33 @@ def main(argv=None) -> int:
 
     t_cat = _time(lambda: cat(cost, img, text, guid), a.reps)
     t_rsk = _time(run_rskt, a.reps)
+    with torch.no_grad():  # inputs of the later stages, to time each stage alone
+        xc = cat.embed_cost(cost)
+        yc = cat.aggregate(xc, img, text)
+        xr = cma.fuse(rsk.embed_cost(cost4), dcost)
+        yr = rsk.aggregate(xr, img, text, dino)
+    stages = {
+        "catseg": {
+            "embed_ms": _time(lambda: cat.embed_cost(cost), a.reps),
+            "aggregate_ms": _time(lambda: cat.aggregate(xc, img, text), a.reps),
+            "decode_ms": _time(lambda: cat.decode(yc, guid), a.reps),
+        },
+        "rsktseg": {
+            "embed_and_dino_fusion_ms": _time(lambda: cma.fuse(rsk.embed_cost(cost4), dcost), a.reps),
+            "aggregate_ms": _time(lambda: rsk.aggregate(xr, img, text, dino), a.reps),
+            "decode_ms": _time(lambda: rsk.decode(yr, rguid), a.reps),
+        },
+    }
     print(f"CAT-Seg {t_cat:.1f} ms, RSKT-Seg {t_rsk:.1f} ms on {dev}")
+    for m, st in stages.items():
+        print(f"  {m}: " + ", ".join(f"{k} {v:.1f}" for k, v in st.items()))
     print(
         json.dumps(
             {
                 "catseg_ms": t_cat,
                 "rsktseg_ms": t_rsk,
                 "rsktseg_vs_catseg_speedup": t_cat / t_rsk,
+                "stages": stages,
                 "device": dev,
                 "classes": k,
             }

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dglrsis.vit import default_layers
+
 from .blocks import ClassAggregation, SpatialAggregation, Up
 from .clip_dense import count_trainable_clip, dense_clip_features, select_clip_finetune
 from .config import ModelConfig
@@ -125,7 +127,7 @@ class CostModel(nn.Module):
         self.grid = self.input_size // vis.conv1.kernel_size[0]
         width = vis.conv1.out_channels
         nl = len(vis.transformer.resblocks)
-        self.guidance_layers = tuple(cfg.guidance_layers or (max(nl // 3 - 1, 0), max(2 * nl // 3 - 1, 0)))
+        self.guidance_layers = tuple(cfg.guidance_layers or default_layers(nl))
         self.embed = clip_bundle.embed_dim
         self.clip_trainable = select_clip_finetune(self.clip, text=cfg.finetune_text)
         gd = cfg.decoder_guidance_dims
