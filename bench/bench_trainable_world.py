@@ -81,8 +81,8 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--no-sliding",
         action="store_true",
-        help="evaluate the whole image resized to the input "
-        "size instead of sliding windows at native resolution plus a global view",
+        help="evaluate the whole image resized to the input size instead of the public sliding "
+        "scheme (windows of the input size over the image resized to 5/3 of it, plus a global view)",
     )
     ap.add_argument("overrides", nargs="*", help="config overrides key=value applied to every model")
     a = ap.parse_args(argv)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from dglrsis.errors import DglrsisError
-from dglrsis.trainable.models import ModelConfig, build_model
+from dglrsis.trainable.models import ModelConfig, build_model, model_config
 
 CLASSES = ["ship", "harbor", "plane"]
 
@@ -24,16 +24,7 @@ def test_catseg_shape_and_gradients(small_catseg):
     m.zero_grad()
     y = m(x, CLASSES)
     assert y.shape == (2, 3, 4 * m.grid, 4 * m.grid)
-    y.square().mean().backward()
-    for name, p in m.clip.named_parameters():
-        if "in_proj" in name or "positional_embedding" in name:
-            assert p.requires_grad and p.grad is not None, name
-            if "in_proj" in name:
-                d = p.shape[0] // 3
-                assert p.grad[d : 2 * d].abs().sum() == 0, name  # k slice masked
-                assert p.grad[:d].abs().sum() > 0 or p.grad[2 * d :].abs().sum() > 0, name
-        else:
-            assert not p.requires_grad and p.grad is None, name
+    y.square().mean().backward()  # which CLIP tensors train: test_trainable_catseg_public
     head = [p for n, p in m.named_parameters() if not n.startswith("clip.")]
     assert all(p.grad is not None for p in head)
 
@@ -68,39 +59,83 @@ def test_param_budget_vit_l(name, target):
     assert abs(total - target) / target < 0.01, total
 
 
-def _run(cfg, train: bool, seed: int = 0):
-    torch.manual_seed(0)
-    m = build_model("piseg", cfg)
+X32 = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+
+
+def _out(m, train: bool = False, seed: int = 3, x=X32):
+    """Forward of ``m`` on x without grad; the noise RNG seeded (Pi-Seg perturbations)."""
     m.train(train)
-    x = torch.randn(2, 3, m.input_size, m.input_size, generator=torch.Generator().manual_seed(1))
     torch.manual_seed(seed)
     with torch.no_grad():
-        return m, m(x, CLASSES)
+        return m(x, CLASSES)
+
+
+def transfer(src: torch.nn.Module, dst: torch.nn.Module) -> tuple[set, set]:
+    """Copy src's weights into dst for every shared key — where dst's tensor is smaller along dim 1
+    (input channels) it gets the leading slice, other shape mismatches are left alone. Returns
+    (keys only in src, keys only in dst): what a switch removed / added."""
+    s, d = src.state_dict(), dst.state_dict()
+    with torch.no_grad():
+        for k, v in d.items():
+            w = s.get(k)
+            if w is None:
+                continue
+            if w.shape == v.shape:
+                v.copy_(w)
+            elif w.dim() > 1 and w.shape[0] == v.shape[0] and w.shape[2:] == v.shape[2:]:
+                v.copy_(w[:, : v.shape[1]])
+    return set(s) - set(d), set(d) - set(s)
+
+
+def _pair(name: str, switch: dict, **kw):
+    """(model as configured, model with ``switch`` carrying the first one's weights, removed keys)."""
+    torch.manual_seed(0)
+    on = build_model(name, dict(SMALL_ALL[name], **kw))
+    off = build_model(name, dict(SMALL_ALL[name], **kw, **switch))
+    removed, added = transfer(on, off)
+    return on, off, removed, added
+
+
+def _zero(m, *prefixes):
+    with torch.no_grad():
+        for n, p in m.named_parameters():
+            if n.startswith(prefixes):
+                p.zero_()
 
 
 def test_piseg_eval_deterministic_train_perturbed():
-    cfg = ModelConfig(clip="world-clip", input_size=32)
-    m, a = _run(cfg, False)
-    _, b = _run(cfg, False, seed=5)
-    assert torch.equal(a, b)
-    _, c = _run(cfg, True, seed=1)
-    _, d = _run(cfg, True, seed=2)
+    torch.manual_seed(0)
+    m = build_model("piseg", dict(clip="world-clip", input_size=32))
+    assert torch.equal(_out(m, False, 1), _out(m, False, 5))
+    c, d = _out(m, True, 1), _out(m, True, 2)
     assert c.shape == (2, 3, 4 * m.grid, 4 * m.grid)
     assert not torch.allclose(c, d)
 
 
-@pytest.mark.parametrize("noise", ["laplace", "uniform", "student_t"])
-def test_piseg_noise_families_change_output(noise):
-    _, ref = _run(ModelConfig(clip="world-clip", input_size=32), True, seed=3)
-    _, out = _run(ModelConfig(clip="world-clip", input_size=32, noise=noise), True, seed=3)
-    assert torch.isfinite(out).all() and not torch.allclose(ref, out)
+def test_piseg_noise_families_change_output():
+    torch.manual_seed(0)
+    m = build_model("piseg", dict(clip="world-clip", input_size=32))  # one instance, noise read at forward
+    ref = _out(m, True)
+    for noise in ("laplace", "uniform", "student_t"):
+        m.cfg.noise = noise
+        out = _out(m, True)
+        assert torch.isfinite(out).all() and not torch.allclose(ref, out), noise
 
 
-@pytest.mark.parametrize("switch", ["text_spm", "image_spm"])
-def test_piseg_switches_change_output(switch):
-    _, ref = _run(ModelConfig(clip="world-clip", input_size=32), True, seed=3)
-    _, out = _run(ModelConfig(clip="world-clip", input_size=32, **{switch: False}), True, seed=3)
-    assert not torch.allclose(ref, out)
+@pytest.mark.parametrize("switch,other", [("text_spm", "image_spm"), ("image_spm", "text_spm")])
+def test_piseg_spm_switch_removes_exactly_that_perturbation(switch, other):
+    on, off, removed, added = _pair("piseg", {switch: False}, **{other: False})
+    assert removed and {k.split(".")[0] for k in removed} == {switch} and not added
+    assert not torch.allclose(_out(on, True), _out(off, True))
+    with torch.no_grad():  # the perturbation made zero: the switched-off model is what remains
+        if switch == "text_spm":
+            on.text_spm.mu.zero_()
+            on.text_spm.sigma.zero_()
+        else:
+            _zero(on, "image_spm.mu.", "image_spm.sigma.weight")
+            on.image_spm.sigma.bias.fill_(-100.0)  # softplus → 0
+    torch.testing.assert_close(_out(on, True), _out(off, True), rtol=1e-5, atol=1e-5)
+    assert torch.equal(_out(on, False), _out(off, False))  # eval: no perturbation either way
 
 
 def test_piseg_noise_unit_variance():
@@ -112,13 +147,21 @@ def test_piseg_noise_unit_variance():
         assert abs(z.mean()) < 0.02 and abs(z.var() - 1) < 0.05, fam
 
 
-SMALL_RSKT = dict(clip="world-clip", rclip="world-clip", dino="dino-tiny:random", input_size=32)
+SMALL_ALL = {
+    "catseg": dict(clip="world-clip", input_size=32),
+    "piseg": dict(clip="world-clip", input_size=32),
+    "gsnet": dict(clip="world-clip", dino="dino-tiny:random", input_size=32),
+    "drseg": dict(clip="world-clip", dino="dino-tiny:random", input_size=32, spsd_path="identity"),
+    "rsktseg": dict(clip="world-clip", rclip="world-clip", dino="dino-tiny:random", input_size=32),
+}
+SMALL_RSKT = SMALL_ALL["rsktseg"]
+SMALL = SMALL_ALL["gsnet"]  # GSNet / DR-Seg at toy size
 
 
 @pytest.fixture(scope="module")
 def small_rskt():
     torch.manual_seed(0)
-    return build_model("rsktseg", ModelConfig(**SMALL_RSKT))
+    return build_model("rsktseg", SMALL_RSKT)
 
 
 def test_rsktseg_shape_and_frozen_encoders(small_rskt):
@@ -134,53 +177,100 @@ def test_rsktseg_shape_and_frozen_encoders(small_rskt):
     assert all(dict(m.named_parameters())[n].grad is not None for n in head)
 
 
-@pytest.mark.parametrize(
-    "switch", [{"use_rotations": False}, {"use_dino_cost": False}, {"set_sr": 1}, {"cet": False}]
-)
-def test_rsktseg_switches_change_output(switch):
-    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(2))
-    outs = []
-    for kw in ({}, switch):
-        torch.manual_seed(0)
-        m = build_model("rsktseg", ModelConfig(**SMALL_RSKT, **kw)).eval()
-        with torch.no_grad():
-            outs.append(m(torch.nn.functional.interpolate(x, size=m.input_size), CLASSES))
-    assert outs[0].shape == outs[1].shape and not torch.allclose(outs[0], outs[1])
+def test_rsktseg_rotations_off_equals_on_with_rotated_cost_weights_zeroed():
+    on, off, removed, added = _pair("rsktseg", {"use_rotations": False})
+    assert on.aggregator.conv1.in_channels == 4 * off.aggregator.conv1.in_channels
+    assert not torch.allclose(_out(on), _out(off))
+    with torch.no_grad():  # conv1's channels for the 90/180/270° costs: zero → only 0° is seen
+        on.aggregator.conv1.weight[:, off.aggregator.conv1.in_channels :] = 0
+    torch.testing.assert_close(_out(on), _out(off), rtol=1e-5, atol=1e-5)
 
 
-def test_rsktseg_param_conventions_vit_b():
-    m = build_model(
-        "rsktseg", ModelConfig(clip="ViT-B-16:random", rclip="ViT-B-32:random", dino="rsib:random")
+def test_rsktseg_dino_cost_off_equals_on_with_dino_cost_embedding_zeroed():
+    on, off, removed, added = _pair("rsktseg", {"use_dino_cost": False})
+    assert {k.rsplit(".", 1)[0] for k in removed} == {
+        "rscma.dino_to_text",
+        "rscma.dino_conv",
+        "rscma.dino_gate",
+    }
+    assert not torch.allclose(_out(on), _out(off))
+    _zero(on, "rscma.dino_conv.")  # embedded DINO cost d = 0 → x + gate·0
+    torch.testing.assert_close(_out(on), _out(off), rtol=1e-5, atol=1e-5)
+
+
+def test_rsktseg_set_sr_and_cet_are_wired():
+    on, off, removed, added = _pair("rsktseg", {"set_sr": 1})
+    assert off.aggregator.layers[0][0].reduce.kernel_size == (1, 1)
+    assert not torch.allclose(_out(on), _out(off))
+    on, off, removed, added = _pair("rsktseg", {"cet": False})
+    assert removed and all(".1.qkv." in k or ".1." in k for k in removed)
+    assert not torch.allclose(_out(on), _out(off))
+
+
+def test_set_reduction_is_exact_on_block_constant_maps():
+    """SET with sr = 2 on maps constant over 2×2 blocks equals sr = 1 when the 2×2 kernel is the
+    1×1 kernel spread over the block (softmax over 4 copies of a key = over one), and differs on
+    maps that are not block-constant: the reduction is really applied."""
+    from dglrsis.trainable.models.rsktseg import SETLayer
+
+    torch.manual_seed(0)
+    s1, s2 = SETLayer(8, 4, 2, 1).eval(), SETLayer(8, 4, 2, 2).eval()
+    s2.load_state_dict(
+        {k: v for k, v in s1.state_dict().items() if not k.startswith("reduce.weight")}, strict=False
     )
-    c = m.count_by_convention()
-    assert abs(c["pi-seg"] - 398.07e6) / 398.07e6 < 0.01, c
-    assert abs(c["rsktseg-readme"] - 334.62e6) / 334.62e6 < 0.01, c
-
-
-SMALL = dict(clip="world-clip", dino="dino-tiny:random", input_size=32)  # GSNet / DR-Seg at toy size
-
-
-def _with_and_without(name: str, switch: dict):
-    """Train-mode forward + backward of ``name`` as configured and with ``switch`` (same init, same
-    input): yields (model, output) for each; the caller asserts on both and that they differ."""
-    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
-    for kw in ({}, switch):
-        torch.manual_seed(0)
-        m = build_model(name, ModelConfig(**SMALL, **kw)).train()
-        y = m(x, CLASSES)
-        assert y.shape == (2, 3, 4 * m.grid, 4 * m.grid)
-        y.square().mean().backward()
-        yield m, y.detach()
+    with torch.no_grad():
+        s2.reduce.weight.copy_(s1.reduce.weight.expand(-1, -1, 2, 2) / 4)
+    x = torch.randn(1, 8, 3, 4, 4)
+    g = torch.randn(1, 8, 4, 4)
+    up = lambda t: t.repeat_interleave(2, -1).repeat_interleave(2, -2)  # noqa: E731
+    with torch.no_grad():
+        torch.testing.assert_close(s2(up(x), up(g)), s1(up(x), up(g)), rtol=1e-5, atol=1e-5)
+        big = torch.randn(1, 8, 3, 8, 8)
+        assert not torch.allclose(s2(big, up(g)), s1(big, up(g)), atol=1e-3)
 
 
 @pytest.mark.parametrize("switch", [{"qgff": False}, {"ripd": False}])
 def test_gsnet_frozen_dino_and_switches(switch):
-    outs = []
-    for m, y in _with_and_without("gsnet", switch):
-        assert not m.dino.training
-        assert all(p.grad is None and not p.requires_grad for p in m.dino.parameters())
-        outs.append(y)
-    assert not torch.allclose(outs[0], outs[1])
+    on, off, removed, added = _pair("gsnet", switch)
+    on.train().zero_grad()
+    y = on(X32, CLASSES)
+    assert y.shape == (2, 3, 4 * on.grid, 4 * on.grid)
+    y.square().mean().backward()
+    assert not on.dino.training
+    assert all(p.grad is None and not p.requires_grad for p in on.dino.parameters())
+    assert removed and {k.split(".")[0] for k in removed} == {next(iter(switch))}
+    assert not torch.allclose(_out(on), _out(off))
+    if "ripd" in switch:  # the DINO half of the decoder guidance weighted 0 → CLIP guidance only
+        with torch.no_grad():
+            for proj in on.aggregator.decoder_guidance:
+                proj[0].weight[:, proj[0].in_channels // 2 :] = 0
+        torch.testing.assert_close(_out(on), _out(off), rtol=1e-5, atol=1e-5)
+
+
+def test_dino_with_register_tokens_in_every_dino_model():
+    """A DINOv3-style stand-in with 4 register tokens (random weights) drives GSNet, RSKT-Seg and
+    DR-Seg: patch tokens are the last g² of the sequence, registers dropped."""
+    from transformers import AutoConfig, AutoModel
+
+    from dglrsis.models import DinoBundle
+
+    arch = dict(
+        hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=64, patch_size=8
+    )
+    cfg = AutoConfig.for_model("dinov3_vit", **arch, image_size=32, num_register_tokens=4)
+    torch.manual_seed(0)
+    bundle = DinoBundle(name="dinov3-tiny", model=AutoModel.from_config(cfg), patch_size=8, embed_dim=32)
+    from dglrsis.trainable.models import DRSeg, GSNet, RSKTSeg
+
+    for cls, name in ((GSNet, "gsnet"), (RSKTSeg, "rsktseg"), (DRSeg, "drseg")):
+        m = cls(model_config(name, SMALL_ALL[name]), dino_bundle=bundle)
+        last, inter = m.dino(X32)
+        assert last.shape == (2, 32, 4, 4) and all(t.shape == (2, 32, 4, 4) for t in inter)
+        tokens = bundle.model(pixel_values=X32).last_hidden_state
+        assert tokens.shape[1] == 1 + 4 + 16
+        torch.testing.assert_close(last.flatten(2).transpose(1, 2), tokens[:, 5:])
+        y = _out(m)
+        assert y.shape == (2, 3, 16, 16) and torch.isfinite(y).all(), name
 
 
 def test_params_report_small(capsys):
@@ -198,13 +288,79 @@ def test_params_report_small(capsys):
     assert main(["--model", "nope", "--clip", "world-clip"]) == 2
 
 
-@pytest.mark.parametrize("switch", [{"pdgr_k": 0}, {"ugaf": False}, {"spsd_ratio": 0.25}])
-def test_drseg_shape_frozen_and_switches(switch):
-    outs = []
-    for m, y in _with_and_without("drseg", switch):
-        assert all(p.grad is None for p in m.dino.parameters())
-        outs.append(y)
-    assert not torch.allclose(outs[0], outs[1])
+def test_params_bare_architecture_means_random_weights(capsys):
+    from dglrsis.trainable.params import main
+
+    assert main(["--model", "catseg", "--clip", "ViT-B-32", "--json"]) == 0  # as the README writes it
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["clip"] == "ViT-B-32:random" and out["total"] > 80e6
+
+
+@pytest.mark.parametrize("switch", [{"pdgr_k": 0}, {"ugaf": False}])
+def test_drseg_frozen_dino_and_module_switches(switch):
+    on, off, removed, added = _pair("drseg", switch)
+    on.train().zero_grad()
+    on(X32, CLASSES).square().mean().backward()
+    assert all(p.grad is None for p in on.dino.parameters())
+    assert removed and {k.split(".")[0] for k in removed} == {"pdgr" if "pdgr_k" in switch else "ugaf"}
+    assert not torch.allclose(_out(on), _out(off))
+
+
+def test_drseg_pdgr_k_is_the_neighbourhood_size():
+    torch.manual_seed(0)
+    m = build_model("drseg", dict(SMALL_ALL["drseg"], pdgr_k=3))
+    assert m.pdgr.k == 3
+    ref = _out(m)
+    m.pdgr.k = 75
+    assert not torch.allclose(ref, _out(m))
+    from dglrsis.trainable.models.drseg import PDGR
+
+    p = PDGR(4, 6, k=1).eval()  # k = 1: each location's only neighbour is itself (top affinity)
+    x, d = torch.randn(2, 9, 4), torch.randn(2, 9, 6)
+    with torch.no_grad():
+        torch.testing.assert_close(p(x, d, 3, 3), p.norm(x + torch.relu(p.proj(x))))
+
+
+def test_drseg_spsd_ratio_keeps_exactly_the_semantic_channels():
+    for ratio in (0.25, 0.5):
+        torch.manual_seed(0)
+        m = build_model("drseg", dict(SMALL_ALL["drseg"], spsd_ratio=ratio)).eval()
+        order = torch.randperm(m.embed, generator=torch.Generator().manual_seed(0))
+        m.spsd.order.copy_(order)
+        img = torch.randn(2, 4, 4, m.embed)
+        with torch.no_grad():
+            out = m.refine(img, X32)
+        n = round(ratio * m.embed)
+        sem, st = order[:n], order[n:]
+        assert torch.equal(out[..., sem], img[..., sem])
+        assert (out[..., st] - img[..., st]).abs().amax(dim=(0, 1, 2)).min() > 0
+
+
+def test_ugaf_gate_is_the_entropy_sigmoid():
+    from dglrsis.trainable.models.drseg import UGAF
+
+    u = UGAF()
+    with torch.no_grad():
+        u.proj.weight.fill_(2.0)
+        u.proj.bias.fill_(-1.0)
+    c_orig = torch.zeros(1, 1, 2, 1, 1)  # two equal classes: normalised entropy 1
+    c_ref = torch.ones(1, 1, 2, 1, 1)
+    with torch.no_grad():
+        out = u(c_orig, c_ref)
+    torch.testing.assert_close(out, c_orig + torch.sigmoid(torch.tensor(1.0)) * c_ref)
+
+
+def test_model_configs_reject_keys_the_model_does_not_use():
+    with pytest.raises(DglrsisError, match=r"model\.qgff is not an option of catseg"):
+        build_model("catseg", {"qgff": False})
+    with pytest.raises(DglrsisError, match=r"model\.hidden must be int"):
+        model_config("gsnet", {"hidden": "wide"})
+    with pytest.raises(DglrsisError, match="takes a GSNetConfig"):
+        build_model("gsnet", model_config("drseg"))
+    with pytest.raises(DglrsisError, match="SPSD channel ranking"):
+        build_model("drseg", dict(SMALL))
+    assert model_config("rsktseg", {"rclip_guidance_dims": [8, 4]}).rclip_guidance_dims == (8, 4)
+    assert isinstance(model_config("catseg"), ModelConfig)
 
 
 def test_spsd_ranking_prefers_selective_channel(tmp_path):
@@ -226,8 +382,8 @@ def test_spsd_ranking_prefers_selective_channel(tmp_path):
     )
     order = list(range(e))[::-1]
     (tmp_path / "r.json").write_text(json.dumps({"order": order}))
-    m = build_model("drseg", ModelConfig(**SMALL, spsd_path=str(tmp_path / "r.json")))
-    assert m.spsd_order.tolist() == order
+    m = build_model("drseg", dict(SMALL, spsd_path=str(tmp_path / "r.json")))
+    assert m.spsd.order.tolist() == order
 
 
 def test_spsd_script_ranks_from_a_training_set(tmp_path, capsys):
@@ -243,12 +399,12 @@ def test_spsd_script_ranks_from_a_training_set(tmp_path, capsys):
     assert sorted(r["order"]) == list(range(e)) and e == len(r["similarity"])
     assert {"bridge", "helicopter", "harbor"}.isdisjoint(r["pixels"])  # held out of training
     assert len(r["pixels"]) >= 2 and all(0 < n <= 40 for n in r["pixels"].values())
-    m = build_model("drseg", ModelConfig(**SMALL, spsd_path=str(out)))
-    assert m.spsd_order.tolist() == r["order"]
+    m = build_model("drseg", dict(SMALL, spsd_path=str(out)))
+    assert m.spsd.order.tolist() == r["order"]
     (tmp_path / "bad.json").write_text(json.dumps({"order": [0, 0, 1]}))
     for bad in ("bad.json", "absent.json"):
         with pytest.raises(DglrsisError, match="SPSD ranking"):
-            build_model("drseg", ModelConfig(**SMALL, spsd_path=str(tmp_path / bad)))
+            build_model("drseg", dict(SMALL, spsd_path=str(tmp_path / bad)))
     assert main(["--config", str(tmp_path / "missing.yaml"), str(tmp_path / "x.json")]) == 2
     assert not (tmp_path / "x.json").exists()
     assert "error:" in capsys.readouterr().err

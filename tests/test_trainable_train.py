@@ -205,3 +205,32 @@ def test_shipped_configs_load():
             )
             assert cfg.train.iterations >= 30000, f.name
     assert load_config(files[0], ["train.iterations=5"]).train.iterations == 5
+
+
+def test_configs_are_one_level_deltas_with_typed_keys(tmp_path):
+    from pathlib import Path
+
+    import yaml
+
+    import dglrsis.trainable as pkg
+    from dglrsis.trainable.config import load_config
+
+    root = Path(pkg.__file__).parent / "configs"
+    for f in sorted(root.glob("*.yaml")):
+        base = yaml.safe_load(f.read_text())["base"]
+        assert "base" not in yaml.safe_load((root / base).read_text()), f.name
+        if f.name.startswith("drseg_"):  # the paper DR-Seg configs name their SPSD ranking
+            assert load_config(f).model.spsd_path.endswith(".spsd.json"), f.name
+    (tmp_path / "b.yaml").write_text("model: {hidden: 8}\ntrain: {lr: 0.5, iterations: 7}\n")
+    (tmp_path / "d.yaml").write_text("base: b.yaml\nname: gsnet\nmodel: {qgff: false}\ntrain: {lr: 0.25}\n")
+    cfg = load_config(tmp_path / "d.yaml")
+    assert (cfg.model.hidden, cfg.model.qgff, cfg.train.lr, cfg.train.iterations) == (8, False, 0.25, 7)
+    (tmp_path / "c.yaml").write_text("base: d.yaml\n")
+    with pytest.raises(DglrsisError, match="one level"):
+        load_config(tmp_path / "c.yaml")
+    with pytest.raises(DglrsisError, match=r"model\.qgff is not an option of catseg"):
+        load_config(tmp_path / "d.yaml", ["name=catseg"])
+    with pytest.raises(DglrsisError, match=r"train\.iterations must be int"):
+        build_config({}, ["train.iterations=many"])
+    with pytest.raises(DglrsisError, match=r"model\.cet must be bool"):
+        build_config({"name": "rsktseg"}, ["model.cet=3"])

@@ -1,18 +1,24 @@
 """Training configuration: dataclasses loaded from YAML plus ``key=value`` overrides.
 
-A config file has sections ``model`` (:class:`ModelConfig` fields), ``data`` (:class:`DataConfig`),
-``train`` (:class:`TrainConfig`) and a top-level ``name`` (registered model name). Overrides are dotted
-paths, e.g. ``train.lr=1e-4 data.train_classes=[ship,harbor]``; values are parsed as YAML scalars/lists.
+A config file has sections ``model`` (the typed config of the model, ``models.CONFIGS[name]``),
+``data`` (:class:`DataConfig`), ``train`` (:class:`TrainConfig`) and a top-level ``name`` (registered
+model name). A paper config is a short delta over one base file: ``base: base/vitb_dlrsd.yaml`` (path
+relative to the config's folder) is read first, its sections updated key by key by the delta; a base file
+cannot itself name a base (one level, no chains). Overrides are dotted paths, e.g.
+``train.lr=1e-4 data.train_classes=[ship,harbor]``; values are parsed as YAML scalars/lists. Every key is
+checked against its dataclass (unknown keys — e.g. ``model.qgff`` on CAT-Seg — and wrong types are errors
+naming the key).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from dglrsis.errors import DglrsisError
 
-from .models import ModelConfig
+from .models import ModelConfig, model_config
+from .models.config import check_fields
 
 
 @dataclass
@@ -51,6 +57,9 @@ class TrainConfig:
     save_every: int = 1000  # save_state interval in steps
     eval_every: int = 0  # periodic evaluation interval (0 = only at the end)
     keep_checkpoints: int = 3  # number of step_XXXXX folders kept
+    ignore_as_negative: bool = (
+        True  # ignored pixels as all-negative BCE targets (public CAT-Seg); False → skipped
+    )
 
 
 @dataclass
@@ -80,61 +89,75 @@ def parse_value(text: str):
     return value
 
 
-def _coerce(cls, key: str, value):
-    known = {f.name: f for f in fields(cls)}
-    if key not in known:
-        raise DglrsisError(f"unknown config key {cls.__name__}.{key}; known: {', '.join(sorted(known))}")
-    default = getattr(cls(), key)
-    if isinstance(default, tuple) and isinstance(value, list):
-        return tuple(value)
-    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    return value
-
-
-def _apply(section, values: dict, where: str) -> None:
-    if not isinstance(values, dict):
-        raise DglrsisError(f"config section {where!r} must be a mapping")
-    for k, v in values.items():
-        setattr(section, k, _coerce(type(section), k, v))
+SECTIONS = ("model", "data", "train")
 
 
 def build_config(data: dict | None = None, overrides: list[str] | None = None) -> Config:
-    """Config from a nested dict (YAML content) then dotted ``key=value`` overrides."""
-    cfg = Config()
+    """Config from a nested dict (YAML content) then dotted ``key=value`` overrides (type-checked)."""
     data = dict(data or {})
-    if "name" in data:
-        cfg.name = str(data.pop("name"))
-    for sec in ("model", "data", "train"):
-        _apply(getattr(cfg, sec), data.pop(sec, {}) or {}, sec)
+    name = str(data.pop("name", Config.name))
+    sections = {sec: dict(data.pop(sec, None) or {}) for sec in SECTIONS}
     if data:
         raise DglrsisError(f"unknown config sections: {', '.join(sorted(data))}")
+    for sec, values in sections.items():
+        if not isinstance(values, dict):
+            raise DglrsisError(f"config section {sec!r} must be a mapping")
     for item in overrides or []:
         key, sep, text = item.partition("=")
         if not sep:
             raise DglrsisError(f"override {item!r} is not key=value")
         if key == "name":
-            cfg.name = text
+            name = text
             continue
         sec, _, sub = key.partition(".")
-        if sec not in ("model", "data", "train") or not sub:
+        if sec not in SECTIONS or not sub:
             raise DglrsisError(f"override key {key!r} must be name or model.X / data.X / train.X")
-        _apply(getattr(cfg, sec), {sub: parse_value(text)}, sec)
-    return cfg
+        sections[sec][sub] = parse_value(text)
+    return Config(
+        name=name,
+        model=model_config(name, sections["model"]),
+        data=DataConfig(**check_fields(DataConfig, sections["data"], "data")),
+        train=TrainConfig(**check_fields(TrainConfig, sections["train"], "train")),
+    )
+
+
+def _read_yaml(path: Path) -> dict:
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise DglrsisError(f"cannot read config {path}: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise DglrsisError(f"config {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise DglrsisError(f"config {path} must be a mapping")
+    return data
+
+
+def merge_base(base: dict, delta: dict) -> dict:
+    """``base`` updated by ``delta``: top-level keys replaced, sections updated key by key."""
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in base.items()}
+    for k, v in delta.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k].update(v)
+        else:
+            out[k] = v
+    return out
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
-    """Read a YAML config file (or defaults when ``path`` is None) and apply overrides."""
-    import yaml
-
+    """Read a YAML config file (its ``base`` first, if it names one) and apply overrides."""
     data = {}
     if path is not None:
-        try:
-            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        except OSError as exc:
-            raise DglrsisError(f"cannot read config {path}: {exc.strerror or exc}") from None
-        except yaml.YAMLError as exc:
-            raise DglrsisError(f"config {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+        path = Path(path)
+        data = _read_yaml(path)
+        if "base" in data:
+            base_path = path.parent / str(data.pop("base"))
+            base = _read_yaml(base_path)
+            if "base" in base:
+                raise DglrsisError(f"base config {base_path} names a base itself (one level only)")
+            data = merge_base(base, data)
     return build_config(data, overrides)
 
 

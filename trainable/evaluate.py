@@ -2,7 +2,7 @@
 
     python -m dglrsis.trainable.evaluate --checkpoint RUN_DIR --sets dlrsd,isaid,potsdam,world \
         [--root DATA_ROOT]
-        [--sliding] [--out DIR] [--limit N]
+        [--single-view] [--out DIR] [--limit N]
 
 Scores with the same metric code as ``dglrsis eval ovss`` (``dglrsis.eval.metrics.SemSegMetric``).
 Set ``NAME`` reads ``ROOT/NAME`` (index PNGs, vocabulary ``NAME``); ``isaid`` reads raw or converted
@@ -33,31 +33,47 @@ def _forward(model, image: torch.Tensor, names: list[str]) -> torch.Tensor:
     return F.interpolate(model(x, names).float(), image.shape[-2:], mode="bilinear", align_corners=False)
 
 
+def window_sizes(model) -> tuple[int, int]:
+    """(kernel, out_res) of the public sliding scheme: 384 / 640 for CAT-Seg's ViT-B (384) and ViT-L
+    (336) inputs, else scaled with the model's input size (kernel = input size, out_res = 5/3 of it)."""
+    s = model.input_size
+    kernel = 384 if s in (336, 384) else s
+    return kernel, round(kernel * 640 / 384)
+
+
 @torch.no_grad()
 def predict_logits(
-    model, image: torch.Tensor, names: list[str], sliding: bool = False, overlap: float = 1 / 3
+    model, image: torch.Tensor, names: list[str], sliding: bool = False, overlap: float = 0.333
 ) -> torch.Tensor:
-    """B×K×H×W logits for a normalised B×3×H×W image. ``sliding``: windows of the input size with
-    ``overlap`` (padded image, averaged where they overlap) plus the whole image as a global view
-    (CAT-Seg style; final = mean of the window and global sigmoid maps)."""
+    """B×K×H×W scores for a normalised B×3×H×W image (argmax = prediction).
+
+    ``sliding`` (public CAT-Seg ``inference_sliding_window``): the image resized to out_res², windows
+    of kernel² with stride ``int(kernel·(1 − overlap))`` plus the whole image resized to kernel² as a
+    global view, each view resized to the model input; logits upsampled to kernel², then the sigmoid;
+    windows averaged where they overlap, averaged with the global map upsampled to out_res², resized
+    to H×W. Returned as logits of that probability. Otherwise one view at the input size, logits
+    upsampled to H×W."""
     if not sliding:
         return _forward(model, image, names)
-    s, (h, w) = model.input_size, image.shape[-2:]
-    stride = max(1, int(s * (1 - overlap)))
-    ph, pw = max(s, h), max(s, w)
-    x = F.pad(image, (0, pw - w, 0, ph - h))
-    acc = count = None
-    for y0 in sorted({*range(0, ph - s + 1, stride), ph - s}):
-        for x0 in sorted({*range(0, pw - s + 1, stride), pw - s}):
-            out = model(x[..., y0 : y0 + s, x0 : x0 + s], names).float().sigmoid()
-            out = F.interpolate(out, (s, s), mode="bilinear", align_corners=False)
-            if acc is None:
-                acc = out.new_zeros(out.shape[0], out.shape[1], ph, pw)
-                count = out.new_zeros(1, 1, ph, pw)
-            acc[..., y0 : y0 + s, x0 : x0 + s] += out
-            count[..., y0 : y0 + s, x0 : x0 + s] += 1
-    local = (acc / count)[..., :h, :w]
-    prob = (local + _forward(model, image, names).sigmoid()) / 2
+    kernel, res = window_sizes(model)
+    stride = int(kernel * (1 - overlap))
+    s = model.input_size
+    big = F.interpolate(image, (res, res), mode="bilinear", align_corners=False)
+    starts = range(0, res - kernel + 1, stride)
+    views = [big[..., y : y + kernel, x : x + kernel] for y in starts for x in starts]
+    views.append(F.interpolate(image, (kernel, kernel), mode="bilinear", align_corners=False))
+    b = image.shape[0]
+    batch = F.interpolate(torch.cat(views, 0), (s, s), mode="bilinear", align_corners=False)
+    out = F.interpolate(model(batch, names).float(), (kernel, kernel), mode="bilinear", align_corners=False)
+    out = out.sigmoid()
+    acc = out.new_zeros(b, out.shape[1], res, res)
+    count = out.new_zeros(1, 1, res, res)
+    for i, (y, x) in enumerate((y, x) for y in starts for x in starts):
+        acc[..., y : y + kernel, x : x + kernel] += out[i * b : (i + 1) * b]
+        count[..., y : y + kernel, x : x + kernel] += 1
+    glob = F.interpolate(out[-b:], (res, res), mode="bilinear", align_corners=False)
+    prob = (acc / count + glob) / 2
+    prob = F.interpolate(prob, image.shape[-2:], mode="bilinear", align_corners=False)
     return torch.logit(prob.clamp(1e-6, 1 - 1e-6))
 
 
@@ -140,7 +156,7 @@ def markdown(summary: dict) -> str:
     return f"{head}\n{sep}\n{row}" + "\n"
 
 
-def evaluate(checkpoint, sets: list[str], root=None, sliding=False, out=None, limit=None) -> dict:
+def evaluate(checkpoint, sets: list[str], root=None, sliding=True, out=None, limit=None) -> dict:
     """Evaluate every set; writes ``results.json`` and ``results.md`` atomically under ``out``."""
     model, cfg = load_trained(checkpoint)
     results = {}
@@ -168,7 +184,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint", required=True, help="run folder or checkpoints/step_XXXXX")
     p.add_argument("--sets", required=True, help="comma-separated set names (dlrsd,isaid,potsdam,...,world)")
     p.add_argument("--root", default=None, help="folder holding one sub-folder per set")
-    p.add_argument("--sliding", action="store_true", help="sliding-window + global-view inference")
+    p.add_argument(
+        "--single-view",
+        action="store_true",
+        help="one view at the input size instead of the public sliding windows + global view",
+    )
     p.add_argument("--out", default=None, help="output folder (default CHECKPOINT/eval)")
     p.add_argument("--limit", type=int, default=None, help="images per set")
     args = p.parse_args(argv)
@@ -177,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
             args.checkpoint,
             [x for x in args.sets.split(",") if x],
             args.root,
-            args.sliding,
+            not args.single_view,
             args.out,
             args.limit,
         )

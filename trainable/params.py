@@ -13,25 +13,23 @@ import argparse
 import json
 import sys
 
-COMPONENTS = (
-    "clip",
-    "dino",
-    "rclip",
-    "aggregator",
-    "upsample1",
-    "upsample2",
-    "rclip_up",
-    "dino_up",
-    "text_spm",
-    "image_spm",
-)
-
 
 def report(model_name: str, clip: str, dino: str = "rsib:random", rclip: str = "ViT-B-32:random") -> dict:
-    """Build ``model_name`` with random weights and return the count report (a JSON-able dict)."""
-    from dglrsis.trainable.models import ModelConfig, build_model
+    """Build ``model_name`` with random weights and return the count report (a JSON-able dict).
 
-    model = build_model(model_name, ModelConfig(clip=clip, dino=dino, rclip=rclip))
+    Names without a ``:TAG`` are taken at random weights (``ViT-B-16`` → ``ViT-B-16:random``); registry
+    names that carry weights (``world-clip``, ``RemoteCLIP-ViT-B-32``) are loaded as such."""
+    from dglrsis.models import CLIP_MODELS
+
+    clip, rclip = (n if n in CLIP_MODELS or ":" in n else f"{n}:random" for n in (clip, rclip))
+    dino = dino if ":" in dino else f"{dino}:random"
+    from dataclasses import fields
+
+    from dglrsis.trainable.models import build_model, config_class
+
+    used = {f.name for f in fields(config_class(model_name))}
+    given = {"clip": clip, "dino": dino, "rclip": rclip, "spsd_path": "identity"}
+    model = build_model(model_name, {k: v for k, v in given.items() if k in used})
     total = sum(p.numel() for p in model.parameters())
     breakdown = {}
     for name, mod in model.named_children():

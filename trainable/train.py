@@ -30,16 +30,22 @@ from .data import IGNORE, SegDataset, StepBatchSampler, build_source, collate, t
 LOG_FIELDS = ("step", "loss", "lr", "miou")
 
 
-def seg_loss(logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
-    """Per-class BCE-with-logits on logits (B×K×h×w) upsampled to the label size (B×H×W, 255 = ignore)."""
+def seg_loss(logits: torch.Tensor, label: torch.Tensor, ignore_as_negative: bool = True) -> torch.Tensor:
+    """Per-class BCE-with-logits on logits (B×K×h×w) upsampled (bilinear) to the label size (B×H×W,
+    255 = ignore).
+
+    ``ignore_as_negative`` (public CAT-Seg): an ignored pixel has an all-zero target and counts in the
+    mean over every pixel and class; False → ignored pixels are left out of the loss."""
     logits = F.interpolate(logits.float(), label.shape[-2:], mode="bilinear", align_corners=False)
     valid = label != IGNORE
+    k = logits.shape[1]
+    target = F.one_hot(label.clamp(max=k - 1) * valid, k).permute(0, 3, 1, 2).float() * valid[:, None]
+    loss = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    if ignore_as_negative:
+        return loss.mean()
     if not valid.any():
         return logits.sum() * 0.0
-    k = logits.shape[1]
-    target = F.one_hot(label.clamp(max=k - 1) * valid, k).permute(0, 3, 1, 2).float()
-    loss = F.binary_cross_entropy_with_logits(logits, target, reduction="none").mean(1)
-    return loss[valid].mean()
+    return loss.mean(1)[valid].mean()
 
 
 def cosine_lambda(total: int, warmup: int = 0):
@@ -191,7 +197,7 @@ def _loop(
     for batch in loader:
         with accelerator.accumulate(model):
             logits = model(batch["image"].to(accelerator.device), seen_names)
-            loss = seg_loss(logits, batch["label"].to(accelerator.device))
+            loss = seg_loss(logits, batch["label"].to(accelerator.device), cfg.train.ignore_as_negative)
             accelerator.backward(loss)
             if accelerator.sync_gradients and t.grad_clip:
                 accelerator.clip_grad_norm_(model.parameters(), t.grad_clip)

@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 from .catseg import CATSeg, build_catseg
-from .config import ModelConfig
+from .config import (
+    CONFIGS,
+    DRSegConfig,
+    GSNetConfig,
+    ModelConfig,
+    PiSegConfig,
+    RSKTSegConfig,
+    config_class,
+    model_config,
+)
 from .drseg import DRSeg, build_drseg
 from .gsnet import GSNet, build_gsnet
 from .piseg import PiSeg, build_piseg
@@ -18,13 +27,24 @@ MODELS = {
 }
 
 
-def build_model(name: str, cfg: ModelConfig | None = None):
-    """Build a registered model (random or registry weights per cfg.clip / cfg.dino)."""
+def build_model(name: str, cfg: ModelConfig | dict | None = None, **kw):
+    """Build a registered model (random or registry weights per cfg.clip / cfg.dino).
+
+    ``cfg``: the model's typed config (``CONFIGS[name]``), a plain :class:`ModelConfig` (its fields
+    are shared by all), a mapping, or None; keywords are further fields. Keys the model does not use
+    and ill-typed values raise a DglrsisError naming the key."""
+    from dataclasses import asdict, is_dataclass
+
     from dglrsis.errors import DglrsisError
 
     if name not in MODELS:
         raise DglrsisError(f"unknown model {name!r}; choose from {', '.join(sorted(MODELS))}")
-    return MODELS[name](cfg or ModelConfig())
+    cls = config_class(name)
+    if is_dataclass(cfg):
+        if not isinstance(cfg, ModelConfig) or not issubclass(cls, type(cfg)):
+            raise DglrsisError(f"model {name} takes a {cls.__name__}, not a {type(cfg).__name__}")
+        cfg = asdict(cfg)
+    return MODELS[name](model_config(name, cfg, **kw))
 
 
 def list_models() -> list[str]:
@@ -32,8 +52,14 @@ def list_models() -> list[str]:
 
 
 __all__ = [
+    "CONFIGS",
     "MODELS",
+    "DRSegConfig",
+    "GSNetConfig",
     "ModelConfig",
+    "PiSegConfig",
+    "RSKTSegConfig",
+    "model_config",
     "CATSeg",
     "DRSeg",
     "GSNet",

@@ -29,8 +29,8 @@ def _unwindows(x: torch.Tensor, ws: int, b: int, h: int, w: int) -> torch.Tensor
 
 
 class GuidedWindowAttention(nn.Module):
-    """Window attention whose q and k see [x, guidance] (guidance dim g), v sees x only; relative
-    position bias per head as in Swin."""
+    """Window attention whose q and k see [x, guidance] (guidance dim g), v sees x only. As in the
+    public CAT-Seg there is no relative-position bias table (only the shifted-window mask)."""
 
     def __init__(self, dim: int, guid: int, heads: int, ws: int):
         super().__init__()
@@ -39,11 +39,6 @@ class GuidedWindowAttention(nn.Module):
         self.k = nn.Linear(dim + guid, dim)
         self.v = nn.Linear(dim, dim)
         self.proj = nn.Linear(dim, dim)
-        self.bias_table = nn.Parameter(torch.zeros((2 * ws - 1) ** 2, heads))
-        nn.init.trunc_normal_(self.bias_table, std=0.02)
-        coords = torch.stack(torch.meshgrid(torch.arange(ws), torch.arange(ws), indexing="ij")).flatten(1)
-        rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0) + ws - 1
-        self.register_buffer("bias_index", rel[..., 0] * (2 * ws - 1) + rel[..., 1], persistent=False)
 
     def forward(self, x, g, mask=None):
         """x: N×T×C, g: N×T×G (or None), mask: nW×T×T additive or None."""
@@ -53,12 +48,14 @@ class GuidedWindowAttention(nn.Module):
             m(i).view(n, t, self.heads, -1).transpose(1, 2)
             for m, i in ((self.q, xg), (self.k, xg), (self.v, x))
         )
-        bias = self.bias_table[self.bias_index.view(-1)].view(t, t, -1).permute(2, 0, 1)  # heads×T×T
+        bias = None
         if mask is not None:
             nw = mask.shape[0]
-            bias = bias[None, None] + mask.view(1, nw, 1, t, t)
-            bias = bias.expand(n // nw, -1, -1, -1, -1).reshape(n, self.heads, t, t)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype))
+            bias = (
+                mask.view(1, nw, 1, t, t).expand(n // nw, -1, self.heads, -1, -1).reshape(n, self.heads, t, t)
+            )
+            bias = bias.to(q.dtype)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         return self.proj(out.transpose(1, 2).reshape(n, t, c))
 
 
@@ -134,40 +131,51 @@ class LinearAttention(nn.Module):
 
 
 class ClassAggregation(nn.Module):
-    """Class transformer: tokens = classes at each location, text guidance in q/k.
+    """Class transformer (public CAT-Seg ``ClassTransformerLayer``): tokens = classes at each location,
+    text guidance in q/k, linear attention.
 
-    x: B×C×K×H×W, t: B×K×G. ``pool``: 2×2 average pooling of the cost before attention (training)."""
+    x: B×C×K×H×W, t: B×K×G → ``x + up(p)`` with ``p = pool(x)``, ``p ← p + attn(norm1(p), t)``,
+    ``p ← p + MLP(norm2(p))`` and ``up`` bilinear (align_corners=True) back to H×W: the identity is
+    carried twice, as in the public code. ``pool``: average-pooling kernel (public ``POOLING_SIZES``,
+    2×2 for ViT-B and ViT-L, train and eval; None = none). ``pad_len``: below that many classes the
+    sequence is padded with a learnable token (and guidance) before the attention, so the linear
+    attention always sees ``pad_len`` tokens (0 = off)."""
 
-    def __init__(self, dim: int, guid: int, heads: int = 4, pool: bool = False):
+    def __init__(self, dim: int, guid: int, heads: int = 4, pool: tuple | None = (2, 2), pad_len: int = 256):
         super().__init__()
-        self.heads, self.pool = heads, pool
+        self.heads, self.pool, self.pad_len = heads, tuple(pool) if pool else None, pad_len
         self.q = nn.Linear(dim + guid, dim)
         self.k = nn.Linear(dim + guid, dim)
         self.v = nn.Linear(dim, dim)
         self.attn = LinearAttention()
         self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.mlp = nn.Sequential(nn.Linear(dim, dim * 4), nn.ReLU(), nn.Linear(dim * 4, dim))
+        self.padding_tokens = nn.Parameter(torch.zeros(1, 1, dim)) if pad_len > 0 else None
+        self.padding_guidance = nn.Parameter(torch.zeros(1, 1, guid)) if pad_len > 0 and guid > 0 else None
 
     def forward(self, x, t):
         b, c, k, h, w = x.shape
-        y = x
-        if self.pool and self.training and h > 1 and w > 1:
-            y = F.avg_pool2d(x.reshape(b, c * k, h, w), 2).view(b, c, k, h // 2, w // 2)
+        y = x.reshape(b, c * k, h, w)
+        if self.pool is not None:
+            y = F.avg_pool2d(y, self.pool)
         hp, wp = y.shape[-2:]
-        y = y.permute(0, 3, 4, 2, 1).reshape(b * hp * wp, k, c)  # N×K×C
+        y = y.view(b, c, k, hp, wp).permute(0, 3, 4, 2, 1).reshape(b * hp * wp, k, c)  # N×K×C
+        kk = k
+        if self.padding_tokens is not None and k < self.pad_len:
+            kk = self.pad_len
+            y = torch.cat([y, self.padding_tokens.expand(y.shape[0], kk - k, -1)], 1)
+            if t is not None and self.padding_guidance is not None:
+                t = torch.cat([t, self.padding_guidance.expand(b, kk - k, -1)], 1)
         y0 = self.norm1(y)
         yg = torch.cat([y0, t.repeat_interleave(hp * wp, 0)], -1) if t is not None else y0
-        q, kk = self.q(yg), self.k(yg)
-        v = self.v(y0)
-        sh = lambda z: z.view(z.shape[0], k, self.heads, -1).transpose(1, 2)  # noqa: E731
-        out = self.attn(sh(q), sh(kk), sh(v)).transpose(1, 2).reshape(-1, k, c)
+        sh = lambda z: z.view(z.shape[0], kk, self.heads, -1).transpose(1, 2)  # noqa: E731
+        out = self.attn(sh(self.q(yg)), sh(self.k(yg)), sh(self.v(y0))).transpose(1, 2).reshape(-1, kk, c)
         y = y + out
         y = y + self.mlp(self.norm2(y))
-        y = y.view(b, hp, wp, k, c).permute(0, 4, 3, 1, 2)
-        if (hp, wp) != (h, w):
-            y = F.interpolate(y.reshape(b, c * k, hp, wp), size=(h, w), mode="bilinear", align_corners=False)
-            y = y.view(b, c, k, h, w)
-        return y
+        y = y.view(b, hp, wp, kk, c).permute(0, 3, 4, 1, 2).reshape(b * kk, c, hp, wp)
+        y = F.interpolate(y, size=(h, w), mode="bilinear", align_corners=True)
+        y = y.view(b, kk, c, h, w)[:, :k].transpose(1, 2)
+        return x + y
 
 
 class DoubleConv(nn.Sequential):

@@ -1,41 +1,69 @@
 """CAT-Seg: cosine cost volume between dense CLIP tokens and class text, spatial (Swin) + class
 (linear attention) aggregation, two up blocks guided by intermediate CLIP layers.
 
-forward(images B×3×S×S, class_names list[str]) → logits B×K×(S/4·…)=B×K×4h×4w (h = S/patch)."""
+:class:`CostModel` is the CLIP half every model of the family shares (partially fine-tuned CLIP, text
+embeddings, dense image features, cosine cost, CLIP decoder-guidance upsamplers, parameter groups); it
+builds no aggregator. Each model composes its own components after ``CostModel.__init__``.
+
+forward(images B×3×S×S, class_names list[str]) → logits B×K×4h×4w (h = S/patch)."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from dglrsis.vit import default_layers
 
 from .blocks import ClassAggregation, SpatialAggregation, Up
 from .clip_dense import count_trainable_clip, dense_clip_features, select_clip_finetune
 from .config import ModelConfig
 
 
-class Aggregator(nn.Module):
-    """Cost embedding, aggregation layers, decoder. cost: B×P×K×h×w → logits B×K×4h×4w."""
+def catseg_layers(cfg: ModelConfig, grid: int) -> nn.ModuleList:
+    """CAT-Seg aggregation layers: ``num_layers`` × [SpatialAggregation, ClassAggregation]."""
+    return nn.ModuleList(
+        nn.ModuleList(
+            [
+                SpatialAggregation(cfg.hidden, cfg.guidance_dim, cfg.heads, cfg.window, grid),
+                ClassAggregation(cfg.hidden, cfg.text_guidance_dim, cfg.heads, cfg.pool_size, cfg.pad_len),
+            ]
+        )
+        for _ in range(cfg.num_layers)
+    )
 
-    def __init__(self, cfg: ModelConfig, prompts: int, embed: int, grid: int, cost_in: int | None = None):
+
+class Aggregator(nn.Module):
+    """CAT-Seg aggregator: cost embedding, guidance projections, aggregation layers, decoder.
+
+    cost B×P'×K×h×w → logits B×K×4h×4w. Composition points (defaults = CAT-Seg):
+    ``cost_in`` channels of the cost (P'), ``layers`` (pairs of spatial, class modules called as
+    ``spatial(x, g)``, ``cls(x, t)``), ``extra_guidance`` (a module mapping an extra feature map to
+    more image-guidance channels, concatenated after the CLIP guidance) and ``decoder_in`` (input widths
+    of the decoder-guidance projections)."""
+
+    def __init__(
+        self,
+        cfg: ModelConfig,
+        embed: int,
+        grid: int,
+        cost_in: int | None = None,
+        layers: nn.ModuleList | None = None,
+        extra_guidance: nn.Module | None = None,
+        decoder_in: Sequence[int] | None = None,
+    ):
         super().__init__()
         hd = cfg.hidden
-        self.conv1 = nn.Conv2d(cost_in or prompts, hd, 7, padding=3)
+        self.conv1 = nn.Conv2d(cost_in or len(cfg.templates), hd, 7, padding=3)
         self.guidance_proj = nn.Sequential(nn.Conv2d(embed, cfg.guidance_dim, 3, padding=1), nn.ReLU())
         self.text_guidance_proj = nn.Sequential(nn.Linear(embed, cfg.text_guidance_dim), nn.ReLU())
-        self.layers = nn.ModuleList()
-        for _ in range(cfg.num_layers):
-            self.layers.append(
-                nn.ModuleList(
-                    [
-                        SpatialAggregation(hd, cfg.guidance_dim, cfg.heads, cfg.window, grid),
-                        ClassAggregation(hd, cfg.text_guidance_dim, cfg.heads, cfg.class_pool),
-                    ]
-                )
-            )
-        gd, gp, dd = cfg.decoder_guidance_dims, cfg.decoder_guidance_proj_dims, cfg.decoder_dims
+        self.layers = layers if layers is not None else catseg_layers(cfg, grid)
+        self.extra_guidance = extra_guidance
+        gd, gp, dd = decoder_in or cfg.decoder_guidance_dims, cfg.decoder_guidance_proj_dims, cfg.decoder_dims
         self.decoder_guidance = nn.ModuleList(
-            [nn.Sequential(nn.Conv2d(a, b, 3, padding=1), nn.ReLU()) for a, b in zip(gd, gp, strict=False)]
+            [nn.Sequential(nn.Conv2d(a, b, 3, padding=1), nn.ReLU()) for a, b in zip(gd, gp, strict=True)]
         )
         self.decoder1 = Up(hd, dd[0], gp[0])
         self.decoder2 = Up(dd[0], dd[1], gp[1])
@@ -47,9 +75,11 @@ class Aggregator(nn.Module):
         x = self.conv1(cost.transpose(1, 2).reshape(b * k, p, h, w))
         return x.view(b, k, -1, h, w).transpose(1, 2)
 
-    def aggregate(self, x, img_guid, text_guid):
-        """x B×C×K×h×w, img_guid B×E×h×w, text_guid B×K×E → B×C×K×h×w."""
+    def aggregate(self, x, img_guid, text_guid, extra=None):
+        """x B×C×K×h×w, img_guid B×E×h×w, text_guid B×K×E (, extra for ``extra_guidance``) → B×C×K×h×w."""
         g = self.guidance_proj(img_guid)
+        if self.extra_guidance is not None:
+            g = torch.cat([g, self.extra_guidance(extra)], 1)
         t = self.text_guidance_proj(text_guid)
         for spatial, cls in self.layers:
             x = spatial(x, g)
@@ -57,11 +87,11 @@ class Aggregator(nn.Module):
         return x
 
     def decode(self, x, dec_guid):
-        """x B×C×K×h×w, dec_guid [B×256×2h×2w, B×128×4h×4w] → B×K×4h×4w."""
+        """x B×C×K×h×w, dec_guid [B×·×2h×2w, B×·×4h×4w] → B×K×4h×4w."""
         b, c, k, h, w = x.shape
         x = x.transpose(1, 2).reshape(b * k, c, h, w)
         gs = [
-            proj(g).repeat_interleave(k, 0) for proj, g in zip(self.decoder_guidance, dec_guid, strict=False)
+            proj(g).repeat_interleave(k, 0) for proj, g in zip(self.decoder_guidance, dec_guid, strict=True)
         ]
         x = self.decoder1(x, gs[0])
         x = self.decoder2(x, gs[1])
@@ -77,8 +107,10 @@ def default_input_size(clip_model, clip_size: int) -> int:
     return {16: 384, 14: 336}.get(patch, clip_size)
 
 
-class CATSeg(nn.Module):
-    """CAT-Seg with a registry CLIP (``dglrsis.models.load_clip``)."""
+class CostModel(nn.Module):
+    """The CLIP half shared by the family (registry CLIP via ``dglrsis.models.load_clip``): partially
+    fine-tuned CLIP, prompt text embeddings, dense image features, cosine cost volume, CLIP
+    decoder-guidance upsamplers (``upsample1`` ×2, ``upsample2`` ×4), optimiser groups and counts."""
 
     def __init__(self, cfg: ModelConfig, clip_bundle=None):
         super().__init__()
@@ -92,30 +124,28 @@ class CATSeg(nn.Module):
         self.mean, self.std = tuple(clip_bundle.mean), tuple(clip_bundle.std)
         self.input_size = cfg.input_size or default_input_size(self.clip, clip_bundle.image_size)
         vis = self.clip.visual
-        patch = vis.conv1.kernel_size[0]
-        self.grid = self.input_size // patch
+        self.grid = self.input_size // vis.conv1.kernel_size[0]
         width = vis.conv1.out_channels
         nl = len(vis.transformer.resblocks)
-        self.guidance_layers = tuple(cfg.guidance_layers or (max(nl // 3 - 1, 0), max(2 * nl // 3 - 1, 0)))
-        embed = clip_bundle.embed_dim
+        self.guidance_layers = tuple(cfg.guidance_layers or default_layers(nl))
+        self.embed = clip_bundle.embed_dim
         self.clip_trainable = select_clip_finetune(self.clip, text=cfg.finetune_text)
         gd = cfg.decoder_guidance_dims
         self.upsample1 = nn.ConvTranspose2d(width, gd[0], 2, stride=2)
         self.upsample2 = nn.ConvTranspose2d(width, gd[1], 4, stride=4)
-        self.aggregator = self._make_aggregator(cfg, embed)
         self._text_cache: dict = {}
-
-    def _make_aggregator(self, cfg, embed):
-        return Aggregator(cfg, len(cfg.templates), embed, self.grid)
 
     # ------------------------------------------------------------------ text
     def text_embeddings(self, class_names: list[str]) -> torch.Tensor:
-        """K×P×E L2-normalised text features (cached when the text tower is frozen or in eval mode)."""
+        """K×P×E L2-normalised text features (cached when the text tower is frozen or in eval mode).
+
+        A name listing synonyms (``"harbor, port"``) is prompted with its first one, as the public
+        CAT-Seg does."""
         key = tuple(class_names)
         cacheable = not (self.training and self.cfg.finetune_text)
         if cacheable and key in self._text_cache:
             return self._text_cache[key]
-        prompts = [t.format(c) for c in class_names for t in self.cfg.templates]
+        prompts = [t.format(c.split(", ")[0]) for c in class_names for t in self.cfg.templates]
         dev = self.clip.visual.conv1.weight.device
         tokens = self.tokenizer(prompts).to(dev)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not cacheable):
@@ -132,7 +162,13 @@ class CATSeg(nn.Module):
     # ------------------------------------------------------------------ image
     def image_features(self, images: torch.Tensor):
         """→ (dense B×h×w×E, [B×W×h×w at the guidance layers])."""
-        return dense_clip_features(self.clip.visual, images, self.guidance_layers)
+        return dense_clip_features(self.clip.visual, images, self.guidance_layers, self.cfg.dense_value_path)
+
+    @staticmethod
+    def text_guidance(text: torch.Tensor, batch: int | None = None) -> torch.Tensor:
+        """Prompt mean, re-normalised (public CAT-Seg): K×P×E → B×K×E (``batch`` B), or B×K×P×E → B×K×E."""
+        t = F.normalize(text.mean(-2), dim=-1)
+        return t[None].expand(batch, -1, -1) if text.dim() == 3 else t
 
     @staticmethod
     def cost_volume(img: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
@@ -144,22 +180,14 @@ class CATSeg(nn.Module):
         return torch.einsum("bhwe,bkpe->bpkhw", img, text)
 
     def decoder_guidance(self, inter):
+        """CLIP intermediate layers [B×W×h×w]×2 → [B×256×2h×2w, B×128×4h×4w] (ViT-B widths)."""
         return [self.upsample1(inter[0]), self.upsample2(inter[1])]
-
-    def forward(self, images: torch.Tensor, class_names: list[str]) -> torch.Tensor:
-        """images B×3×S×S normalised with self.mean/std → logits B×K×(4·S/patch)²."""
-        text = self.text_embeddings(class_names)  # K×P×E
-        img, inter = self.image_features(images)
-        cost = self.cost_volume(img, text)
-        text_guid = text.mean(1)[None].expand(images.shape[0], -1, -1)
-        return self.aggregator(cost, img.permute(0, 3, 1, 2), text_guid, self.decoder_guidance(inter))
 
     # ------------------------------------------------------------------ optimisation
     def param_groups(self, lr: float, clip_lr_mult: float = 0.01, weight_decay: float = 1e-4) -> list[dict]:
         """Head params at lr (AdamW wd), CLIP q/v + positional embeddings at lr×clip_lr_mult, wd 0
-        (so the masked k rows of the fused in_proj stay unchanged)."""
+        (so the masked k rows of the fused in_proj stay unchanged). Frozen backbones are in neither."""
         clip_ids = {id(p) for p in self.clip.parameters()}
-        clip_ids |= {id(p) for n, p in self.named_parameters() if n.startswith("dino.")}
         head = [p for p in self.parameters() if p.requires_grad and id(p) not in clip_ids]
         clip = [p for p in self.clip_trainable if p.requires_grad]
         return [
@@ -172,6 +200,37 @@ class CATSeg(nn.Module):
         clip_ids = {id(p) for p in self.clip.parameters()}
         head = sum(p.numel() for p in self.parameters() if p.requires_grad and id(p) not in clip_ids)
         return head + count_trainable_clip(self.clip_trainable)
+
+
+class CATSeg(CostModel):
+    """CAT-Seg: :class:`CostModel` + the CAT-Seg :class:`Aggregator`."""
+
+    def __init__(self, cfg: ModelConfig, clip_bundle=None):
+        super().__init__(cfg, clip_bundle)
+        self.aggregator = Aggregator(cfg, self.embed, self.grid)
+
+    def forward(self, images: torch.Tensor, class_names: list[str]) -> torch.Tensor:
+        """images B×3×S×S normalised with self.mean/std → logits B×K×(4·S/patch)².
+
+        Beyond ``cfg.pad_len`` classes only the ``pad_len`` with the highest cost anywhere in the image
+        are aggregated (per image); the others get logit −100 (public CAT-Seg)."""
+        text = self.text_embeddings(class_names)  # K×P×E
+        img, inter = self.image_features(images)
+        b, k = images.shape[0], text.shape[0]
+        text = text[None].expand(b, -1, -1, -1)  # B×K×P×E
+        cost = self.cost_volume(img, text)
+        keep = None
+        if 0 < self.cfg.pad_len < k:
+            keep = cost.amax(dim=(1, 3, 4)).topk(self.cfg.pad_len, dim=1).indices  # B×pad_len
+            text = torch.gather(text, 1, keep[..., None, None].expand(-1, -1, *text.shape[2:]))
+            cost = self.cost_volume(img, text)
+        logits = self.aggregator(
+            cost, img.permute(0, 3, 1, 2), self.text_guidance(text), self.decoder_guidance(inter)
+        )
+        if keep is None:
+            return logits
+        out = logits.new_full((b, k, *logits.shape[2:]), -100.0)
+        return out.scatter(1, keep[..., None, None].expand(-1, -1, *logits.shape[2:]), logits)
 
 
 def build_catseg(cfg: ModelConfig) -> CATSeg:

@@ -1,10 +1,14 @@
 """Dense CLIP features for the cost-aggregation models, and the CAT-Seg partial fine-tuning selection.
 
-Partial fine-tuning choice: open_clip keeps q, k and v of each attention in one fused
-``in_proj_weight`` (3D×D) / ``in_proj_bias`` (3D). We keep the fused tensor trainable and register a
-gradient hook that zeroes the k rows, so only the q and v slices receive gradient. The CLIP parameter
-group uses weight decay 0 so that AdamW leaves the k slice untouched (zero gradient → zero Adam update).
-Positional embeddings (image and text) are trainable; everything else in CLIP is frozen.
+Dense features follow the public CAT-Seg (``model_vpt.py`` ``forward_dense``): the last visual block's
+attention is replaced by its value path — ``out_proj(W_v·ln_1(x) + b_v)`` plus the input CLS token as
+residual — followed by the block's MLP; every other block runs as usual.
+
+Partial fine-tuning as the public code's ``CLIP_FINETUNE: attention``: only the q and v projection
+*weights* of every attention (both towers) train; biases, positional embeddings and everything else in
+CLIP are frozen. open_clip keeps q, k and v in one fused ``in_proj_weight`` (3D×D): the fused tensor
+stays trainable with a gradient hook that zeroes its k rows, and the CLIP parameter group uses weight
+decay 0 so that AdamW leaves the k slice untouched (zero gradient → zero Adam update).
 """
 
 from __future__ import annotations
@@ -13,35 +17,41 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-def interp_pos_embed(pos: torch.Tensor, grid: int) -> torch.Tensor:
-    """Resize a ViT positional embedding (1+N)×D (CLS first) to 1+grid² tokens (bicubic)."""
-    cls, patch = pos[:1], pos[1:]
-    old = int(round(patch.shape[0] ** 0.5))
-    if old == grid:
-        return pos
-    patch = patch.reshape(1, old, old, -1).permute(0, 3, 1, 2)
-    patch = F.interpolate(patch, size=(grid, grid), mode="bicubic", align_corners=False)
-    return torch.cat([cls, patch.permute(0, 2, 3, 1).reshape(grid * grid, -1)], 0)
+from dglrsis.vit import interpolate_pos_embed, tokens_to_grid
 
 
-def dense_clip_features(visual: nn.Module, images: torch.Tensor, layers: tuple[int, ...]):
+def value_path(blk: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The public CAT-Seg dense last block: x B×N×D → ``v + MLP(ln_2(v))`` with
+    ``v = out_proj(W_v·ln_1(x) + b_v) + x[:, :1]`` (the CLS token as residual of every token)."""
+    attn = blk.attn
+    d = attn.embed_dim
+    bias = attn.in_proj_bias[2 * d :] if attn.in_proj_bias is not None else None
+    v = attn.out_proj(F.linear(blk.ln_1(x), attn.in_proj_weight[2 * d :], bias))
+    v = getattr(blk, "ls_1", nn.Identity())(v) + x[:, :1]
+    return v + getattr(blk, "ls_2", nn.Identity())(blk.mlp(blk.ln_2(v)))
+
+
+def dense_clip_features(
+    visual: nn.Module, images: torch.Tensor, layers: tuple[int, ...], value_last: bool = True
+):
     """Run an open_clip VisionTransformer densely.
 
     images: B×3×H×W normalised. Returns (tokens B×h×w×E after ln_post and proj, [B×D×h×w for each
-    index in ``layers`` — outputs of those residual blocks, 0-based]).
+    index in ``layers`` — outputs of those residual blocks, 0-based]). ``value_last``: the last block
+    as :func:`value_path` (public CAT-Seg); False → the standard block.
     """
     x = visual.conv1(images)  # B×D×h×w
     b, d, h, w = x.shape
     x = x.flatten(2).transpose(1, 2)  # B×hw×D
     cls = visual.class_embedding.to(x.dtype).expand(b, 1, d)
-    x = torch.cat([cls, x], 1) + interp_pos_embed(visual.positional_embedding, h).to(x.dtype)
+    x = torch.cat([cls, x], 1) + interpolate_pos_embed(visual.positional_embedding, (h, w)).to(x.dtype)
     x = visual.ln_pre(x)
     inter = []
-    for i, blk in enumerate(visual.transformer.resblocks):
-        x = blk(x)
+    blocks = visual.transformer.resblocks
+    for i, blk in enumerate(blocks):
+        x = value_path(blk, x) if value_last and i == len(blocks) - 1 else blk(x)
         if i in layers:
-            inter.append(x[:, 1:].transpose(1, 2).reshape(b, d, h, w))
+            inter.append(tokens_to_grid(x, (h, w)))
     x = visual.ln_post(x[:, 1:])
     if visual.proj is not None:
         x = x @ visual.proj
@@ -58,28 +68,19 @@ def _mask_k_hook(dim: int):
 
 
 def select_clip_finetune(clip: nn.Module, text: bool = True) -> list[nn.Parameter]:
-    """Freeze CLIP except attention q/v (via a k-row gradient mask) and positional embeddings.
-
-    Returns the list of trainable CLIP parameters. ``text``: also fine-tune the text tower's attention.
-    """
+    """Freeze CLIP except the attention q/v projection weights (a k-row gradient mask on the fused
+    ``in_proj_weight``) of the visual tower and (``text``) the text tower. Returns those parameters."""
     for p in clip.parameters():
         p.requires_grad_(False)
     towers = [clip.visual.transformer] + ([clip.transformer] if text else [])
-    out: list[nn.Parameter] = [clip.visual.positional_embedding]
-    if text:
-        out.append(clip.positional_embedding)
+    out: list[nn.Parameter] = []
     for tower in towers:
         for blk in tower.resblocks:
-            attn = blk.attn
-            for p in (attn.in_proj_weight, attn.in_proj_bias):
-                if p is None:
-                    continue
-                p.requires_grad_(True)
-                p.register_hook(_mask_k_hook(attn.embed_dim))
-                p._is_in_proj = True  # only 2/3 of it (q, v) is trained
-                out.append(p)
-    for p in out:
-        p.requires_grad_(True)
+            p = blk.attn.in_proj_weight
+            p.requires_grad_(True)
+            p.register_hook(_mask_k_hook(blk.attn.embed_dim))
+            p._is_in_proj = True  # only 2/3 of it (q, v) is trained
+            out.append(p)
     return out
 
 

@@ -1,16 +1,27 @@
-"""Configuration shared by all cost-aggregation models (one dataclass, one switch per paper component)."""
+"""Typed model configurations: :class:`ModelConfig` holds what every model of the family uses (the
+CAT-Seg fields); each other model has its own dataclass adding only its switches. A key a model does not
+use is an error naming the key (``qgff`` on CAT-Seg), and every value is checked against its field's type.
+
+``model_config(name, values)`` builds the config of a registered model from a mapping (YAML content,
+overrides), ``check_fields`` is the type check shared with the training config."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass
+
+from dglrsis.errors import DglrsisError
 
 DEFAULT_TEMPLATES = ("A photo of a {} in the scene",)
 
 
 @dataclass
 class ModelConfig:
+    """CAT-Seg, and the fields every model of the family shares."""
+
     clip: str = "ViT-B-16:random"  # CLIP registry name (dglrsis.models.load_clip)
-    dino: str = "rsib:random"  # DINO registry name (GSNet / RSKT-Seg / DR-Seg only)
     templates: tuple = DEFAULT_TEMPLATES  # prompt templates P, each with one "{}"
     input_size: int | None = None  # image side; None → 384 (patch 16), 336 (patch 14), else CLIP's size
     hidden: int = 128  # aggregation width
@@ -23,36 +34,122 @@ class ModelConfig:
     decoder_guidance_dims: tuple = (256, 128)  # guidance upsampler outputs (×2, ×4)
     decoder_guidance_proj_dims: tuple = (32, 16)  # their projection inside the decoder
     guidance_layers: tuple | None = None  # CLIP blocks for decoder guidance; None → (L/3−1, 2L/3−1)
-    class_pool: bool = False  # 2×2 avg-pool of the cost in the class transformer (training only)
-    finetune_text: bool = True  # also fine-tune the text tower's attention q/v
-    # Pi-Seg
+    pool_size: tuple | None = (2, 2)  # class-aggregation average pooling (public POOLING_SIZES); None → off
+    pad_len: int = 256  # class aggregation padded to / top-k'd to this many classes (public pad_len; 0 → off)
+    dense_value_path: bool = True  # last CLIP block as value path + CLS residual (public dense features)
+    finetune_text: bool = True  # also fine-tune the text tower's attention q/v weights
+
+
+@dataclass
+class PiSegConfig(ModelConfig):
+    """Pi-Seg = CAT-Seg + Text-SPM / Image-SPM."""
+
     text_spm: bool = True  # Text-SPM: learnable μ, σ perturbation of text embeddings
     image_spm: bool = True  # Image-SPM: text-guided cross-attention predicting μ, σ per location
     noise: str = "gaussian"  # noise family: gaussian | laplace | uniform | student_t
     spm_reduction: int = 2  # Image-SPM channel reduction r
     spm_init_std: float = 0.02  # Text-SPM σ initialisation
     student_t_df: float = 5.0  # degrees of freedom ν of the Student-t noise
-    # GSNet
+
+
+@dataclass
+class GSNetConfig(ModelConfig):
+    """GSNet = CAT-Seg + frozen DINO stream (DSIE), QGFF, RIPD."""
+
+    dino: str = "rsib:random"  # DINO registry name (frozen)
     qgff: bool = True  # QGFF: gated fusion of the DINO text-cost volume (+ CLIP residual)
     ripd: bool = True  # RIPD: DINO intermediate layers as extra decoder guidance
-    # DR-Seg
+
+
+@dataclass
+class DRSegConfig(ModelConfig):
+    """DR-Seg = CAT-Seg + SPSD / PDGR / UGAF."""
+
+    dino: str = "rsib:random"  # DINO registry name (frozen; PDGR's graph)
     spsd_ratio: float = 0.5  # SPSD semantic ratio ρ (share of channels kept untouched)
-    spsd_path: str | None = (
-        None  # SPSD ranking JSON from `python -m dglrsis.trainable.spsd`; None → identity order (warned)
-    )
+    spsd_path: str | None = None  # SPSD ranking JSON (trainable.spsd) or "identity"; None → error
     pdgr_k: int = 75  # PDGR top-k neighbours (0 → PDGR off)
     ugaf: bool = True  # UGAF entropy gate (False → plain average of the two costs)
-    # RSKT-Seg
+
+
+@dataclass
+class RSKTSegConfig(ModelConfig):
+    """RSKT-Seg = CAT-Seg cost + RS-CMA, RS-Fusion, RS-Transfer with frozen DINO and RemoteCLIP."""
+
+    dino: str = "rsib:random"  # DINO registry name (frozen)
     rclip: str = "ViT-B-32:random"  # RemoteCLIP registry name (e.g. RemoteCLIP-ViT-B-32), frozen
     use_rotations: bool = True  # RS-CMA: CLIP cost on 0/90/180/270° rotations (else 0° only)
     use_dino_cost: bool = True  # RS-CMA: DINO cost map fused by sigmoid-gated 7×7 convs
     set_sr: int = 2  # RS-Fusion SET spatial-reduction ratio (1 = no reduction)
     cet: bool = True  # RS-Fusion CET class attention (False → CAT-Seg linear class attention)
-    rclip_guidance_dims: tuple = (
-        96,
-        48,
-    )  # RemoteCLIP guidance upsampler outputs per level (sized to the ≈11.35 M head budget)
+    rclip_guidance_dims: tuple = (96, 48)  # RemoteCLIP guidance per level (sized to the ≈11.35 M head budget)
     dino_guidance_dims: tuple = (256, 128)  # DINO guidance upsampler outputs per decoder level
-    extra: dict = field(
-        default_factory=dict
-    )  # free-form overrides for experiments (logged, unused by default)
+
+
+CONFIGS: dict[str, type[ModelConfig]] = {
+    "catseg": ModelConfig,
+    "piseg": PiSegConfig,
+    "gsnet": GSNetConfig,
+    "drseg": DRSegConfig,
+    "rsktseg": RSKTSegConfig,
+}
+
+
+def _type_ok(value, hint) -> bool:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is tuple:
+        return isinstance(value, (tuple, list))
+    if hint is list:
+        return isinstance(value, (list, tuple))
+    return isinstance(value, hint) if isinstance(hint, type) else True
+
+
+def check_fields(cls: type, values: dict, where: str, owner: str | None = None) -> dict:
+    """``values`` checked against the dataclass ``cls``: unknown keys and wrong types raise a
+    DglrsisError naming ``where.key``; lists become tuples and ints floats where the field says so."""
+    if not isinstance(values, dict):
+        raise DglrsisError(f"config section {where!r} must be a mapping")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    out = {}
+    for key, value in values.items():
+        if key not in known:
+            raise DglrsisError(
+                f"{where}.{key} is not an option of {owner or cls.__name__}; "
+                f"known: {', '.join(sorted(known))}"
+            )
+        hint = hints[key]
+        if not _type_ok(value, hint):
+            raise DglrsisError(f"{where}.{key} must be {_name(hint)}, got {value!r}")
+        members = set(typing.get_args(hint)) or {hint}
+        if isinstance(value, list) and tuple in members:
+            value = tuple(value)
+        elif isinstance(value, int) and not isinstance(value, bool) and float in members:
+            value = float(value)
+        out[key] = value
+    return out
+
+
+def _name(hint) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("NoneType", "null")
+
+
+def config_class(name: str) -> type[ModelConfig]:
+    """The config dataclass of model ``name`` (:class:`ModelConfig` for names not in CONFIGS)."""
+    return CONFIGS.get(name, ModelConfig)
+
+
+def model_config(name: str, values: dict | None = None, **kw) -> ModelConfig:
+    """The typed config of model ``name`` from ``values`` / keywords (checked, see check_fields)."""
+    cls = config_class(name)
+    return cls(**check_fields(cls, {**(values or {}), **kw}, "model", f"{name} ({cls.__name__})"))

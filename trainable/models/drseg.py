@@ -5,7 +5,6 @@ refined cost with the rotation-averaged CLIP cost), then CAT-Seg aggregation and
 from __future__ import annotations
 
 import json
-import logging
 
 import torch
 import torch.nn.functional as F
@@ -13,10 +12,10 @@ from torch import nn
 
 from dglrsis.errors import DglrsisError
 
+from .backbone import FrozenBackbone
 from .catseg import CATSeg
-from .config import ModelConfig
-
-log = logging.getLogger(__name__)
+from .config import DRSegConfig
+from .rsktseg import rotated_costs
 
 
 class PDGR(nn.Module):
@@ -51,85 +50,101 @@ class PDGR(nn.Module):
         return self.norm(x + F.relu(self.proj(agg)))
 
 
+def read_spsd_order(path: str, embed: int) -> torch.Tensor:
+    """The channel order of an SPSD ranking JSON (``python -m dglrsis.trainable.spsd``), checked to be a
+    permutation of ``embed`` channels."""
+    try:
+        order = torch.tensor(json.loads(open(path).read())["order"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DglrsisError(
+            f"cannot read the SPSD ranking {path} ({type(exc).__name__}: {exc}); "
+            "compute it with python -m dglrsis.trainable.spsd"
+        ) from None
+    if sorted(order.tolist()) != list(range(embed)):
+        raise DglrsisError(f"SPSD ranking {path} is not a permutation of the {embed} CLIP channels")
+    return order
+
+
+class SPSD(nn.Module):
+    """Semantic/structure channel split: channels in ranking ``order``; the first ``round(ratio·E)``
+    are semantic (kept), the rest structural (rectified). ``split`` x …×E → (semantic, structure);
+    ``merge`` inverts it."""
+
+    def __init__(self, order: torch.Tensor, ratio: float):
+        super().__init__()
+        self.register_buffer("order", order, persistent=True)
+        self.n_sem = int(round(ratio * order.numel()))
+
+    def split(self, x):
+        x = x[..., self.order]
+        return x[..., : self.n_sem], x[..., self.n_sem :]
+
+    def merge(self, sem, st):
+        x = torch.cat([sem, st], -1)
+        out = torch.empty_like(x)
+        out[..., self.order] = x
+        return out
+
+
+class UGAF(nn.Module):
+    """Uncertainty-gated adaptive fusion: the normalised class entropy of the original cost (softmax at
+    temperature 0.07) through a 1×1 conv and a sigmoid gates the refined cost: ``c_orig + g·c_ref``."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = nn.Conv2d(1, 1, 1)
+
+    def forward(self, c_orig, c_ref):
+        """c_orig, c_ref B×P×K×h×w → fused B×P×K×h×w."""
+        prob = (c_orig.mean(1) / 0.07).softmax(1)  # B×K×h×w
+        ent = -(prob * prob.clamp_min(1e-12).log()).sum(1, keepdim=True) / torch.log(
+            torch.tensor(max(prob.shape[1], 2.0))
+        )
+        return c_orig + torch.sigmoid(self.proj(ent))[:, None] * c_ref
+
+
 class DRSeg(CATSeg):
     """CAT-Seg + SPSD/PDGR/UGAF (switches: cfg.spsd_ratio, cfg.pdgr_k (0 → off), cfg.ugaf)."""
 
-    def __init__(self, cfg: ModelConfig, clip_bundle=None, dino_bundle=None):
-        from dglrsis.models import load_dino
-
-        dino_b = dino_bundle or load_dino(cfg.dino)
+    def __init__(self, cfg: DRSegConfig, clip_bundle=None, dino_bundle=None):
         super().__init__(cfg, clip_bundle)
-        self.dino = dino_b.model.requires_grad_(False)
-        embed = self.aggregator.text_guidance_proj[0].in_features
-        order = torch.arange(embed)
-        if cfg.spsd_path:
-            try:
-                order = torch.tensor(json.loads(open(cfg.spsd_path).read())["order"])
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                raise DglrsisError(
-                    f"cannot read the SPSD ranking {cfg.spsd_path} ({type(exc).__name__}: {exc}); "
-                    "compute it with python -m dglrsis.trainable.spsd"
-                ) from None
-            if sorted(order.tolist()) != list(range(embed)):
-                raise DglrsisError(
-                    f"SPSD ranking {cfg.spsd_path} is not a permutation of the {embed} CLIP channels"
-                )
+        self.dino = FrozenBackbone.dino(cfg.dino, dino_bundle)
+        if cfg.spsd_path is None:
+            raise DglrsisError(
+                "DR-Seg needs an SPSD channel ranking: set model.spsd_path to the JSON written by "
+                "python -m dglrsis.trainable.spsd (or model.spsd_path=identity for the unranked ablation)"
+            )
+        if cfg.spsd_path == "identity":
+            order = torch.arange(self.embed)
         else:
-            log.warning("DR-Seg: no SPSD ranking given (spsd_path); using identity channel order")
-        self.register_buffer("spsd_order", order, persistent=True)
-        self.n_sem = int(round(cfg.spsd_ratio * embed))
-        self.pdgr = (
-            PDGR(embed - self.n_sem, dino_b.embed_dim, cfg.pdgr_k)
-            if cfg.pdgr_k > 0 and self.n_sem < embed
-            else None
-        )
-        self.ugaf_proj = nn.Conv2d(1, 1, 1)
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        if hasattr(self, "dino"):
-            self.dino.eval()
-        return self
+            order = read_spsd_order(cfg.spsd_path, self.embed)
+        self.spsd = SPSD(order, cfg.spsd_ratio)
+        n_st = self.embed - self.spsd.n_sem
+        self.pdgr = PDGR(n_st, self.dino.dim, cfg.pdgr_k) if cfg.pdgr_k > 0 and n_st > 0 else None
+        self.ugaf = UGAF() if cfg.ugaf else None
 
     def refine(self, img, images):
         """img B×h×w×E → refined B×h×w×E (structure channels rectified on the DINO graph)."""
         if self.pdgr is None:
             return img
         b, h, w, e = img.shape
-        with torch.no_grad():
-            d = self.dino(pixel_values=images, interpolate_pos_encoding=True).last_hidden_state[:, 1:]
-        g = int(d.shape[1] ** 0.5)
-        d = F.adaptive_avg_pool2d(d.transpose(1, 2).reshape(b, -1, g, g), (h, w)).flatten(2).transpose(1, 2)
-        x = img.reshape(b, h * w, e)[..., self.spsd_order]
-        st = self.pdgr(x[..., self.n_sem :], d, h, w)
-        x = torch.cat([x[..., : self.n_sem], st], -1)
-        out = torch.empty_like(x)
-        out[..., self.spsd_order] = x
-        return out.view(b, h, w, e)
+        d, _ = self.dino(images)
+        d = F.adaptive_avg_pool2d(d, (h, w)).flatten(2).transpose(1, 2)
+        sem, st = self.spsd.split(img.reshape(b, h * w, e))
+        return self.spsd.merge(sem, self.pdgr(st, d, h, w)).view(b, h, w, e)
 
     def forward(self, images: torch.Tensor, class_names: list[str]) -> torch.Tensor:
         """images B×3×S×S → logits B×K×4h×4w."""
         text = self.text_embeddings(class_names)
         b = images.shape[0]
-        batch = torch.cat([torch.rot90(images, r, (2, 3)) for r in range(4)], 0)
-        img_all, inter_all = self.image_features(batch)
-        c_orig = torch.stack(
-            [torch.rot90(self.cost_volume(img_all[r * b : (r + 1) * b], text), -r, (3, 4)) for r in range(4)]
-        ).mean(0)  # B×P×K×h×w
-        img, inter = img_all[:b], [t[:b] for t in inter_all]
+        costs, img, inter = rotated_costs(self, images, text, 4)
+        c_orig = torch.stack(costs).mean(0)  # B×P×K×h×w
         c_ref = self.cost_volume(self.refine(img, images), text)
-        if self.cfg.ugaf:
-            prob = (c_orig.mean(1) / 0.07).softmax(1)  # B×K×h×w
-            ent = -(prob * prob.clamp_min(1e-12).log()).sum(1, keepdim=True) / torch.log(
-                torch.tensor(max(prob.shape[1], 2.0))
-            )
-            cost = c_orig + torch.sigmoid(self.ugaf_proj(ent))[:, None] * c_ref
-        else:
-            cost = 0.5 * (c_orig + c_ref)
+        cost = self.ugaf(c_orig, c_ref) if self.ugaf is not None else 0.5 * (c_orig + c_ref)
         return self.aggregator(
-            cost, img.permute(0, 3, 1, 2), text.mean(1)[None].expand(b, -1, -1), self.decoder_guidance(inter)
+            cost, img.permute(0, 3, 1, 2), self.text_guidance(text, b), self.decoder_guidance(inter)
         )
 
 
-def build_drseg(cfg: ModelConfig) -> DRSeg:
+def build_drseg(cfg: DRSegConfig) -> DRSeg:
     return DRSeg(cfg)

@@ -6,87 +6,98 @@ Switches: ``cfg.qgff`` (False → CLIP cost only), ``cfg.ripd`` (False → CLIP 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from .catseg import Aggregator, CATSeg
-from .config import ModelConfig
+from .backbone import FrozenBackbone
+from .catseg import Aggregator, CostModel
+from .config import GSNetConfig
 from .rsktseg import resampler
 
 
-class GSNet(CATSeg):
-    """CAT-Seg + DINO stream (QGFF cost fusion, RIPD guidance)."""
+class DSIE(nn.Module):
+    """Dual-stream image encoder: the model's partially fine-tuned CLIP (passed in as ``model``) and a
+    frozen DINO (child ``dino``). → (CLIP dense B×h×w×E, CLIP guidance layers, DINO last B×D×g×g,
+    DINO guidance layers)."""
 
-    def __init__(self, cfg: ModelConfig, clip_bundle=None, dino_bundle=None):
-        from dglrsis.models import load_dino
+    def __init__(self, dino: FrozenBackbone):
+        super().__init__()
+        self.dino = dino
 
-        dino_b = dino_bundle or load_dino(cfg.dino)
-        super().__init__(cfg, clip_bundle)
-        self.dino = dino_b.model.requires_grad_(False)
-        self.dino_grid = self.input_size // dino_b.patch_size
-        nd = self.dino.config.num_hidden_layers
-        self.dino_layers = (max(nd // 3 - 1, 0), max(2 * nd // 3 - 1, 0))
-        embed = self.aggregator.text_guidance_proj[0].in_features
-        hd, p = cfg.hidden, len(cfg.templates)
-        self.dino_to_text = nn.Linear(dino_b.embed_dim, embed)  # DINO tokens into the text space
-        self.dino_cost_conv = nn.Conv2d(p, hd, 7, padding=3)
-        self.qgff_gate = nn.Conv2d(2 * hd, hd, 7, padding=3)
-        gd, gp = cfg.decoder_guidance_dims, cfg.decoder_guidance_proj_dims
-        self.dino_up = nn.ModuleList(
-            [
-                resampler(dino_b.embed_dim, c, self.dino_grid, self.grid * f)
-                for c, f in zip(gd, (2, 4), strict=False)
-            ]
+    def forward(self, model: CostModel, images: torch.Tensor):
+        img, inter = model.image_features(images)
+        dino_last, dino_inter = self.dino(images)
+        return img, inter, dino_last, dino_inter
+
+
+class QGFF(nn.Module):
+    """Query-guided feature fusion: DINO tokens projected into the CLIP text space give a second cost
+    volume, embedded by a 7×7 conv and fused with the embedded CLIP cost x by a sigmoid gate:
+    ``x + g·d + (1 − g)·x`` (gated fusion plus the CLIP residual)."""
+
+    def __init__(self, prompts: int, hidden: int, embed: int, dino_dim: int):
+        super().__init__()
+        self.dino_to_text = nn.Linear(dino_dim, embed)
+        self.cost_conv = nn.Conv2d(prompts, hidden, 7, padding=3)
+        self.gate = nn.Conv2d(2 * hidden, hidden, 7, padding=3)
+
+    def forward(self, x, dino_last, text):
+        """x B×C×K×h×w, dino_last B×D×g×g, text K×P×E → B×C×K×h×w."""
+        b, c, k, h, w = x.shape
+        dcost = CostModel.cost_volume(self.dino_to_text(dino_last.permute(0, 2, 3, 1)), text)  # B×P×K×g×g
+        p = dcost.shape[1]
+        d = F.adaptive_avg_pool2d(dcost.transpose(1, 2).reshape(b * k, p, *dcost.shape[-2:]), (h, w))
+        d = self.cost_conv(d)
+        xs = x.transpose(1, 2).reshape(b * k, c, h, w)
+        gate = torch.sigmoid(self.gate(torch.cat([xs, d], 1)))
+        return (xs + gate * d + (1 - gate) * xs).view(b, k, c, h, w).transpose(1, 2)
+
+
+class RIPD(nn.Module):
+    """RS-specific intermediate-layer prior decoding: DINO guidance layers resampled to the decoder
+    grids (×2, ×4 of the cost grid) and concatenated after the CLIP guidance."""
+
+    def __init__(self, dino_dim: int, dims, dino_grid: int, grid: int):
+        super().__init__()
+        self.up = nn.ModuleList(
+            resampler(dino_dim, c, dino_grid, grid * f) for c, f in zip(dims, (2, 4), strict=True)
         )
-        if cfg.ripd:  # decoder guidance = [CLIP; DINO] projected to the CAT-Seg widths
-            self.aggregator.decoder_guidance = nn.ModuleList(
-                [
-                    nn.Sequential(nn.Conv2d(2 * a, b, 3, padding=1), nn.ReLU())
-                    for a, b in zip(gd, gp, strict=False)
-                ]
-            )
 
-    def train(self, mode: bool = True):
-        super().train(mode)
-        if hasattr(self, "dino"):
-            self.dino.eval()
-        return self
+    def forward(self, clip_guid, dino_inter):
+        return [torch.cat([g, up(d)], 1) for g, up, d in zip(clip_guid, self.up, dino_inter, strict=True)]
+
+
+class GSNet(CostModel):
+    """CAT-Seg + DINO stream: DSIE, QGFF cost fusion, CAT-Seg aggregator, RIPD decoder guidance."""
+
+    def __init__(self, cfg: GSNetConfig, clip_bundle=None, dino_bundle=None):
+        super().__init__(cfg, clip_bundle)
+        self.dsie = DSIE(FrozenBackbone.dino(cfg.dino, dino_bundle))
+        dim, gd = self.dino.dim, cfg.decoder_guidance_dims
+        self.qgff = QGFF(len(cfg.templates), cfg.hidden, self.embed, dim) if cfg.qgff else None
+        self.ripd = RIPD(dim, gd, self.dino.grid(self.input_size), self.grid) if cfg.ripd else None
+        dec_in = [2 * a for a in gd] if cfg.ripd else gd  # RIPD: [CLIP; DINO] guidance
+        self.aggregator = Aggregator(cfg, self.embed, self.grid, decoder_in=dec_in)
+
+    @property
+    def dino(self) -> FrozenBackbone:
+        return self.dsie.dino
 
     def forward(self, images: torch.Tensor, class_names: list[str]) -> torch.Tensor:
         """images B×3×S×S (CLIP normalisation) → logits B×K×4h×4w."""
-        import torch.nn.functional as F
-
-        agg: Aggregator = self.aggregator
+        agg = self.aggregator
         text = self.text_embeddings(class_names)
-        b, (h, w) = images.shape[0], (self.grid, self.grid)
-        img, inter = self.image_features(images)
+        b = images.shape[0]
+        img, inter, dino_last, dino_inter = self.dsie(self, images)
         x = agg.embed_cost(self.cost_volume(img, text))  # B×C×K×h×w
-        with torch.no_grad():
-            out = self.dino(pixel_values=images, output_hidden_states=True, interpolate_pos_encoding=True)
-        grid = lambda t: t[:, 1:].transpose(1, 2).reshape(b, -1, self.dino_grid, self.dino_grid)  # noqa: E731
-        if self.cfg.qgff:
-            dcost = self.cost_volume(
-                self.dino_to_text(out.last_hidden_state[:, 1:]).view(b, self.dino_grid, self.dino_grid, -1),
-                text,
-            )  # B×P×K×g×g
-            k, p = dcost.shape[2], dcost.shape[1]
-            d = F.adaptive_avg_pool2d(
-                dcost.transpose(1, 2).reshape(b * k, p, self.dino_grid, self.dino_grid), (h, w)
-            )
-            d = self.dino_cost_conv(d)
-            xs = x.transpose(1, 2).reshape(b * k, -1, h, w)
-            gate = torch.sigmoid(self.qgff_gate(torch.cat([xs, d], 1)))
-            x = (
-                (xs + gate * d + (1 - gate) * xs).view(b, k, -1, h, w).transpose(1, 2)
-            )  # gated fusion + CLIP residual
-        x = agg.aggregate(x, img.permute(0, 3, 1, 2), text.mean(1)[None].expand(b, -1, -1))
+        if self.qgff is not None:
+            x = self.qgff(x, dino_last, text)
+        x = agg.aggregate(x, img.permute(0, 3, 1, 2), self.text_guidance(text, b))
         guid = self.decoder_guidance(inter)
-        if self.cfg.ripd:
-            guid = [
-                torch.cat([g, up(grid(out.hidden_states[i + 1]))], 1)
-                for g, up, i in zip(guid, self.dino_up, self.dino_layers, strict=False)
-            ]
+        if self.ripd is not None:
+            guid = self.ripd(guid, dino_inter)
         return agg.decode(x, guid)
 
 
-def build_gsnet(cfg: ModelConfig) -> GSNet:
+def build_gsnet(cfg: GSNetConfig) -> GSNet:
     return GSNet(cfg)

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .catseg import CATSeg
-from .config import ModelConfig
+from .config import PiSegConfig
 
 NOISES = ("gaussian", "laplace", "uniform", "student_t")
 
@@ -78,13 +78,13 @@ class ImageSPM(nn.Module):
 class PiSeg(CATSeg):
     """CAT-Seg with Text-SPM / Image-SPM (switches ``cfg.text_spm``, ``cfg.image_spm``, ``cfg.noise``)."""
 
-    def __init__(self, cfg: ModelConfig, clip_bundle=None):
+    def __init__(self, cfg: PiSegConfig, clip_bundle=None):
         super().__init__(cfg, clip_bundle)
         if cfg.noise not in NOISES:
             from dglrsis.errors import DglrsisError
 
             raise DglrsisError(f"unknown noise {cfg.noise!r}; choose from {', '.join(NOISES)}")
-        embed = self.aggregator.text_guidance_proj[0].in_features
+        embed = self.embed
         self.text_spm = TextSPM(embed, cfg.spm_init_std) if cfg.text_spm else None
         self.image_spm = ImageSPM(embed, cfg.spm_reduction, cfg.heads) if cfg.image_spm else None
 
@@ -100,8 +100,10 @@ class PiSeg(CATSeg):
         if self.training and self.image_spm is not None:
             img = self.image_spm(img, text.mean(2), cfg.noise, cfg.student_t_df)
         cost = self.cost_volume(img, text)
-        return self.aggregator(cost, img.permute(0, 3, 1, 2), text.mean(2), self.decoder_guidance(inter))
+        return self.aggregator(
+            cost, img.permute(0, 3, 1, 2), self.text_guidance(text), self.decoder_guidance(inter)
+        )
 
 
-def build_piseg(cfg: ModelConfig) -> PiSeg:
+def build_piseg(cfg: PiSegConfig) -> PiSeg:
     return PiSeg(cfg)

@@ -11,10 +11,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import ClassAggregation, Mlp, Up
-from .catseg import Aggregator, CATSeg
-from .clip_dense import dense_clip_features
-from .config import ModelConfig
+from .backbone import FrozenBackbone
+from .blocks import ClassAggregation, Mlp
+from .catseg import Aggregator, CostModel
+from .config import ModelConfig, RSKTSegConfig
 
 
 def resampler(cin: int, cout: int, src: int, dst: int) -> nn.Module:
@@ -78,43 +78,55 @@ class CETLayer(nn.Module):
         return up
 
 
-class RSKTAggregator(Aggregator):
-    """Aggregator with rotation cost input (4P), gated DINO cost, SET/CET layers, RS-Transfer decoder."""
-
-    def __init__(self, cfg: ModelConfig, embed: int, grid: int, dino_dim: int, dino_grid: int):
-        rot = 4 if cfg.use_rotations else 1
-        super().__init__(cfg, len(cfg.templates), embed, grid, cost_in=rot * len(cfg.templates))
-        hd, g = cfg.hidden, cfg.guidance_dim
-        self.dino_to_text = nn.Linear(dino_dim, embed)  # DINO tokens into CLIP text space for the cost
-        self.dino_conv = nn.Conv2d(len(cfg.templates), hd, 7, padding=3)
-        self.dino_gate = nn.Conv2d(2 * hd, hd, 7, padding=3)
-        self.dino_guidance_proj = nn.Sequential(resampler(dino_dim, g, dino_grid, grid), nn.ReLU())
-        self.layers = nn.ModuleList(
-            nn.ModuleList(
-                [
-                    SETLayer(hd, g, cfg.heads, cfg.set_sr),
-                    CETLayer(hd, cfg.text_guidance_dim, cfg.heads)
-                    if cfg.cet
-                    else ClassAggregation(hd, cfg.text_guidance_dim, cfg.heads),
-                ]
-            )
-            for _ in range(cfg.num_layers)
+def rs_fusion_layers(cfg: RSKTSegConfig) -> nn.ModuleList:
+    """RS-Fusion: ``num_layers`` × [SET (spatial), CET (class; CAT-Seg linear attention when ``cfg.cet``
+    is off)]."""
+    hd = cfg.hidden
+    return nn.ModuleList(
+        nn.ModuleList(
+            [
+                SETLayer(hd, cfg.guidance_dim, cfg.heads, cfg.set_sr),
+                CETLayer(hd, cfg.text_guidance_dim, cfg.heads)
+                if cfg.cet
+                else ClassAggregation(hd, cfg.text_guidance_dim, cfg.heads, cfg.pool_size, cfg.pad_len),
+            ]
         )
-        gp = cfg.decoder_guidance_proj_dims
-        srcs = [
-            a + b + c
-            for a, b, c in zip(
-                cfg.decoder_guidance_dims, cfg.rclip_guidance_dims, cfg.dino_guidance_dims, strict=False
-            )
-        ]
-        self.decoder_guidance = nn.ModuleList(
-            [nn.Sequential(nn.Conv2d(a, b, 3, padding=1), nn.ReLU()) for a, b in zip(srcs, gp, strict=False)]
-        )
-        self.decoder1 = Up(hd, cfg.decoder_dims[0], gp[0])
-        self.decoder2 = Up(cfg.decoder_dims[0], cfg.decoder_dims[1], gp[1])
+        for _ in range(cfg.num_layers)
+    )
 
-    def fuse_dino(self, x, dino_cost):
-        """x B×C×K×h×w, dino_cost B×P×K×H×W (any grid) → gated sum B×C×K×h×w ("separate" fusion)."""
+
+def rotated_costs(model: CostModel, images: torch.Tensor, text: torch.Tensor, rotations: int):
+    """CLIP cost of the image rotated by r·90°, rotated back, for r < ``rotations``.
+
+    → (list of ``rotations`` costs B×P×K×h×w, dense features B×h×w×E at 0°, their guidance layers)."""
+    b = images.shape[0]
+    batch = torch.cat([torch.rot90(images, r, (2, 3)) for r in range(rotations)], 0)
+    img_all, inter_all = model.image_features(batch)  # (r·B)×h×w×E
+    costs = [
+        torch.rot90(model.cost_volume(img_all[r * b : (r + 1) * b], text), -r, (3, 4))
+        for r in range(rotations)
+    ]
+    return costs, img_all[:b], [t[:b] for t in inter_all]
+
+
+class RSCMA(nn.Module):
+    """RS-CMA: the CLIP cost on 0/90/180/270° rotations (``rotations`` = 4, else 0° only) stacked as
+    the aggregator's cost channels, and (``dino_cost``) a DINO cost map — DINO tokens projected into the
+    CLIP text space, cosine against the text — embedded by a 7×7 conv and added through a sigmoid gate."""
+
+    def __init__(
+        self, prompts: int, hidden: int, embed: int, dino_dim: int, rotations: bool, dino_cost: bool
+    ):
+        super().__init__()
+        self.rotations = 4 if rotations else 1
+        self.dino_cost = dino_cost
+        if dino_cost:
+            self.dino_to_text = nn.Linear(dino_dim, embed)
+            self.dino_conv = nn.Conv2d(prompts, hidden, 7, padding=3)
+            self.dino_gate = nn.Conv2d(2 * hidden, hidden, 7, padding=3)
+
+    def fuse(self, x, dino_cost):
+        """x B×C×K×h×w, dino_cost B×P×K×H×W (any grid) → gated sum B×C×K×h×w."""
         b, c, k, h, w = x.shape
         p = dino_cost.shape[1]
         d = dino_cost.transpose(1, 2).reshape(b * k, p, *dino_cost.shape[-2:])
@@ -123,101 +135,93 @@ class RSKTAggregator(Aggregator):
         gate = torch.sigmoid(self.dino_gate(torch.cat([xs, d], 1)))
         return (xs + gate * d).view(b, k, c, h, w).transpose(1, 2)
 
-    def aggregate(self, x, img_guid, text_guid, dino_feat=None):
-        g = torch.cat([self.guidance_proj(img_guid), self.dino_guidance_proj(dino_feat)], 1)
-        t = self.text_guidance_proj(text_guid)
-        for spatial, cls in self.layers:
-            x = spatial(x, g)
-            x = cls(x, t)
-        return x
+    def forward(self, x, dino_last, text):
+        """x B×C×K×h×w embedded CLIP cost, dino_last B×D×g×g, text K×P×E → B×C×K×h×w."""
+        if not self.dino_cost:
+            return x
+        dtok = self.dino_to_text(dino_last.permute(0, 2, 3, 1))
+        return self.fuse(x, CostModel.cost_volume(dtok, text))
 
 
-class RSKTSeg(CATSeg):
-    """RSKT-Seg with registry CLIP, RemoteCLIP (cfg.rclip) and DINO (cfg.dino)."""
+class RSTransfer(nn.Module):
+    """RS-Transfer: decoder guidance per level = [CLIP; RemoteCLIP; DINO] intermediate layers, the
+    frozen encoders' grids resampled to the decoder's (×2, ×4 of the cost grid)."""
 
-    def __init__(self, cfg: ModelConfig, clip_bundle=None, rclip_bundle=None, dino_bundle=None):
-        from dglrsis.models import load_clip, load_dino
+    def __init__(
+        self, cfg: ModelConfig, rclip_dim: int, rclip_grid: int, dino_dim: int, dino_grid: int, grid: int
+    ):
+        super().__init__()
+        up = lambda dim, src, dims: nn.ModuleList(  # noqa: E731
+            resampler(dim, c, src, grid * f) for c, f in zip(dims, (2, 4), strict=True)
+        )
+        self.rclip_up = up(rclip_dim, rclip_grid, cfg.rclip_guidance_dims)
+        self.dino_up = up(dino_dim, dino_grid, cfg.dino_guidance_dims)
 
-        self._dino_b = dino_bundle or load_dino(cfg.dino)
-        self._rclip_b = rclip_bundle or load_clip(cfg.rclip)
+    @staticmethod
+    def widths(cfg: RSKTSegConfig) -> list[int]:
+        """Channels of the guidance per decoder level."""
+        dims = zip(cfg.decoder_guidance_dims, cfg.rclip_guidance_dims, cfg.dino_guidance_dims, strict=True)
+        return [a + b + c for a, b, c in dims]
+
+    def forward(self, clip_guid, rclip_inter, dino_inter):
+        return [
+            torch.cat([c, r(ri), d(di)], 1)
+            for c, r, ri, d, di in zip(
+                clip_guid, self.rclip_up, rclip_inter, self.dino_up, dino_inter, strict=True
+            )
+        ]
+
+
+def rskt_aggregator(cfg: RSKTSegConfig, embed: int, grid: int, dino_dim: int, dino_grid: int) -> Aggregator:
+    """The CAT-Seg aggregator composed with RS-Fusion layers, the rotation cost channels, DINO image
+    guidance (resampled to the cost grid) and RS-Transfer decoder widths."""
+    rot = 4 if cfg.use_rotations else 1
+    return Aggregator(
+        cfg,
+        embed,
+        grid,
+        cost_in=rot * len(cfg.templates),
+        layers=rs_fusion_layers(cfg),
+        extra_guidance=nn.Sequential(resampler(dino_dim, cfg.guidance_dim, dino_grid, grid), nn.ReLU()),
+        decoder_in=RSTransfer.widths(cfg),
+    )
+
+
+class RSKTSeg(CostModel):
+    """RSKT-Seg: partially fine-tuned CLIP, frozen DINO (cfg.dino) and RemoteCLIP (cfg.rclip), RS-CMA,
+    RS-Fusion aggregation, RS-Transfer decoder guidance."""
+
+    def __init__(self, cfg: RSKTSegConfig, clip_bundle=None, rclip_bundle=None, dino_bundle=None):
         super().__init__(cfg, clip_bundle)
-        self.dino = self._dino_b.model.requires_grad_(False)
-        self.rclip = self._rclip_b.model.requires_grad_(False)
-        rv = self.rclip.visual
-        self.rclip_grid = self.input_size // rv.conv1.kernel_size[0]
-        nl = len(rv.transformer.resblocks)
-        self.rclip_layers = (max(nl // 3 - 1, 0), max(2 * nl // 3 - 1, 0))
-        nd = self.dino.config.num_hidden_layers
-        self.dino_layers = (max(nd // 3 - 1, 0), max(2 * nd // 3 - 1, 0))
-        rw, dw = rv.conv1.out_channels, self._dino_b.embed_dim
-        self.rclip_up = nn.ModuleList(
-            [
-                resampler(rw, c, self.rclip_grid, self.grid * f)
-                for c, f in zip(cfg.rclip_guidance_dims, (2, 4), strict=False)
-            ]
+        self.dino = FrozenBackbone.dino(cfg.dino, dino_bundle)
+        self.rclip = FrozenBackbone.clip(cfg.rclip, rclip_bundle)
+        dgrid, rgrid = self.dino.grid(self.input_size), self.rclip.grid(self.input_size)
+        self.rscma = RSCMA(
+            len(cfg.templates), cfg.hidden, self.embed, self.dino.dim, cfg.use_rotations, cfg.use_dino_cost
         )
-        self.dino_up = nn.ModuleList(
-            [
-                resampler(dw, c, self.dino_grid, self.grid * f)
-                for c, f in zip(cfg.dino_guidance_dims, (2, 4), strict=False)
-            ]
-        )
-        del self._dino_b, self._rclip_b
-
-    def _make_aggregator(self, cfg, embed):
-        self.dino_grid = self.input_size // self._dino_b.patch_size
-        return RSKTAggregator(cfg, embed, self.grid, self._dino_b.embed_dim, self.dino_grid)
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        for m in ("dino", "rclip"):
-            if hasattr(self, m):
-                getattr(self, m).eval()
-        return self
-
-    def dino_features(self, images):
-        """→ (last tokens B×D×g×g, [B×D×g×g at self.dino_layers]); frozen, no grad."""
-        with torch.no_grad():
-            out = self.dino(pixel_values=images, output_hidden_states=True, interpolate_pos_encoding=True)
-        b, g = images.shape[0], self.dino_grid
-        grid = lambda t: t[:, 1:].transpose(1, 2).reshape(b, -1, g, g)  # noqa: E731
-        return grid(out.last_hidden_state), [grid(out.hidden_states[i + 1]) for i in self.dino_layers]
+        self.aggregator = rskt_aggregator(cfg, self.embed, self.grid, self.dino.dim, dgrid)
+        self.rs_transfer = RSTransfer(cfg, self.rclip.dim, rgrid, self.dino.dim, dgrid, self.grid)
 
     def forward(self, images: torch.Tensor, class_names: list[str]) -> torch.Tensor:
         """images B×3×S×S (CLIP normalisation; also fed to DINO and RemoteCLIP) → B×K×4h×4w."""
         text = self.text_embeddings(class_names)  # K×P×E
         b = images.shape[0]
-        rots = 4 if self.cfg.use_rotations else 1
-        batch = torch.cat([torch.rot90(images, r, (2, 3)) for r in range(rots)], 0)
-        img_all, inter_all = self.image_features(batch)  # (rots·B)×h×w×E
-        costs = [
-            torch.rot90(self.cost_volume(img_all[r * b : (r + 1) * b], text), -r, (3, 4)) for r in range(rots)
-        ]
-        img, inter = img_all[:b], [t[:b] for t in inter_all]
+        costs, img, inter = rotated_costs(self, images, text, self.rscma.rotations)
         x = self.aggregator.embed_cost(torch.cat(costs, 1))
-        dino_last, dino_inter = self.dino_features(images)
-        if self.cfg.use_dino_cost:
-            dtok = self.aggregator.dino_to_text(dino_last.permute(0, 2, 3, 1))
-            x = self.aggregator.fuse_dino(x, self.cost_volume(dtok, text))
-        text_guid = text.mean(1)[None].expand(b, -1, -1)
+        dino_last, dino_inter = self.dino(images)
+        x = self.rscma(x, dino_last, text)
+        text_guid = self.text_guidance(text, b)
         x = self.aggregator.aggregate(x, img.permute(0, 3, 1, 2), text_guid, dino_last)
-        with torch.no_grad():
-            _, r_inter = dense_clip_features(self.rclip.visual, images, self.rclip_layers)
-        guid = [
-            torch.cat([c, r(ri), d(di)], 1)
-            for c, r, ri, d, di in zip(
-                self.decoder_guidance(inter), self.rclip_up, r_inter, self.dino_up, dino_inter, strict=False
-            )
-        ]
-        return self.aggregator.decode(x, guid)
+        _, r_inter = self.rclip(images)
+        return self.aggregator.decode(x, self.rs_transfer(self.decoder_guidance(inter), r_inter, dino_inter))
 
     def count_by_convention(self) -> dict:
         """Totals under the Pi-Seg (full RemoteCLIP) and RSKT-Seg README (visual towers) conventions."""
         total = sum(p.numel() for p in self.parameters())
         rtext = total_rclip = sum(p.numel() for p in self.rclip.parameters())
-        rtext -= sum(p.numel() for p in self.rclip.visual.parameters())
+        rtext -= sum(p.numel() for p in self.rclip.model.visual.parameters())
         return {"pi-seg": total, "rsktseg-readme": total - rtext, "rclip_total": total_rclip}
 
 
-def build_rsktseg(cfg: ModelConfig) -> RSKTSeg:
+def build_rsktseg(cfg: RSKTSegConfig) -> RSKTSeg:
     return RSKTSeg(cfg)

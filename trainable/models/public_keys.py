@@ -1,0 +1,123 @@
+"""Weight compatibility with the public CAT-Seg code (cvlab-kaist/CAT-Seg, detectron2 ``model_final.pth``).
+
+A checkpoint trained by the public code is a ``{"model": state_dict, ...}`` dict whose keys follow that
+code's module names; :func:`from_public_catseg` maps it onto :class:`~.catseg.CATSeg`'s keys:
+
+Public key (``P`` = ``sem_seg_head.predictor.``, ``T`` = ``P + "transformer."``) → ours:
+
+- ``P clip_model.….attn.{q,k,v}_proj_weight`` → ``clip.….attn.in_proj_weight`` (q; k; v rows);
+  every other ``P clip_model.X`` → ``clip.X``;
+- ``T conv1`` / ``T guidance_projection.0`` / ``T text_guidance_projection.0`` →
+  ``aggregator.conv1`` / ``aggregator.guidance_proj.0`` / ``aggregator.text_guidance_proj.0``;
+- ``T layers.L.swin_block.guidance_norm`` → ``aggregator.layers.L.0.guidance_norm``;
+  ``T layers.L.swin_block.block_{1,2}.X`` → ``aggregator.layers.L.0.blocks.{0,1}.X`` (``mlp.fc{1,2}`` →
+  ``mlp.{0,2}``);
+- ``T layers.L.attention.attention.{q,k,v}`` → ``aggregator.layers.L.1.{q,k,v}``;
+  ``T layers.L.attention.MLP.{0,2}`` → ``….1.mlp.{0,2}``; ``T layers.L.attention.X`` (norm1, norm2,
+  padding_tokens, padding_guidance) → ``aggregator.layers.L.1.X``;
+- ``T decoder_guidance_projection.J.0`` → ``aggregator.decoder_guidance.J.0``;
+  ``T decoder{1,2}.up`` / ``T decoder{1,2}.conv.double_conv.I`` / ``T head`` →
+  ``aggregator.decoder{1,2}.up`` / ``aggregator.decoder{1,2}.conv.I`` / ``aggregator.head``;
+- ``upsample1`` / ``upsample2`` (top level of the public ``CATSeg``) → the same names.
+
+The shifted Swin block's ``attn_mask`` buffer is recomputed by our block and dropped. Every other key must
+be mapped: a leftover key, or one of ours left unset, raises a :class:`~dglrsis.errors.DglrsisError`.
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+
+from dglrsis.errors import DglrsisError
+
+PRED = "sem_seg_head.predictor."
+
+_RULES = [
+    (r"^transformer\.conv1\.", "aggregator.conv1."),
+    (r"^transformer\.guidance_projection\.", "aggregator.guidance_proj."),
+    (r"^transformer\.text_guidance_projection\.", "aggregator.text_guidance_proj."),
+    (r"^transformer\.layers\.(\d+)\.swin_block\.guidance_norm\.", r"aggregator.layers.\1.0.guidance_norm."),
+    (r"^transformer\.layers\.(\d+)\.swin_block\.block_1\.", r"aggregator.layers.\1.0.blocks.0."),
+    (r"^transformer\.layers\.(\d+)\.swin_block\.block_2\.", r"aggregator.layers.\1.0.blocks.1."),
+    (r"^transformer\.layers\.(\d+)\.attention\.attention\.", r"aggregator.layers.\1.1."),
+    (r"^transformer\.layers\.(\d+)\.attention\.MLP\.", r"aggregator.layers.\1.1.mlp."),
+    (r"^transformer\.layers\.(\d+)\.attention\.", r"aggregator.layers.\1.1."),
+    (r"^transformer\.decoder_guidance_projection\.", "aggregator.decoder_guidance."),
+    (r"^transformer\.decoder([12])\.conv\.double_conv\.", r"aggregator.decoder\1.conv."),
+    (r"^transformer\.decoder([12])\.", r"aggregator.decoder\1."),
+    (r"^transformer\.head\.", "aggregator.head."),
+]
+_MLP = {"fc1": "0", "fc2": "2"}
+
+
+def _unwrap(ckpt: dict) -> dict:
+    state = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else ckpt
+    if not isinstance(state, dict):
+        raise DglrsisError("not a CAT-Seg checkpoint: expected a state dict or {'model': state dict}")
+    return state
+
+
+def from_public_catseg(ckpt: dict) -> dict[str, torch.Tensor]:
+    """Public CAT-Seg checkpoint (``model_final.pth`` content) → a state dict for our CATSeg."""
+    out: dict[str, torch.Tensor] = {}
+    qkv: dict[str, dict[str, torch.Tensor]] = {}
+    left = []
+    for key, value in _unwrap(ckpt).items():
+        if key in ("upsample1.weight", "upsample1.bias", "upsample2.weight", "upsample2.bias"):
+            out[key] = value
+            continue
+        if not key.startswith(PRED):
+            left.append(key)
+            continue
+        k = key[len(PRED) :]
+        if k.startswith("clip_model."):
+            k = "clip." + k[len("clip_model.") :]
+            m = re.match(r"^(.*\.attn\.)([qkv])_proj_weight$", k)
+            if m:
+                qkv.setdefault(m.group(1) + "in_proj_weight", {})[m.group(2)] = value
+            else:
+                out[k] = value
+            continue
+        if re.search(r"block_2\.attn_mask$", k):
+            continue  # shifted-window mask buffer, recomputed
+        for pat, rep in _RULES:
+            if re.match(pat, k):
+                new = re.sub(pat, rep, k)
+                new = re.sub(r"\.mlp\.(fc[12])\.", lambda mm: f".mlp.{_MLP[mm.group(1)]}.", new)
+                out[new] = value
+                break
+        else:
+            left.append(key)
+    for name, parts in qkv.items():
+        if set(parts) != {"q", "k", "v"}:
+            raise DglrsisError(
+                f"public checkpoint lacks the {sorted({'q', 'k', 'v'} - set(parts))} projection of {name}"
+            )
+        out[name] = torch.cat([parts["q"], parts["k"], parts["v"]], 0)
+    if left:
+        raise DglrsisError(
+            f"public CAT-Seg checkpoint has {len(left)} keys with no counterpart, e.g. {left[:3]}"
+        )
+    return out
+
+
+def load_public_catseg(model, ckpt: dict) -> None:
+    """Load a public CAT-Seg checkpoint into ``model`` (a CATSeg); every key must match both ways."""
+    state = from_public_catseg(ckpt)
+    ours = model.state_dict()
+    missing = sorted(set(ours) - set(state))
+    unexpected = sorted(set(state) - set(ours))
+    if missing or unexpected:
+        raise DglrsisError(
+            f"public CAT-Seg checkpoint does not fit: missing {missing[:3]} ({len(missing)}), "
+            f"unexpected {unexpected[:3]} ({len(unexpected)})"
+        )
+    bad = [k for k, v in state.items() if tuple(v.shape) != tuple(ours[k].shape)]
+    if bad:
+        raise DglrsisError(
+            f"public CAT-Seg checkpoint shapes differ for {bad[:3]}: e.g. {tuple(state[bad[0]].shape)} vs "
+            f"{tuple(ours[bad[0]].shape)} (another backbone or head size?)"
+        )
+    model.load_state_dict(state)
