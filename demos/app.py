@@ -174,19 +174,24 @@ def _bands_text(up) -> str:
 
 
 def _label_download(folder: Path, upload, labels: np.ndarray, names, palette) -> list[Path]:
-    """The label-raster download (``labels``: H×W uint8, 0 = background, k + 1 = ``names[k]``): GeoTIFF
-    with the source CRS and transform for georeferenced uploads, else an index PNG with the palette —
-    the CLI's label writer. Class names and colours are also in the scores JSON. The one place to change
-    for a richer label writer (colour table and class names inside the GeoTIFF)."""
+    """The label-raster download (``labels``: H×W uint8, 0 = background, k + 1 = ``names[k]``): the CLI's
+    writer — a GeoTIFF with the source CRS, colour table, class names and QGIS/GDAL sidecars for
+    georeferenced uploads, else an index PNG with the palette."""
+    from dglrsis import export
+
     path = folder / ("labels.tif" if upload.meta.crs else "labels.png")
-    dglrsis.write_label(path, labels, upload.meta, palette)
-    return [path]
+    return export.write_label_raster(path, labels.astype(int) - 1, names, palette, upload.meta)
 
 
 def _vector_download(folder: Path, upload, labels: np.ndarray, names) -> list[Path]:
-    """The vector download (a GeoPackage of class polygons) — none yet: the one place to plug a vector
-    writer in; the returned files join the downloads."""
-    return []
+    """The vector download: a GeoPackage of class polygons (class, score, area) in the upload's CRS, the
+    CLI's vector writer; none when no class was found."""
+    from dglrsis import export
+
+    geoms, cols = export.label_features(labels.astype(int) - 1, names, upload.meta)
+    if not geoms:
+        return []
+    return [export.write_vectors(folder / "labels.gpkg", geoms, cols, upload.meta)]
 
 
 _NOT_TERMS = ("rank", "mask", "area", "box", "selected")  # shown in their own columns, or not at all
