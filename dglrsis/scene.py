@@ -25,7 +25,7 @@ Stretch and band choice come from the reader and are computed once for the whole
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -275,6 +275,12 @@ def build_scene_state(
     )
     t1 = time.perf_counter()
     timings["merge"] = t1 - t0
-    emb = _embed_on_scene(reader, scene, windows, models.clip, lvta, tiles.side(height, width))
+    side = tiles.side(height, width)
+    emb = _embed_on_scene(reader, scene, windows, models.clip, lvta, side)
+    # masked crops (background decision, GVTA) need the scene too: there is no image to cut them from later
+    masked = emb
+    if lvta.background != "mask":
+        masked = _embed_on_scene(reader, scene, windows, models.clip, replace(lvta, background="mask"), side)
     timings["embed"] = time.perf_counter() - t1
-    return ImageState(None, scene, emb, lvta, valid=None if valid_all.all() else valid_all, timings=timings)
+    valid = None if valid_all.all() else valid_all
+    return ImageState(None, scene, emb, lvta, masked_emb=masked, valid=valid, timings=timings)
