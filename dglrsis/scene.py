@@ -157,8 +157,12 @@ def _crop_window(props: Proposals, lvta: LVTAConfig, height: int, width: int) ->
     return x0, y0, x1, y1
 
 
-def _embed_on_scene(reader, props: Proposals, windows: list[Window], clip, lvta: LVTAConfig, side: int):
-    """``N×D`` context-crop embeddings of scene proposals, cut from the raster. Proposals are grouped by the
+def _embed_on_scene(
+    reader, props: Proposals, windows: list[Window], clip, cfgs: list[LVTAConfig], side: int
+) -> list:
+    """One ``N×D`` crop-embedding tensor of the scene proposals per config of ``cfgs`` (e.g. the context
+    crops and the masked crops: same crop boxes, other outside-mask treatment), cut from the raster, each
+    window read once for all configs. Proposals are grouped by the
     tile core holding their centroid; the crops of a group whose crop windows stay within a quarter tile of
     the core are cut from one read of the union of those windows, any other proposal from a read of its own
     crop window (plus ``BLUR_MARGIN``) shared with the smaller windows inside it, so every crop equals the
@@ -166,10 +170,11 @@ def _embed_on_scene(reader, props: Proposals, windows: list[Window], clip, lvta:
     are encoded together, ``lvta.batch_size`` at a time."""
     import torch
 
+    lvta = cfgs[0]
     height, width = props.shape
-    out = torch.zeros(len(props), clip.embed_dim)
+    outs = [torch.zeros(len(props), clip.embed_dim) for _ in cfgs]
     if not len(props):
-        return out
+        return outs
     cen = props.centroids()
     cwin = np.array([crop_box(b, lvta) for b in props.boxes])
     reach = side // 4
@@ -191,15 +196,17 @@ def _embed_on_scene(reader, props: Proposals, windows: list[Window], clip, lvta:
         else:
             home.append(int(i))
     groups += [np.array(g) for _, g in big]
-    pending, crops = [], []
+    pending: list[int] = []
+    crops: list[list] = [[] for _ in cfgs]
 
     def flush(final: bool = False) -> None:
         while pending and (final or len(pending) >= lvta.batch_size):
             n = min(lvta.batch_size, len(pending))
-            out[pending[:n]] = clip.encode_images(torch.cat(crops)[:n])
-            rest = torch.cat(crops)[n:]
+            for out, parts in zip(outs, crops, strict=True):
+                batch = torch.cat(parts)
+                out[pending[:n]] = clip.encode_images(batch[:n])
+                parts[:] = [batch[n:]] if len(batch) > n else []
             del pending[:n]
-            crops[:] = [rest] if len(rest) else []
 
     for idx in groups:
         if not len(idx):
@@ -208,11 +215,12 @@ def _embed_on_scene(reader, props: Proposals, windows: list[Window], clip, lvta:
         x0, y0, x1, y1 = _crop_window(sub, lvta, height, width)
         src = reader.read_window(x0, y0, x1, y1)
         local = sub.shifted(-x0, -y0, (y1 - y0, x1 - x0))
-        crops.append(context_crops(src, local, clip.image_size, clip.mean, clip.std, lvta))
+        for cfg, parts in zip(cfgs, crops, strict=True):
+            parts.append(context_crops(src, local, clip.image_size, clip.mean, clip.std, cfg))
         pending += [int(i) for i in idx]
         flush()
     flush(final=True)
-    return out
+    return outs
 
 
 def build_scene_state(
@@ -276,11 +284,10 @@ def build_scene_state(
     t1 = time.perf_counter()
     timings["merge"] = t1 - t0
     side = tiles.side(height, width)
-    emb = _embed_on_scene(reader, scene, windows, models.clip, lvta, side)
     # masked crops (background decision, GVTA) need the scene too: there is no image to cut them from later
-    masked = emb
-    if lvta.background != "mask":
-        masked = _embed_on_scene(reader, scene, windows, models.clip, replace(lvta, background="mask"), side)
+    cfgs = [lvta] if lvta.background == "mask" else [lvta, replace(lvta, background="mask")]
+    embs = _embed_on_scene(reader, scene, windows, models.clip, cfgs, side)
+    emb, masked = embs[0], embs[-1]
     timings["embed"] = time.perf_counter() - t1
     valid = None if valid_all.all() else valid_all
     return ImageState(None, scene, emb, lvta, masked_emb=masked, valid=valid, timings=timings)

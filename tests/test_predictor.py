@@ -62,8 +62,13 @@ def test_set_image_is_cached_across_queries(scene, monkeypatch):
 def test_background_policies(pred):
     strict = pred.segment(CLASSES, background="threshold:0.99")
     assert (strict.labels == -1).mean() > 0.5  # random weights: nothing is that confident
-    prompt = pred.segment(CLASSES, background="prompt")
-    assert prompt.labels.min() >= -1 and prompt.probs.shape[1] == len(CLASSES)
+    none = pred.segment(CLASSES, background="none")
+    lax = pred.segment(CLASSES, background="prompt:0.999")  # no proposal is that surely land cover
+    assert np.array_equal(lax.labels, none.labels) and lax.probs.shape[1] == len(CLASSES)
+    eager = pred.segment(CLASSES, background="prompt:0.001")  # every proposal is background
+    assert (eager.labels == -1).all()
+    either = pred.segment(CLASSES, background="prompt:0.001+threshold:0.99")
+    assert (either.labels == -1).all()
     for bad in (
         "threshold:2",
         "threshold:x",
