@@ -350,3 +350,24 @@ def test_cam_loss_and_concept_pick_hand_computed():
     dense[2, :, 6] = 0.5  # two patches' worth of concept 6
     rows, concept = wcam.pick_concepts(dense, 5, torch.Generator().manual_seed(0))
     assert rows.tolist() == [2] and concept.tolist() == [6]
+
+
+def test_recipe_file_is_the_bundled_recipe_and_overrides_are_typed(tmp_path, capsys):
+    """trainable/configs/world_clip.yaml reproduces the config recorded in the bundled weights' card;
+    overrides are type-checked like the trainable models' configs; a bad key is one line, exit 2."""
+    from dataclasses import asdict
+
+    from dglrsis.errors import DglrsisError
+
+    recipe = Path(__file__).resolve().parents[1] / "trainable" / "configs" / "world_clip.yaml"
+    card = json.loads((BUNDLED_DIR / "world-clip.card.json").read_text())
+    cfg = asdict(wc.load_world_clip_config(recipe))
+    assert json.loads(json.dumps(cfg)) == card["config"]
+    cfg = wc.load_world_clip_config(recipe, ["steps=3", "mix=[0.2,0.3,0.5]", "lr=1"])
+    assert (cfg.steps, cfg.mix, cfg.lr) == (3, (0.2, 0.3, 0.5), 1.0) and isinstance(cfg.lr, float)
+    for bad in (["stepz=3"], ["steps=many"], ["steps"]):
+        with pytest.raises(DglrsisError):
+            wc.load_world_clip_config(None, bad)
+    assert wc.main(["steps=x", "--out", str(tmp_path / "o"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "steps" in err[0] and not (tmp_path / "o").exists()

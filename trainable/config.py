@@ -121,7 +121,8 @@ def build_config(data: dict | None = None, overrides: list[str] | None = None) -
     )
 
 
-def _read_yaml(path: Path) -> dict:
+def read_yaml(path: Path) -> dict:
+    """The mapping in YAML file ``path`` (one-line DglrsisError when unreadable, invalid or not a mapping)."""
     import yaml
 
     try:
@@ -151,10 +152,10 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     data = {}
     if path is not None:
         path = Path(path)
-        data = _read_yaml(path)
+        data = read_yaml(path)
         if "base" in data:
             base_path = path.parent / str(data.pop("base"))
-            base = _read_yaml(base_path)
+            base = read_yaml(base_path)
             if "base" in base:
                 raise DglrsisError(f"base config {base_path} names a base itself (one level only)")
             data = merge_base(base, data)

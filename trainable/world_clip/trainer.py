@@ -1,6 +1,8 @@
 """Train world-clip, the small open_clip CLIP of the synthetic world.
 
-``python -m dglrsis.trainable.world_clip``.
+``python -m dglrsis.trainable.world_clip --config trainable/configs/world_clip.yaml [key=value ...]
+--out DIR`` (the YAML file holds the recipe of the bundled weights; keys are :class:`WorldClipConfig`
+fields).
 
 Data (rendered once per run into an in-memory pool, then sampled): scenes of both kinds from
 ``dglrsis.eval.world.iter_scenes`` with **world seeds 1000 + seed** (evaluation uses world seeds < 1000,
@@ -90,10 +92,9 @@ class WorldClipConfig:
     landcover_crops: int = 600  # land-cover crops in the pool
     mix: tuple = (0.50, 0.10, 0.40)  # share of object crops, land-cover crops and scenes in a batch
     dense_weight: float = 1.0  # weight of the dense patch–concept loss on scene samples (0: off)
-    dense_feature: str = (
-        "both"  # patch features of the dense loss: "cls" (CLS attending to one patch, what the
-    )
-    # Grad-CAM reads) | "output" (patch tokens, what dense-CLIP models read) | "both"
+    # patch features of the dense loss: "cls" (CLS attending to one patch, what the Grad-CAM reads) |
+    # "output" (patch tokens, what dense-CLIP models read) | "both"
+    dense_feature: str = "both"
     dense_symmetric: bool = True  # also the concept → patch direction of the dense loss
     cam_weight: float = 1.5  # weight of the Grad-CAM alignment loss on scene samples (0: off)
     cam_start: float = 0.25  # share of the steps trained before the Grad-CAM loss joins
@@ -311,59 +312,40 @@ def _train(cfg: WorldClipConfig, out: Path, progress: bool) -> dict:
     return card
 
 
+def load_world_clip_config(path: str | Path | None = None, overrides: list[str] | None = None):
+    """:class:`WorldClipConfig` from a YAML mapping of its fields (``trainable/configs/world_clip.yaml``
+    holds the bundled recipe) then ``key=value`` overrides, type-checked like the models' configs
+    (:func:`dglrsis.trainable.config.build_config`): an unknown key or a wrong type is an error naming it."""
+    from ..config import parse_value, read_yaml
+    from ..models.config import check_fields
+
+    values = read_yaml(Path(path)) if path is not None else {}
+    for item in overrides or []:
+        key, sep, text = item.partition("=")
+        if not sep:
+            raise DglrsisError(f"override {item!r} is not key=value")
+        values[key] = parse_value(text)
+    return WorldClipConfig(**check_fields(WorldClipConfig, values, "world_clip"))
+
+
 def main(argv: list[str] | None = None) -> int:
+    import sys
+
     p = argparse.ArgumentParser(
         prog="python -m dglrsis.trainable.world_clip", description=__doc__.splitlines()[0]
     )
-    d = WorldClipConfig()
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--steps", type=int, default=d.steps)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--scenes-per-kind", type=int, default=d.scenes_per_kind)
-    p.add_argument("--landcover-crops", type=int, default=d.landcover_crops)
-    p.add_argument("--threads", type=int, default=d.threads)
-    p.add_argument(
-        "--mix", type=float, nargs=3, default=list(d.mix), metavar=("CROPS", "LANDCOVER", "SCENES")
-    )
-    p.add_argument(
-        "--dense-weight", type=float, default=d.dense_weight, help="dense patch loss weight (0: off)"
-    )
-    p.add_argument("--dense-feature", choices=("cls", "output", "both"), default=d.dense_feature)
-    p.add_argument("--no-dense-symmetric", action="store_true", help="patch → concept direction only")
-    p.add_argument(
-        "--cam-weight", type=float, default=d.cam_weight, help="Grad-CAM alignment loss weight (0: off)"
-    )
-    p.add_argument(
-        "--cam-start", type=float, default=d.cam_start, help="share of the steps before the CAM loss joins"
-    )
-    p.add_argument(
-        "--cam-hires",
-        type=int,
-        default=d.cam_hires,
-        help="whole scenes per CAM step also trained at 192 px (0: off)",
-    )
+    p.add_argument("--config", help="YAML recipe (trainable/configs/world_clip.yaml: the bundled weights')")
+    p.add_argument("overrides", nargs="*", help="key=value overrides of WorldClipConfig, e.g. steps=200")
     p.add_argument(
         "--out", default="dglrsis/weights", help="folder for world-clip.{safetensors,json,card.json}"
     )
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
-    cfg = WorldClipConfig(
-        seed=a.seed,
-        steps=a.steps,
-        batch_size=a.batch_size,
-        lr=a.lr,
-        scenes_per_kind=a.scenes_per_kind,
-        landcover_crops=a.landcover_crops,
-        threads=a.threads,
-        mix=tuple(a.mix),
-        dense_weight=a.dense_weight,
-        dense_feature=a.dense_feature,
-        dense_symmetric=not a.no_dense_symmetric,
-        cam_weight=a.cam_weight,
-        cam_start=a.cam_start,
-        cam_hires=a.cam_hires,
-    )
-    card = train(cfg, a.out, progress=not a.no_progress)
+    try:
+        cfg = load_world_clip_config(a.config, a.overrides)
+        card = train(cfg, a.out, progress=not a.no_progress)
+    except DglrsisError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(json.dumps({k: card[k] for k in ("final_loss", "logit_scale", "pool", "wall_seconds")}))
     return 0
