@@ -104,3 +104,13 @@ def test_train_loss_and_head_gradients_match_the_public_code(ref):
         assert diff(g, want[name]) <= 1e-5 * max(1.0, want[name].abs().max().item()), name
         checked += int(want[name].abs().max() > 0)
     assert checked > 50
+
+
+def test_vit_b_parameter_counts_equal_the_public_model():
+    """The public GSNet at vitb_384.yaml sizes (CLIP ViT-B/16, RSIB DINO ViT-B/8), counted at random
+    weights with tests/fixtures/make_reference_gsnet.py's builder at full sizes."""
+    from dglrsis.trainable.models import build_model
+
+    m = build_model("gsnet", dict(clip="ViT-B-16:random", dino="rsib:random"))  # ~10 s on CPU
+    assert sum(p.numel() for p in m.parameters()) == 243_988_242
+    assert m.count_trainable() == 29_006_865
