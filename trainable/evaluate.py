@@ -26,11 +26,20 @@ from .config import DataConfig, config_from_dict
 from .data import SegDataset, background_lut, build_source
 
 
+def _logit(prob: torch.Tensor) -> torch.Tensor:
+    return torch.logit(prob.clamp(1e-6, 1 - 1e-6))
+
+
 def _forward(model, image: torch.Tensor, names: list[str]) -> torch.Tensor:
-    """Logits of one view resized to the model input size, returned at the view's size (B×K×H×W)."""
+    """One view (public CAT-Seg eval ``forward``): resized to the model input size, the sigmoid at the
+    model's output resolution, probabilities upsampled bilinearly to the view's size; returned as
+    logits of those probabilities (B×K×H×W)."""
     s = model.input_size
     x = F.interpolate(image, (s, s), mode="bilinear", align_corners=False)
-    return F.interpolate(model(x, names).float(), image.shape[-2:], mode="bilinear", align_corners=False)
+    prob = F.interpolate(
+        model(x, names).float().sigmoid(), image.shape[-2:], mode="bilinear", align_corners=False
+    )
+    return _logit(prob)
 
 
 def window_sizes(model) -> tuple[int, int]:
@@ -51,8 +60,8 @@ def predict_logits(
     of kernel² with stride ``int(kernel·(1 − overlap))`` plus the whole image resized to kernel² as a
     global view, each view resized to the model input; logits upsampled to kernel², then the sigmoid;
     windows averaged where they overlap, averaged with the global map upsampled to out_res², resized
-    to H×W. Returned as logits of that probability. Otherwise one view at the input size, logits
-    upsampled to H×W."""
+    to H×W. Returned as logits of that probability. Otherwise one view at the input size, the sigmoid
+    before upsampling to H×W (see :func:`_forward`)."""
     if not sliding:
         return _forward(model, image, names)
     kernel, res = window_sizes(model)
@@ -74,7 +83,7 @@ def predict_logits(
     glob = F.interpolate(out[-b:], (res, res), mode="bilinear", align_corners=False)
     prob = (acc / count + glob) / 2
     prob = F.interpolate(prob, image.shape[-2:], mode="bilinear", align_corners=False)
-    return torch.logit(prob.clamp(1e-6, 1 - 1e-6))
+    return _logit(prob)
 
 
 def evaluate_dataset(model, ds: SegDataset, names: list[str], sliding: bool = False) -> dict:

@@ -193,15 +193,15 @@ class DoubleConv(nn.Sequential):
 
 
 class Up(nn.Module):
-    """ConvTranspose ×2 (cin → cin−guid), concat guidance (guid ch), DoubleConv → cout."""
+    """ConvTranspose ×2 (cin → cin−guid), concat guidance (guid ch) and an optional second guidance
+    (``extra`` ch, GSNet's DINO guidance in ``FusionUP``), DoubleConv → cout."""
 
-    def __init__(self, cin: int, cout: int, guid: int):
+    def __init__(self, cin: int, cout: int, guid: int, extra: int = 0):
         super().__init__()
         self.up = nn.ConvTranspose2d(cin, cin - guid, 2, stride=2)
-        self.conv = DoubleConv(cin, cout)
+        self.conv = DoubleConv(cin + extra, cout)
 
-    def forward(self, x, g):
+    def forward(self, x, g, extra=None):
         x = self.up(x)
-        if g is not None:
-            x = torch.cat([x, g], 1)
+        x = torch.cat([x] + [t for t in (g, extra) if t is not None], 1)
         return self.conv(x)

@@ -35,14 +35,22 @@ def catseg_layers(cfg: ModelConfig, grid: int) -> nn.ModuleList:
     )
 
 
+def _projections(ins: Sequence[int], outs: Sequence[int]) -> nn.ModuleList:
+    """Decoder-guidance projections: 3×3 conv + ReLU per level."""
+    return nn.ModuleList(
+        [nn.Sequential(nn.Conv2d(a, b, 3, padding=1), nn.ReLU()) for a, b in zip(ins, outs, strict=True)]
+    )
+
+
 class Aggregator(nn.Module):
     """CAT-Seg aggregator: cost embedding, guidance projections, aggregation layers, decoder.
 
     cost B×P'×K×h×w → logits B×K×4h×4w. Composition points (defaults = CAT-Seg):
     ``cost_in`` channels of the cost (P'), ``layers`` (pairs of spatial, class modules called as
     ``spatial(x, g)``, ``cls(x, t)``), ``extra_guidance`` (a module mapping an extra feature map to
-    more image-guidance channels, concatenated after the CLIP guidance) and ``decoder_in`` (input widths
-    of the decoder-guidance projections)."""
+    more image-guidance channels, concatenated after the CLIP guidance), ``decoder_in`` (input widths
+    of the decoder-guidance projections) and ``extra_decoder`` (input widths and projected widths of a
+    second decoder guidance, concatenated after the first: GSNet's DINO guidance)."""
 
     def __init__(
         self,
@@ -53,6 +61,7 @@ class Aggregator(nn.Module):
         layers: nn.ModuleList | None = None,
         extra_guidance: nn.Module | None = None,
         decoder_in: Sequence[int] | None = None,
+        extra_decoder: tuple[Sequence[int], Sequence[int]] | None = None,
     ):
         super().__init__()
         hd = cfg.hidden
@@ -62,11 +71,11 @@ class Aggregator(nn.Module):
         self.layers = layers if layers is not None else catseg_layers(cfg, grid)
         self.extra_guidance = extra_guidance
         gd, gp, dd = decoder_in or cfg.decoder_guidance_dims, cfg.decoder_guidance_proj_dims, cfg.decoder_dims
-        self.decoder_guidance = nn.ModuleList(
-            [nn.Sequential(nn.Conv2d(a, b, 3, padding=1), nn.ReLU()) for a, b in zip(gd, gp, strict=True)]
-        )
-        self.decoder1 = Up(hd, dd[0], gp[0])
-        self.decoder2 = Up(dd[0], dd[1], gp[1])
+        self.decoder_guidance = _projections(gd, gp)
+        ein, ep = extra_decoder or ((), (0, 0))
+        self.extra_decoder_guidance = _projections(ein, ep) if extra_decoder else None
+        self.decoder1 = Up(hd, dd[0], gp[0], ep[0])
+        self.decoder2 = Up(dd[0], dd[1], gp[1], ep[1])
         self.head = nn.Conv2d(dd[1], 1, 3, padding=1)
 
     def embed_cost(self, cost: torch.Tensor) -> torch.Tensor:
@@ -86,15 +95,19 @@ class Aggregator(nn.Module):
             x = cls(x, t)
         return x
 
-    def decode(self, x, dec_guid):
-        """x B×C×K×h×w, dec_guid [B×·×2h×2w, B×·×4h×4w] → B×K×4h×4w."""
+    def decode(self, x, dec_guid, extra_guid=None):
+        """x B×C×K×h×w, dec_guid [B×·×2h×2w, B×·×4h×4w] (, extra_guid the same for
+        ``extra_decoder``) → B×K×4h×4w."""
         b, c, k, h, w = x.shape
         x = x.transpose(1, 2).reshape(b * k, c, h, w)
-        gs = [
-            proj(g).repeat_interleave(k, 0) for proj, g in zip(self.decoder_guidance, dec_guid, strict=True)
-        ]
-        x = self.decoder1(x, gs[0])
-        x = self.decoder2(x, gs[1])
+
+        def project(projs, guid):
+            return [proj(g).repeat_interleave(k, 0) for proj, g in zip(projs, guid, strict=True)]
+
+        gs = project(self.decoder_guidance, dec_guid)
+        es = project(self.extra_decoder_guidance, extra_guid) if extra_guid is not None else [None, None]
+        x = self.decoder1(x, gs[0], es[0])
+        x = self.decoder2(x, gs[1], es[1])
         return self.head(x).view(b, k, 4 * h, 4 * w)
 
     def forward(self, cost, img_guid, text_guid, dec_guid):

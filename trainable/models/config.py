@@ -59,6 +59,8 @@ class GSNetConfig(ModelConfig):
     dino: str = "rsib:random"  # DINO registry name (frozen)
     qgff: bool = True  # QGFF: gated fusion of the DINO text-cost volume (+ CLIP residual)
     ripd: bool = True  # RIPD: DINO intermediate layers as extra decoder guidance
+    dino_decoder_guidance_proj_dims: tuple = (32, 16)  # RIPD: DINO guidance projection inside the decoder
+    dino_layers: tuple | None = None  # DINO blocks for RIPD; None → (L/3−1, 2L/3−1) = public (3, 7) at L = 12
 
 
 @dataclass

@@ -59,14 +59,20 @@ def _unwrap(ckpt: dict) -> dict:
     return state
 
 
-def from_public_catseg(ckpt: dict) -> dict[str, torch.Tensor]:
-    """Public CAT-Seg checkpoint (``model_final.pth`` content) → a state dict for our CATSeg."""
+def _map(ckpt: dict, rules: list, top: dict, what: str, dino=None) -> dict[str, torch.Tensor]:
+    """Public state → ours: CLIP keys (q/k/v fused), ``transformer.…`` by ``rules``, top-level module
+    prefixes by ``top``, ``dino_model.…`` (DINO v1 layout) through ``dino`` (a callable → our keys)."""
     out: dict[str, torch.Tensor] = {}
     qkv: dict[str, dict[str, torch.Tensor]] = {}
+    dino_state: dict[str, torch.Tensor] = {}
     left = []
     for key, value in _unwrap(ckpt).items():
-        if key in ("upsample1.weight", "upsample1.bias", "upsample2.weight", "upsample2.bias"):
-            out[key] = value
+        head = key.split(".", 1)[0]
+        if head in top:
+            out[top[head] + key[len(head) :]] = value
+            continue
+        if dino is not None and key.startswith("dino_model."):
+            dino_state[key[len("dino_model.") :]] = value
             continue
         if not key.startswith(PRED):
             left.append(key)
@@ -82,7 +88,7 @@ def from_public_catseg(ckpt: dict) -> dict[str, torch.Tensor]:
             continue
         if re.search(r"block_2\.attn_mask$", k):
             continue  # shifted-window mask buffer, recomputed
-        for pat, rep in _RULES:
+        for pat, rep in rules:
             if re.match(pat, k):
                 new = re.sub(pat, rep, k)
                 new = re.sub(r"\.mlp\.(fc[12])\.", lambda mm: f".mlp.{_MLP[mm.group(1)]}.", new)
@@ -96,28 +102,81 @@ def from_public_catseg(ckpt: dict) -> dict[str, torch.Tensor]:
                 f"public checkpoint lacks the {sorted({'q', 'k', 'v'} - set(parts))} projection of {name}"
             )
         out[name] = torch.cat([parts["q"], parts["k"], parts["v"]], 0)
+    if dino_state:
+        out.update(dino(dino_state))
     if left:
         raise DglrsisError(
-            f"public CAT-Seg checkpoint has {len(left)} keys with no counterpart, e.g. {left[:3]}"
+            f"public {what} checkpoint has {len(left)} keys with no counterpart, e.g. {left[:3]}"
         )
     return out
 
 
+_TOP = {"upsample1": "upsample1", "upsample2": "upsample2"}
+
+
+def from_public_catseg(ckpt: dict) -> dict[str, torch.Tensor]:
+    """Public CAT-Seg checkpoint (``model_final.pth`` content) → a state dict for our CATSeg."""
+    return _map(ckpt, _RULES, _TOP, "CAT-Seg")
+
+
+_GS_RULES = [
+    (r"^transformer\.conv2\.", "qgff.dino_conv."),
+    (r"^transformer\.fusion_corr\.", "qgff.fusion."),
+    (r"^transformer\.CLIP_decoder_guidance_projection\.", "aggregator.decoder_guidance."),
+    (r"^transformer\.DINO_decoder_guidance_projection\.", "aggregator.extra_decoder_guidance."),
+    (r"^transformer\.Fusiondecoder([12])\.conv\.double_conv\.", r"aggregator.decoder\1.conv."),
+    (r"^transformer\.Fusiondecoder([12])\.", r"aggregator.decoder\1."),
+    *_RULES,
+]
+_GS_TOP = {
+    **_TOP,
+    "dino_decod_proj1": "ripd.proj1",
+    "dino_decod_proj2": "ripd.proj2",
+    "dino_down_sample": "qgff.dino_down",
+}
+
+
+def from_public_gsnet(ckpt: dict, model) -> dict[str, torch.Tensor]:
+    """Public GSNet checkpoint → a state dict for our GSNet ``model`` (whose DINO fixes the layout of
+    the transformers keys). Beyond the CAT-Seg map: ``T conv2`` / ``T fusion_corr`` → ``qgff.dino_conv``
+    / ``qgff.fusion``; ``T CLIP_decoder_guidance_projection`` / ``T DINO_decoder_guidance_projection``
+    → ``aggregator.decoder_guidance`` / ``aggregator.extra_decoder_guidance``; ``T Fusiondecoder{1,2}``
+    → ``aggregator.decoder{1,2}``; top-level ``dino_decod_proj{1,2}`` → ``ripd.proj{1,2}``,
+    ``dino_down_sample`` → ``qgff.dino_down``, ``dino_model.…`` (DINO v1 names) → ``dsie.dino.model.…``."""
+    from dglrsis.models import _dino_v1_to_hf, _hf_vit_layout
+
+    hf = model.dino.model
+
+    def dino(state):
+        mapped = _dino_v1_to_hf(state, hf.config.num_hidden_layers, _hf_vit_layout(hf))
+        return {f"dsie.dino.model.{k}": v for k, v in mapped.items()}
+
+    return _map(ckpt, _GS_RULES, _GS_TOP, "GSNet", dino)
+
+
 def load_public_catseg(model, ckpt: dict) -> None:
     """Load a public CAT-Seg checkpoint into ``model`` (a CATSeg); every key must match both ways."""
-    state = from_public_catseg(ckpt)
+    _load(model, from_public_catseg(ckpt), "CAT-Seg")
+
+
+def load_public_gsnet(model, ckpt: dict) -> None:
+    """Load a public GSNet checkpoint into ``model`` (a GSNet); every key must match both ways."""
+    _load(model, from_public_gsnet(ckpt, model), "GSNet")
+
+
+def _load(model, state: dict, what: str) -> None:
     ours = model.state_dict()
     missing = sorted(set(ours) - set(state))
     unexpected = sorted(set(state) - set(ours))
     if missing or unexpected:
         raise DglrsisError(
-            f"public CAT-Seg checkpoint does not fit: missing {missing[:3]} ({len(missing)}), "
+            f"public {what} checkpoint does not fit: missing {missing[:3]} ({len(missing)}), "
             f"unexpected {unexpected[:3]} ({len(unexpected)})"
         )
     bad = [k for k, v in state.items() if tuple(v.shape) != tuple(ours[k].shape)]
     if bad:
         raise DglrsisError(
-            f"public CAT-Seg checkpoint shapes differ for {bad[:3]}: e.g. {tuple(state[bad[0]].shape)} vs "
+            f"public {what} checkpoint shapes differ for {bad[:3]}: e.g. {tuple(state[bad[0]].shape)} vs "
             f"{tuple(ours[bad[0]].shape)} (another backbone or head size?)"
         )
     model.load_state_dict(state)
