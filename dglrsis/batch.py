@@ -13,8 +13,9 @@ module holds the parts that do not depend on the model:
   error. A rerun skips inputs done with the same settings, input and outputs present, and redoes the
   rest (so a killed run resumes). A failing input is recorded and the run goes on.
 - Sharding: under ``accelerate launch`` (or ``torchrun``, ``mpirun``), process ``r`` of ``w`` takes inputs
-  ``r, r + w, …`` of the sorted list. Each process appends its records to its own
-  ``DIR/.manifest.rank<r>.jsonl`` (one flushed line per input) and, when done, merges them into
+  ``r, r + w, …`` of the sorted list (jobs of one input — ``refer --pairs``, see :mod:`dglrsis.pairs` —
+  stay together, so each input is read and embedded by one process). Each process appends its records
+  to its own ``DIR/.manifest.rank<r>.jsonl`` (one flushed line per input) and, when done, merges them into
   ``manifest.json`` under a lock file, so the manifest is consistent whatever the number of processes
   and whichever finishes last.
 """
@@ -44,6 +45,8 @@ MANIFEST = "manifest.json"
 class Entry:
     path: Path  # the input file
     name: str  # output name: posix path without extension, relative to DIR
+    text: str | None = None  # refer --pairs: this job's expression (None: the command's own)
+    error: str | None = None  # a bad pairs row: the one-line error its job records (nothing is run)
 
 
 def _is_glob(spec: str) -> bool:
@@ -129,9 +132,16 @@ class Job:
     input: Path
     name: str
     outputs: dict  # kind → Path under DIR
+    text: str | None = None  # refer --pairs: this job's expression
+    error: str | None = None  # a bad pairs row: recorded as this job's failure, nothing is run
 
     def files(self) -> list[Path]:
         return list(self.outputs.values())
+
+    @property
+    def label(self) -> str:
+        """How a failure names this job: the input, and the expression of a pairs job."""
+        return str(self.input) if self.text is None else f"{self.input} | {self.text}"
 
 
 def plan_jobs(entries: list[Entry], out_dir: str | os.PathLike, suffixes: dict[str, str]) -> list[Job]:
@@ -140,8 +150,11 @@ def plan_jobs(entries: list[Entry], out_dir: str | os.PathLike, suffixes: dict[s
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise DglrsisError(f"--out-dir {out_dir} exists and is not a directory")
-    jobs = [Job(e.path, e.name, {k: out_dir / f"{e.name}{s}" for k, s in suffixes.items()}) for e in entries]
-    check_outputs([p for j in jobs for p in j.files()], [e.path for e in entries])
+    jobs = []
+    for e in entries:  # a bad pairs row writes nothing
+        outputs = {} if e.error else {k: out_dir / f"{e.name}{s}" for k, s in suffixes.items()}
+        jobs.append(Job(e.path, e.name, outputs, e.text, e.error))
+    check_outputs([p for j in jobs for p in j.files()], [e.path for e in entries if not e.error])
     return jobs
 
 
@@ -150,6 +163,14 @@ def shard(items: list, rank: int, world: int) -> list:
     if not 0 <= rank < world:
         raise ValueError(f"rank {rank} not in [0, {world})")
     return items[rank::world]
+
+
+def shard_jobs(jobs: list[Job], rank: int, world: int) -> list[Job]:
+    """The jobs of process ``rank``: :func:`shard` over the distinct inputs (in order of first appearance),
+    so all jobs of one input go to one process. With one job per input this is ``shard(jobs, …)``."""
+    inputs = list(dict.fromkeys(j.input for j in jobs))
+    mine = set(shard(inputs, rank, world))
+    return [j for j in jobs if j.input in mine]
 
 
 _RANK_VARS = [  # (rank, world size, local rank) as set by torchrun / accelerate launch, Open MPI, MPICH
@@ -292,7 +313,7 @@ def run_batch(
     rank, world = rank_world(rank, world)
     key = settings_hash(settings)
     previous = load_manifest(out_dir)
-    mine = shard(jobs, rank, world)
+    mine = shard_jobs(jobs, rank, world)
     summary = BatchSummary(total=len(mine))
     own = out_dir / f".manifest.rank{rank}.jsonl"
     with open(own, "a") as log:
@@ -303,7 +324,11 @@ def run_batch(
             _clean_partial(job)
             t0 = time.perf_counter()
             rec = {"name": job.name, "input": str(job.input), "settings": key}
+            if job.text is not None:
+                rec["expression"] = job.text
             try:
+                if job.error:
+                    raise DglrsisError(job.error)
                 rec["fingerprint"] = fingerprint(job.input)
                 files = process(job)
                 rec.update(state="done", outputs=sorted(_rel(f, out_dir) for f in files), error=None)
@@ -316,7 +341,7 @@ def run_batch(
                 )
                 msg = " ".join(msg.split())
                 rec.update(state="failed", outputs=[], error=msg)
-                summary.failed.append((str(job.input), msg))
+                summary.failed.append((job.label, msg))
             rec["seconds"] = round(time.perf_counter() - t0, 3)
             log.write(json.dumps(rec, sort_keys=True) + "\n")
             log.flush()

@@ -88,15 +88,20 @@ def _check_simplify(args) -> None:
         raise DglrsisError(f"--simplify {tol}: a tolerance ≥ 0 in map units")
 
 
-def plan(args, kinds: dict) -> Plan:
-    """Jobs for ``args.image`` (a path or a list of input specs) with the outputs in ``kinds``
-    (kind → the option's value or None). DglrsisError for any bad path, extension or option."""
+def plan(args, kinds: dict, check_text=None) -> Plan:
+    """Jobs for ``args.image`` (a path or a list of input specs) or ``args.pairs`` (a pairs file, see
+    :mod:`dglrsis.pairs`; ``check_text(expression)`` → a reason to refuse a row, or None) with the
+    outputs in ``kinds`` (kind → the option's value or None). DglrsisError for any bad path, extension
+    or option."""
     from ..batch import Job, expand_inputs, is_batch, plan_jobs
     from ..io import check_outputs
 
     _check_simplify(args)
     specs = [args.image] if isinstance(args.image, str) else list(args.image)
     out_dir = getattr(args, "out_dir", None)
+    pairs = getattr(args, "pairs", None)
+    if pairs and out_dir is None:
+        raise DglrsisError("--pairs needs --out-dir DIR")
     if out_dir is None:
         if is_batch(specs):
             raise DglrsisError("several inputs, a folder, a glob or an @list need --out-dir DIR")
@@ -120,5 +125,10 @@ def plan(args, kinds: dict) -> Plan:
         if fmt not in FORMATS[kind]:
             raise DglrsisError(f"with --out-dir, {FLAGS[kind]} takes a format: {' or '.join(FORMATS[kind])}")
         suffixes[kind] = FORMATS[kind][fmt]
-    jobs = plan_jobs(expand_inputs(specs, getattr(args, "recursive", False)), out_dir, suffixes)
-    return Plan(jobs, Path(out_dir), suffixes)
+    if pairs:
+        from ..pairs import read_pairs
+
+        entries = read_pairs(pairs, check_text)
+    else:
+        entries = expand_inputs(specs, getattr(args, "recursive", False))
+    return Plan(plan_jobs(entries, out_dir, suffixes), Path(out_dir), suffixes)
