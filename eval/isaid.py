@@ -15,12 +15,16 @@ Background policy: ``include`` scores background as class 0; ``ignore`` maps gro
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from dglrsis.errors import DglrsisError
+
+from .metrics import CHUNK_PIXELS
 
 ISAID_NAMES = [
     "background",
@@ -72,6 +76,23 @@ def query_names() -> list[str]:
     return [n.replace("_", " ").lower() for n in ISAID_NAMES[1:]]
 
 
+@lru_cache(maxsize=1)
+def _palette_lut() -> np.ndarray:
+    """2²⁴ uint8 look-up table: packed RGB (r << 16 | g << 8 | b) → iSAID index, 255 off the palette."""
+    lut = np.full(1 << 24, 255, np.uint8)
+    for idx, (r, g, b) in enumerate(ISAID_PALETTE):
+        lut[r << 16 | g << 8 | b] = idx
+    lut.flags.writeable = False
+    return lut
+
+
+def colours_to_index(rgb: np.ndarray) -> np.ndarray:
+    """h×w×3 uint8 colours → h×w uint8 iSAID indices, 255 off the palette: one table look-up per pixel
+    (no per-class masks)."""
+    c = rgb.astype(np.uint32)
+    return _palette_lut()[c[..., 0] << 16 | c[..., 1] << 8 | c[..., 2]]
+
+
 def decode_label(path: str | Path) -> np.ndarray:
     """iSAID label file → H×W uint8 class indices (255 = ignore), decoded by content.
 
@@ -79,6 +100,8 @@ def decode_label(path: str | Path) -> np.ndarray:
     :data:`OFF_PALETTE_SHARE` of the pixels (and more than :data:`OFF_PALETTE_PIXELS`) are off the palette:
     then the file is not an iSAID colour label and a :class:`DglrsisError` gives the count. L/P labels:
     the stored indices (a P image's palette is not applied). 16-bit/int labels: values > 255 → 255.
+    Memory: the decoded file (Pillow's) and the H×W output; colours are looked up in strips of about
+    :data:`CHUNK_PIXELS` pixels, so nothing else grows with the image.
     """
     from PIL import Image
 
@@ -89,19 +112,28 @@ def decode_label(path: str | Path) -> np.ndarray:
             if im.mode in ("I", "I;16", "I;16B", "F"):
                 a = np.asarray(im).astype(np.int64)
                 return np.where((a < 0) | (a > 255), 255, a).astype(np.uint8)
-            rgb = np.asarray(im.convert("RGB")).astype(np.int64)
+            rgb = im if im.mode == "RGB" else im.convert("RGB")
+            rgb.load()
+            w, h = rgb.size
+            out = np.empty((h, w), np.uint8)
+            off, example = 0, None
+            rows = max(1, CHUNK_PIXELS // w)
+            for y in range(0, h, rows):
+                strip = np.asarray(rgb.crop((0, y, w, min(h, y + rows))))
+                out[y : y + rows] = block = colours_to_index(strip)
+                bad = block == 255
+                n = int(np.count_nonzero(bad))
+                if n and example is None:
+                    by, bx = np.argwhere(bad)[0]
+                    example = (tuple(int(v) for v in strip[by, bx]), int(bx), int(y + by))
+                off += n
     except OSError as exc:
         raise DglrsisError(f"cannot read label {path}: {exc}") from None
-    key = rgb[..., 0] << 16 | rgb[..., 1] << 8 | rgb[..., 2]
-    out = np.full(key.shape, 255, np.uint8)
-    for idx, (r, g, b) in enumerate(ISAID_PALETTE):
-        out[key == (r << 16 | g << 8 | b)] = idx
-    off = int((out == 255).sum())
     if off > max(OFF_PALETTE_PIXELS, OFF_PALETTE_SHARE * out.size):
-        y, x = np.argwhere(out == 255)[0]
+        colour, x, y = example
         raise DglrsisError(
             f"{path}: {off} of {out.size} pixels ({100 * off / out.size:.1f} %) have colours off the iSAID "
-            f"palette, e.g. {tuple(int(v) for v in rgb[y, x])} at ({x}, {y}); is this an iSAID colour label?"
+            f"palette, e.g. {colour} at ({x}, {y}); is this an iSAID colour label?"
         )
     return out
 
@@ -170,3 +202,22 @@ def isaid_samples(
             )
         raise DglrsisError(f"no images in {imgs}")
     return out
+
+
+# Names of converted patches (`dglrsis convert isaid`, mmseg's converter): P0000_{y0}_{y1}_{x0}_{x1}
+PATCH_NAME = re.compile(r"_(\d+)_(\d+)_(\d+)_(\d+)$")
+
+
+def is_patch(sample) -> bool:
+    """Whether ``sample`` is a converted patch: converted form, patch name with y0 < y1 and x0 < x1."""
+    m = PATCH_NAME.search(sample.key)
+    if getattr(sample, "form", None) != "converted" or m is None:
+        return False
+    y0, y1, x0, x1 = (int(v) for v in m.groups())
+    return y0 < y1 and x0 < x1
+
+
+def input_kind(samples) -> str:
+    """``patches`` when every sample is a converted patch (:func:`is_patch`), else ``raw`` (full images,
+    whether colour-labelled release images or whole images in index form)."""
+    return "patches" if samples and all(is_patch(s) for s in samples) else "raw"

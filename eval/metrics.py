@@ -21,21 +21,31 @@ from dglrsis.errors import DglrsisError
 
 IGNORE = 255
 THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
+CHUNK_PIXELS = 1 << 18  # pixels counted (or decoded) at a time: bounds the temporaries of a large image
 
 
 def confusion(pred: np.ndarray, gt: np.ndarray, num_classes: int, ignore: int = IGNORE) -> np.ndarray:
-    """(K+1)×(K+1) int64 confusion matrix ``conf[pred, gt]``; ignored gt goes to the last column."""
-    pred = np.asarray(pred).astype(np.int64).ravel()
-    gt = np.asarray(gt).astype(np.int64).ravel()
-    if pred.shape != gt.shape:
+    """(K+1)×(K+1) int64 confusion matrix ``conf[pred, gt]``; ignored gt goes to the last column.
+
+    Counted :data:`CHUNK_PIXELS` pixels at a time, so the temporaries are bounded by the chunk, not the
+    image: an image of any size costs no memory beyond its two input arrays.
+    """
+    pred, gt = np.asarray(pred), np.asarray(gt)
+    if pred.size != gt.size:
         raise DglrsisError(f"prediction and ground truth differ in size: {pred.size} vs {gt.size} pixels")
     if pred.size and (pred.min() < 0 or pred.max() >= num_classes):
         raise DglrsisError(
             f"predictions must be class indices in [0, {num_classes}); got {pred.min()}…{pred.max()}"
         )
-    gt = np.where((gt == ignore) | (gt < 0) | (gt >= num_classes), num_classes, gt)
+    pred, gt = pred.reshape(-1), gt.reshape(-1)  # views of contiguous arrays
     k = num_classes + 1
-    return np.bincount(pred * k + gt, minlength=k * k).reshape(k, k)
+    conf = np.zeros(k * k, np.int64)
+    for start in range(0, pred.size, CHUNK_PIXELS):
+        p = pred[start : start + CHUNK_PIXELS].astype(np.int64)
+        g = gt[start : start + CHUNK_PIXELS].astype(np.int64)
+        g[(g == ignore) | (g < 0) | (g >= num_classes)] = num_classes
+        conf += np.bincount(p * k + g, minlength=k * k)
+    return conf.reshape(k, k)
 
 
 class SemSegMetric:

@@ -76,7 +76,7 @@ class _ImageCache:
         return self.array
 
 
-def _image_hw(path) -> tuple[int, int]:
+def image_hw(path) -> tuple[int, int]:
     """(height, width) of an image file from its header."""
     from PIL import Image
 
@@ -330,11 +330,11 @@ def run_res(
         image = images(s.image_path)
         pred = np.asarray(predict_fn(image, s)) != 0
         if pred.shape != gt.shape:
-            image_hw = image.shape[:2] if image is not None else _image_hw(s.image_path)
-            if pred.shape != image_hw:
+            hw = image.shape[:2] if image is not None else image_hw(s.image_path)
+            if pred.shape != hw:
                 raise DglrsisError(
                     f"prediction for sentence {s.key} is {pred.shape}, target is {gt.shape} and image "
-                    f"{image_hw} (H×W)"
+                    f"{hw} (H×W)"
                 )
             if resolution == "native":  # image and mask sizes differ (real RRSIS-D: 801×800 vs 800×800)
                 pred = resize_nearest(pred, *gt.shape)

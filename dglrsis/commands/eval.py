@@ -4,6 +4,12 @@ Resumable (per-sample results cached under ``--cache``) and splittable over proc
 ``accelerate launch -m dglrsis.cli eval …``. ``--predictions DIR`` scores saved predictions instead of
 running the model: OVSS ``{image stem}.png`` single-channel in dataset index space, RES ``{sent_id}.png``
 (non-zero = foreground). Without ``--cache`` saved predictions are scored afresh each time.
+
+OVSS images go through the scene pipeline of ``segment`` (:meth:`dglrsis.Predictor.set_raster`): tiled
+above the automatic size or with ``--tile N``, one pass with ``--no-tile``, so a raw full-size iSAID image
+(up to about 4000×13000 px) costs the memory of a tile, not of the image. The report's ``input`` names the
+protocol: ``raw`` (full images, one pass), ``raw-tiled`` (full images, some in tiles; ``tiling`` gives the
+tile, overlap and count) or ``patches`` (the converted patches ``dglrsis convert isaid`` writes).
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DglrsisError
-from .options import add_gvta_arguments, add_predictor_arguments
+from .options import add_gvta_arguments, add_predictor_arguments, add_tile_arguments
 
 OVSS_PROTOCOLS = ("background_scored", "background_ignored")  # report keys when the dataset has a background
 HELP = "evaluate OVSS (iSAID, OVRSISBench sets) or RES (RRSIS-D); resumable, accelerate-splittable"
@@ -55,6 +61,7 @@ def add_arguments(parser) -> None:
         help="res: compare at the image's size or both masks nearest-resized to 480×480 (RMSIN)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_tile_arguments(parser)
     add_predictor_arguments(parser)
     add_gvta_arguments(parser)
 
@@ -102,17 +109,24 @@ def _ovss_data(args):
     raise DglrsisError("ovss evaluation needs --dataset isaid or ovrsisbench")
 
 
-def ovss_predict_fn(pred, queries: list[str], offset: int):
+def ovss_predict_fn(pred, queries: list[str], offset: int, tiles=None):
     """Model-mode OVSS predict_fn: ``labels`` −1 (background/uncovered) → 0, k → k + ``offset``.
 
     iSAID: offset 1 (class k of the 15 queries is index k+1, background 0). OVRSISBench sets have no
-    background class: offset 0, and uncovered pixels fall to class 0.
+    background class: offset 0, and uncovered pixels fall to class 0. Without an image (``read_images``
+    off) the sample's file goes through the scene pipeline (``set_raster`` with ``tiles``, a
+    :class:`dglrsis.scene.TileConfig`), exactly as ``dglrsis segment`` runs it.
     """
 
     def predict(image, sample):
-        pred.set_image(image)
-        labels = np.asarray(pred.segment(queries).labels).astype(np.int64)
-        return np.where(labels < 0, 0, labels + offset)
+        if image is None:
+            pred.set_raster(sample.image_path, tiles)
+        else:
+            pred.set_image(image)
+        labels = np.asarray(pred.segment(queries).labels)
+        out = labels.astype(np.int32) + np.int32(offset)
+        out[labels < 0] = 0
+        return out
 
     return predict
 
@@ -130,15 +144,38 @@ def res_predict_fn(pred):
     return predict
 
 
+def input_report(samples, tiles) -> dict:
+    """``{"input": raw | raw-tiled | patches, "tiling": …}`` of an OVSS run (``tiles`` None: saved
+    predictions, no tiling). ``tiling``: the requested ``tile`` (None = automatic, 0 = off), ``overlap``,
+    the ``side`` used on tiled images and how many were tiled (sizes from the image headers)."""
+    from ..eval.isaid import input_kind
+    from ..eval.runner import image_hw
+
+    kind = input_kind(samples)
+    if tiles is None:
+        return {"input": kind, "tiling": None}
+    tiled, sides = 0, set()
+    for s in samples:
+        h, w = image_hw(s.image_path)
+        if len(tiles.windows(h, w)) > 1:
+            tiled += 1
+            sides.add(tiles.side(h, w))
+    tiling = {"tile": tiles.tile, "overlap": tiles.overlap, "side": max(sides) if sides else None}
+    tiling["tiled_images"] = tiled
+    return {"input": "raw-tiled" if tiled and kind == "raw" else kind, "tiling": tiling}
+
+
 def run(args) -> int:
     from .. import io
     from ..eval.runner import run_ovss, run_res
+    from .options import tile_config
 
     if args.limit is not None and args.limit < 1:
         raise DglrsisError("--limit must be ≥ 1")
     args.split = args.split or ("val" if args.task == "ovss" else "test")
     if getattr(args, "background", None) is None and args.dataset == "ovrsisbench":
         args.background = "none"  # these sets have no background class: every pixel is one of the classes
+    tiles = tile_config(args)
     model = None
     if not args.predictions:
         from .options import predictor_from_args
@@ -153,6 +190,8 @@ def run(args) -> int:
         "predictions": str(Path(args.predictions).resolve()) if args.predictions else None,
         "model": model.settings() if model else None,
     }
+    if args.task == "ovss":  # the tiling changes a model's prediction: part of the cache key
+        settings["tiling"] = {"tile": tiles.tile, "overlap": tiles.overlap} if model else None
     # Saved predictions without --cache: a throw-away cache, scored in one process (cheap). Everything else
     # is split over the accelerate processes through the shared cache folder.
     split = {"rank": 0, "world": 1} if args.predictions and not args.cache else {}
@@ -183,7 +222,7 @@ def run(args) -> int:
             fn = (
                 (lambda image, s: read_prediction(args.predictions, s.key))
                 if args.predictions
-                else ovss_predict_fn(model, queries, offset)
+                else ovss_predict_fn(model, queries, offset, tiles)
             )
             report = run_ovss(
                 samples,
@@ -192,11 +231,13 @@ def run(args) -> int:
                 names,
                 cache,
                 key,
-                read_images=model is not None,
+                read_images=False,  # the model reads each file itself, tile by tile when large
                 progress=not args.quiet,
                 background=0 if args.dataset == "isaid" else None,
                 **split,
             )
+            if report is not None:
+                report.update(input_report(samples, tiles if model else None))
         else:
             if args.dataset != "rrsisd":
                 raise DglrsisError("res evaluation needs --dataset rrsisd")
@@ -238,6 +279,14 @@ def print_summary(r: dict, task: str) -> None:
         return "  n/a" if v is None else f"{v:6.2f}"
 
     if task == "ovss":
+        if "input" in r:
+            t = r.get("tiling") or {}
+            how = (
+                f" (tile {t['side']}, overlap {t['overlap']}; {t['tiled_images']} of {r['n']} images tiled)"
+                if t.get("tiled_images")
+                else ""
+            )
+            print(f"input: {r['input']}{how}")
         blocks = [(k, r[k]) for k in OVSS_PROTOCOLS if k in r] or [("", r)]
         for key, b in blocks:
             metrics = "  ".join(f"{m} {f(b[m])}" for m in ("mIoU", "mACC", "fwIoU", "pACC"))

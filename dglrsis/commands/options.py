@@ -68,6 +68,23 @@ def raster_options(args: argparse.Namespace) -> tuple:
     return parse_band_spec(args.bands), Stretch.parse(args.stretch), args.nodata
 
 
+def add_tile_arguments(parser: argparse.ArgumentParser) -> None:
+    """Tiling of large images (``segment``, ``eval ovss``): see :class:`dglrsis.scene.TileConfig`."""
+    g = parser.add_argument_group("tiling (automatic above 4096×4096 pixels)")
+    g.add_argument("--tile", type=int, help="process in tiles of N pixels (default: automatic)")
+    g.add_argument("--no-tile", action="store_true", help="one pass over the whole image, whatever its size")
+    g.add_argument("--overlap", type=int, default=128, help="pixels shared by neighbouring tiles")
+
+
+def tile_config(args: argparse.Namespace):
+    """:class:`dglrsis.scene.TileConfig` from the options of :func:`add_tile_arguments`, validated."""
+    from ..scene import TileConfig
+
+    if args.no_tile and args.tile is not None:
+        raise DglrsisError("give --tile N or --no-tile, not both")
+    return TileConfig(tile=0 if args.no_tile else args.tile, overlap=args.overlap).check()
+
+
 def add_gvta_arguments(parser: argparse.ArgumentParser) -> None:
     """GVTA ablations (``refer``, ``eval res``)."""
     g = parser.add_argument_group("GVTA ablations")

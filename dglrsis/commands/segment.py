@@ -14,7 +14,7 @@ OVERLAY_MAX_SIDE = 4096  # larger scenes get a downscaled overlay
 
 
 def add_arguments(parser) -> None:
-    from .options import add_predictor_arguments, add_raster_arguments
+    from .options import add_predictor_arguments, add_raster_arguments, add_tile_arguments
     from .outputs import add_output_arguments
 
     parser.add_argument(
@@ -52,12 +52,7 @@ def add_arguments(parser) -> None:
     )
     add_output_arguments(parser)
     add_raster_arguments(parser)
-    tiles = parser.add_argument_group("tiling (automatic above 4096×4096 pixels)")
-    tiles.add_argument("--tile", type=int, help="process in tiles of N pixels (default: automatic)")
-    tiles.add_argument(
-        "--no-tile", action="store_true", help="one pass over the whole image, whatever its size"
-    )
-    tiles.add_argument("--overlap", type=int, default=128, help="pixels shared by neighbouring tiles")
+    add_tile_arguments(parser)
     add_predictor_arguments(parser)
 
 
@@ -77,14 +72,6 @@ def parse_bands(text: str | None):
     from ..io import parse_band_spec
 
     return parse_band_spec(text)
-
-
-def tile_config(args):
-    from ..scene import TileConfig
-
-    if args.no_tile and args.tile is not None:
-        raise DglrsisError("give --tile N or --no-tile, not both")
-    return TileConfig(tile=0 if args.no_tile else args.tile, overlap=args.overlap).check()
 
 
 def mask_rows(seg, meta) -> list[dict]:
@@ -119,7 +106,7 @@ def overlay_image(state, reader, labels: np.ndarray) -> tuple[np.ndarray, np.nda
 
 def run(args) -> int:
     from .. import io
-    from .options import predictor_from_args, raster_options
+    from .options import predictor_from_args, raster_options, tile_config
     from .outputs import plan
 
     names = class_list(args)
