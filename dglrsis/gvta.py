@@ -6,8 +6,9 @@
    ("white ship", "ship on the left"): ``t = normalise(t_expr + λ·Σ_i t_i)``. (The paper names the
    mechanism but not its formula; this is our reading. Switch: ``global_enhance``.)
 3. **Cross-scale fusion**: the CAM of the whole image (scale 1) plus CAMs of overlapping crops at finer
-   scales (scale s → windows of side s·max(H, W) on a grid with 50 % overlap), pasted back, averaged per
-   scale, each scale min–max normalised, then averaged over scales. (Switch: ``scales``.)
+   scales (scale s → windows of side s·max(H, W) on a grid with 50 % overlap), pasted back with a Hann
+   taper per window (:func:`window_weight`: no steps where windows meet), each scale min–max
+   normalised, then averaged over scales. (Switch: ``scales``.)
 4. **Mask selection**: every cached proposal is scored by its probability for the local noun and by its
    agreement with the CAM (IoU of the proposal with the CAM's hot region, CAM ≥ ``cam_threshold``);
    nested proposals are grouped into instances (greedy by score, a proposal covered ≥ 50 % by a better
@@ -134,6 +135,22 @@ def _windows(h: int, w: int, scale: float) -> list[tuple[int, int, int, int]]:
     return [(x, y, min(x + side, w), min(y + side, h)) for y in ys for x in xs]
 
 
+def window_weight(side: int, single: bool = False) -> np.ndarray:
+    """``side×side`` blending weight of one CAM window: a separable Hann taper ``sin²(π(u+½)/side)``.
+
+    Each window's Grad-CAM is min–max normalised on its own, so pasting windows with box weights leaves a
+    step wherever one window ends and the next begins (at x = 256 and y = 256 for a 512 px image at scale
+    0.5). The taper falls to ~0 at a window's edges, so the fused map is continuous there; with the 50 %
+    overlap of :func:`_windows` two neighbouring tapers sum to 1, and dividing by the summed weight keeps
+    the image borders (covered by one window) unweighted. ``single``: one window covers the image → ones.
+    """
+    if single:
+        return np.ones((side, side), np.float32)
+    u = np.sin(np.pi * (np.arange(side, dtype=np.float64) + 0.5) / side) ** 2
+    u = np.maximum(u, 1e-3).astype(np.float32)
+    return np.outer(u, u)
+
+
 def cross_scale_cam(
     clip, image: np.ndarray, text_emb: torch.Tensor, scales=(1.0, 0.5), cache: dict | None = None
 ) -> np.ndarray:
@@ -163,13 +180,14 @@ def cross_scale_cam(
         wins, sides, feats = cache[key]
         cams = gradcam_from_features(clip, feats, text_emb)
         acc = np.zeros((h, w), np.float32)
-        cnt = np.zeros((h, w), np.float32)
+        wsum = np.zeros((h, w), np.float32)
         for (x0, y0, x1, y1), side, cam in zip(wins, sides, cams, strict=True):
             c = torch.as_tensor(cam, dtype=torch.float32)[None, None]
             c = F.interpolate(c, size=(side, side), mode="bilinear", align_corners=False)[0, 0].numpy()
-            acc[y0:y1, x0:x1] += c[: y1 - y0, : x1 - x0]
-            cnt[y0:y1, x0:x1] += 1
-        level = acc / np.maximum(cnt, 1)
+            wt = window_weight(side, single=len(wins) == 1)[: y1 - y0, : x1 - x0]
+            acc[y0:y1, x0:x1] += wt * c[: y1 - y0, : x1 - x0]
+            wsum[y0:y1, x0:x1] += wt
+        level = acc / np.maximum(wsum, 1e-12)
         rng = level.max() - level.min()
         fused += (level - level.min()) / rng if rng > 1e-8 else 0.0
     return fused / max(len(scales), 1)

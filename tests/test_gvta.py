@@ -202,3 +202,30 @@ def test_refer_cli_not_found_exit_3_no_mask(tmp_path, scene):
     assert files == ["s.json", "scene.png"]  # the explanation, no mask
     data = json.loads((tmp_path / "s.json").read_text())
     assert data["found"] is False and data["confidence"] < 0.2 and data["candidates"]
+
+
+def test_cross_scale_cam_has_no_steps_where_windows_meet(monkeypatch):
+    """Each window's CAM is min–max normalised on its own, so the same smooth field gets a different offset
+    and gain in each window. Pasted with box weights that leaves steps at x = 128, 256, 384 (window starts
+    and ends of a 512 px image at scale 0.5); the Hann blend leaves none."""
+    from types import SimpleNamespace
+
+    from dglrsis import cam as cam_module
+    from dglrsis.gvta import cross_scale_cam
+
+    def window_cams(clip, feats, text_emb):  # per-window CAM: the window's content, min–max normalised
+        g = feats[:, 0].numpy()
+        lo, hi = g.min(axis=(1, 2), keepdims=True), g.max(axis=(1, 2), keepdims=True)
+        return (g - lo) / (hi - lo)
+
+    monkeypatch.setattr(cam_module, "cam_features", lambda clip, batch: batch)
+    monkeypatch.setattr(cam_module, "gradcam_from_features", window_cams)
+    clip = SimpleNamespace(image_size=64, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+    y, x = np.mgrid[0:512, 0:512]
+    field = 127 + 110 * np.sin(2 * np.pi * x / 700 + 0.3) * np.cos(2 * np.pi * y / 900 + 0.2)
+    image = np.repeat(field[..., None], 3, axis=2).astype(np.uint8)
+    fused = cross_scale_cam(clip, image, torch.zeros(1, 4), scales=(0.5,))
+    step = np.abs(np.diff(fused, axis=1)).mean(axis=0)  # step[i]: mean |fused[:, i+1] − fused[:, i]|
+    borders = [127, 255, 383]  # between columns 127|128, 255|256, 383|384
+    typical = np.median(step)
+    assert max(step[b] for b in borders) < 3 * typical, (step[borders], typical)
