@@ -154,7 +154,7 @@ def plan_jobs(entries: list[Entry], out_dir: str | os.PathLike, suffixes: dict[s
     for e in entries:  # a bad pairs row writes nothing
         outputs = {} if e.error else {k: out_dir / f"{e.name}{s}" for k, s in suffixes.items()}
         jobs.append(Job(e.path, e.name, outputs, e.text, e.error))
-    check_outputs([p for j in jobs for p in j.files()], [e.path for e in entries if not e.error])
+    check_outputs([p for j in jobs for p in j.files()], [e.path for e in entries if not e.error], True)
     return jobs
 
 

@@ -12,7 +12,7 @@ import argparse
 import importlib
 import sys
 
-from .errors import DglrsisError
+from .errors import OneLineParser, guarded
 
 # Sub-command name -> module under dglrsis.commands. Only working commands are listed.
 COMMANDS = {
@@ -29,7 +29,7 @@ COMMANDS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="dglrsis", description="Text-driven segmentation of remote-sensing images (DGL-RSIS)."
     )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
@@ -44,36 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return int(args._run(args) or 0)
-    except DglrsisError as exc:
-        if args.debug:
-            raise
-        print(f"dglrsis {args.command}: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except MemoryError:
-        if args.debug:
-            raise
-        hint = (
-            "process it in smaller tiles (--tile 1024, or --tile 512)"
-            if args.command == "segment"
-            else ("use a smaller image or a machine with more memory")
-        )
-        print(f"dglrsis {args.command}: error: out of memory; {hint}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"dglrsis {args.command}: interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:  # noqa: BLE001 - the CLI never shows a raw traceback without --debug
-        if args.debug:
-            raise
-        msg = " ".join(f"{type(exc).__name__}: {exc}".split())
-        print(
-            f"dglrsis {args.command}: internal error: {msg} (rerun with --debug for details)", file=sys.stderr
-        )
-        return 1
+    args = build_parser().parse_args(argv)
+    hint = (
+        "process it in smaller tiles (--tile 1024, or --tile 512)"
+        if args.command == "segment"
+        else "use a smaller image or a machine with more memory"
+    )
+    return guarded(f"dglrsis {args.command}", lambda: args._run(args), args.debug, hint)
 
 
 if __name__ == "__main__":  # pragma: no cover

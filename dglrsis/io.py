@@ -38,15 +38,18 @@ def current_umask() -> int:
     return mask
 
 
-def check_writable(path: str | os.PathLike) -> Path:
-    """Raise DglrsisError unless ``path`` can be created or replaced: not a folder, not read-only,
-    in an existing, writable folder. Returns the path."""
+def check_writable(path: str | os.PathLike, new_folders: bool = True) -> Path:
+    """Raise DglrsisError unless ``path`` can be created or replaced: not a folder, not read-only, in a
+    writable folder — which must already exist unless ``new_folders`` (then the nearest existing
+    ancestor must be a writable folder). Returns the path."""
     path = Path(path)
     if path.is_dir():
         raise DglrsisError(f"output {path} is a directory")
     if path.exists() and (not os.access(path, os.W_OK) or not os.stat(path).st_mode & 0o222):
         raise DglrsisError(f"output {path} exists and is read-only; refusing to replace it")
     parent = path.parent if str(path.parent) else Path(".")
+    if not new_folders and not parent.exists():
+        raise DglrsisError(f"cannot write {path}: folder {parent} does not exist (create it first)")
     existing = next((p for p in [parent, *parent.parents] if p.exists()), Path("."))
     if not existing.is_dir():
         raise DglrsisError(f"cannot write {path}: {existing} is not a directory")
@@ -55,17 +58,20 @@ def check_writable(path: str | os.PathLike) -> Path:
     return path
 
 
-def check_outputs(outputs: Iterable[str | os.PathLike], inputs: Iterable[str | os.PathLike] = ()) -> None:
-    """Validate output paths before any work: each writable (:func:`check_writable`), none resolving
-    to an input (same path, symlink or hard link) and no two the same file."""
+def check_outputs(
+    outputs: Iterable[str | os.PathLike], inputs: Iterable[str | os.PathLike] = (), new_folders: bool = False
+) -> None:
+    """Validate output paths before any work: each writable (:func:`check_writable`; a user-named file
+    goes into an existing folder unless ``new_folders``), none resolving to an input (same path, symlink
+    or hard link) and no two the same file."""
     ins = [Path(p) for p in inputs]
     seen: dict[Path, Path] = {}
     for out in (Path(p) for p in outputs):
-        check_writable(out)
         real = out.resolve()
         for src in ins:
             if real == src.resolve() or (out.exists() and src.exists() and os.path.samefile(out, src)):
                 raise DglrsisError(f"output {out} is the input {src}; choose another output path")
+        check_writable(out, new_folders)
         if real in seen:
             raise DglrsisError(f"two outputs are the same file: {seen[real]} and {out}")
         seen[real] = out

@@ -216,6 +216,7 @@ def test_segment_cli_writes_gis_outputs(tmp_path, capsys, umask022):
 
     src = _scene_tif(tmp_path / "in.tif")
     o = tmp_path / "o"
+    o.mkdir()  # output files go into an existing folder
     args = [
         "segment",
         str(src),

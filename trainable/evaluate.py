@@ -11,7 +11,6 @@ iSAID under ``ROOT/isaid``; ``world`` renders held-out synthetic-world scenes in
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -19,8 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dglrsis.errors import DglrsisError
-from dglrsis.io import atomic_path, write_json
+from dglrsis.errors import DglrsisError, OneLineParser, guarded
+from dglrsis.io import atomic_path, transaction, write_json
 
 from .config import DataConfig, config_from_dict
 from .data import SegDataset, background_lut, build_source
@@ -132,14 +131,38 @@ def load_trained(checkpoint: str | Path):
         raise DglrsisError(f"{ckpt} has no config.json / model.safetensors (train it with trainable.train)")
     import json
 
-    cfg = config_from_dict(json.loads(cfg_file.read_text()))
+    try:
+        saved = json.loads(cfg_file.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DglrsisError(f"{cfg_file} is not valid JSON ({exc}); the run folder is damaged") from None
+    if not isinstance(saved, dict):
+        raise DglrsisError(f"{cfg_file} holds a {type(saved).__name__}, not a config object")
+    cfg = config_from_dict(saved)
     model = build_model(cfg.name, cfg.model)
     state = load_checkpoint(weights)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise DglrsisError(f"{weights} does not match model {cfg.name}: {str(exc).splitlines()[0]}") from None
+    load_matching(model, state, f"{weights} does not match model {cfg.name}")
     return model.eval(), cfg
+
+
+def load_matching(model, state: dict, what: str, shown: int = 4) -> None:
+    """``model.load_state_dict(state)``, strict, with a one-line DglrsisError naming the first ``shown``
+    missing, unexpected and mis-shaped keys (and how many there are)."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
+        for k, v in own.items()
+        if k in state and hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(v.shape)
+    ]
+    parts = [
+        f"{len(keys)} {label}: {', '.join(keys[:shown])}{', …' if len(keys) > shown else ''}"
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", shapes))
+        if keys
+    ]
+    if parts:
+        raise DglrsisError(f"{what}: {'; '.join(parts)}")
+    model.load_state_dict(state)
 
 
 def table(results: dict[str, dict]) -> dict:
@@ -167,6 +190,14 @@ def markdown(summary: dict) -> str:
 
 def evaluate(checkpoint, sets: list[str], root=None, sliding=True, out=None, limit=None) -> dict:
     """Evaluate every set; writes ``results.json`` and ``results.md`` atomically under ``out``."""
+    from dglrsis.eval.ovrsisbench import LAYOUTS
+
+    known = ["world", *LAYOUTS]
+    unknown = [n for n in sets if n not in known]
+    if unknown or not sets:
+        raise DglrsisError(f"unknown set(s) {', '.join(unknown) or '(none given)'}: use {', '.join(known)}")
+    for name in sets:  # every set's --root checked before the model is loaded
+        set_config(name, root)
     model, cfg = load_trained(checkpoint)
     results = {}
     for name in sets:
@@ -182,14 +213,15 @@ def evaluate(checkpoint, sets: list[str], root=None, sliding=True, out=None, lim
     summary = table(results)
     summary["per_set"] = results
     out = Path(out or Path(checkpoint) / "eval")
-    write_json(out / "results.json", summary)
-    with atomic_path(out / "results.md") as tmp:
-        tmp.write_text(markdown(summary))
+    with transaction():  # both files or neither
+        write_json(out / "results.json", summary)
+        with atomic_path(out / "results.md") as tmp:
+            tmp.write_text(markdown(summary))
     return summary
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="trainable.evaluate", description=__doc__.splitlines()[0])
+    p = OneLineParser(prog="trainable.evaluate", description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", required=True, help="run folder or checkpoints/step_XXXXX")
     p.add_argument("--sets", required=True, help="comma-separated set names (dlrsd,isaid,potsdam,...,world)")
     p.add_argument("--root", default=None, help="folder holding one sub-folder per set")
@@ -201,20 +233,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="output folder (default CHECKPOINT/eval)")
     p.add_argument("--limit", type=int, default=None, help="images per set")
     args = p.parse_args(argv)
-    try:
-        s = evaluate(
-            args.checkpoint,
-            [x for x in args.sets.split(",") if x],
-            args.root,
-            not args.single_view,
-            args.out,
-            args.limit,
-        )
-    except DglrsisError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(markdown(s), end="")
-    return 0
+    if args.limit is not None and args.limit < 1:
+        p.error(f"--limit must be ≥ 1, got {args.limit}")
+
+    def run() -> int:
+        sets = [x for x in args.sets.split(",") if x]
+        s = evaluate(args.checkpoint, sets, args.root, not args.single_view, args.out, args.limit)
+        print(markdown(s), end="")
+        return 0
+
+    return guarded("trainable.evaluate", run)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from dglrsis.errors import DglrsisError
+from dglrsis.errors import DglrsisError, OneLineParser, guarded
 from dglrsis.io import atomic_path, write_json
 
 from .config import Config, load_config
@@ -157,8 +157,15 @@ def train(cfg: Config, output: str | Path, resume: str | None = None, stop_after
         ckpt = Path(resume) if resume else last_checkpoint(output)
         if ckpt is None or not (ckpt / "step.txt").is_file():
             raise DglrsisError(f"no checkpoint to resume from in {resume or output / 'checkpoints'}")
-        accelerator.load_state(str(ckpt))
-        start = int((ckpt / "step.txt").read_text())
+        start = checkpoint_step(ckpt)
+        try:
+            load_state(accelerator, ckpt)
+        except Exception as exc:  # noqa: BLE001 - a damaged checkpoint is the user's file, not our bug
+            msg = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+            raise DglrsisError(
+                f"cannot resume from {ckpt}: {msg}; the checkpoint is damaged, resume from an earlier "
+                f"checkpoints/step_XXXXX folder (--resume DIR) or start afresh"
+            ) from None
     log = output / "log.csv"
     if accelerator.is_main_process:
         output.mkdir(parents=True, exist_ok=True)
@@ -244,8 +251,51 @@ def _tensorboard(output: Path):
     return SummaryWriter(str(output / "tb"))
 
 
+def load_state(accelerator, ckpt: Path) -> None:
+    """``accelerator.load_state(ckpt)``, with a visible warning on stderr when a process's random-number
+    state is missing or unreadable (accelerate notes that at INFO level only and goes on, so the resumed
+    run silently stops being identical to an uninterrupted one)."""
+    import logging
+
+    class Catch(logging.Handler):
+        hit = False
+
+        def emit(self, record):
+            if "Could not load random states" in record.getMessage():
+                Catch.hit = True
+
+    log = logging.getLogger("accelerate.checkpointing")
+    level, propagate, handler = log.level, log.propagate, Catch()
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    log.addHandler(handler)
+    try:
+        accelerator.load_state(str(ckpt))
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
+        log.propagate = propagate
+    if Catch.hit:
+        i = accelerator.process_index
+        print(
+            f"trainable.train: warning: {ckpt / f'random_states_{i}.pkl'} is missing or unreadable: the "
+            "random-number state was not restored, so this resumed run will differ from an uninterrupted one",
+            file=sys.stderr,
+        )
+
+
+def checkpoint_step(ckpt: Path) -> int:
+    """The step a checkpoint folder was saved at (its ``step.txt``); DglrsisError if unreadable."""
+    text = (ckpt / "step.txt").read_text(errors="replace").strip()
+    if not text.isdigit():
+        raise DglrsisError(
+            f"{ckpt / 'step.txt'} holds {text[:20]!r}, not a step number; the checkpoint is damaged"
+        )
+    return int(text)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="trainable.train", description=__doc__.splitlines()[0])
+    p = OneLineParser(prog="trainable.train", description=__doc__.splitlines()[0])
     p.add_argument("--config", help="YAML config (trainable/configs/*.yaml)")
     p.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. train.lr=1e-4")
     p.add_argument("--output", default=None, help="run folder (default runs/<config name>)")
@@ -262,20 +312,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
+
+    def run() -> int:
         cfg = load_config(args.config, args.overrides)
         output = args.output or str(Path("runs") / (Path(args.config).stem if args.config else cfg.name))
         out = train(cfg, output, args.resume, args.stop_after)
-    except DglrsisError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if os.environ.get("RANK", "0") != "0":  # one summary line under accelerate launch
+        if os.environ.get("RANK", "0") != "0":  # one summary line under accelerate launch
+            return 0
+        last = out["losses"][-1] if out["losses"] else float("nan")
+        print(f"step {out['step']}  last loss {last:.4f}  mIoU {out['miou']}")
         return 0
-    print(
-        f"step {out['step']}  last loss {out['losses'][-1] if out['losses'] else float('nan'):.4f}"
-        f"  mIoU {out['miou']}"
-    )
-    return 0
+
+    return guarded("trainable.train", run, memory_hint="lower train.batch_size (raise train.grad_accum)")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ tile, overlap and count) or ``patches`` (the converted patches ``dglrsis convert
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import tempfile
 from pathlib import Path
@@ -167,7 +168,6 @@ def input_report(samples, tiles) -> dict:
 
 def run(args) -> int:
     from .. import io
-    from ..eval.runner import run_ovss, run_res
     from .options import tile_config
 
     if args.limit is not None and args.limit < 1:
@@ -176,6 +176,7 @@ def run(args) -> int:
     if getattr(args, "background", None) is None and args.dataset == "ovrsisbench":
         args.background = "none"  # these sets have no background class: every pixel is one of the classes
     tiles = tile_config(args)
+    check_eval_paths(args)
     model = None
     if not args.predictions:
         from .options import predictor_from_args
@@ -209,60 +210,8 @@ def run(args) -> int:
                 else Path(".eval_cache")
             )
         )
-        if args.task == "ovss":
-            samples, names, queries, offset = _ovss_data(args)
-            # which form was scored: iSAID raw full-size images or converted patches; OVRSISBench layout
-            settings["form"] = getattr(samples[0], "form", None) or (
-                f"published:{args.set}" if args.set else "generic"
-            )
-            settings["classes"] = names
-            key = {
-                k: v for k, v in settings.items() if k != "limit"
-            }  # --limit does not change a sample's result
-            fn = (
-                (lambda image, s: read_prediction(args.predictions, s.key))
-                if args.predictions
-                else ovss_predict_fn(model, queries, offset, tiles)
-            )
-            report = run_ovss(
-                samples,
-                fn,
-                len(names),
-                names,
-                cache,
-                key,
-                read_images=False,  # the model reads each file itself, tile by tile when large
-                progress=not args.quiet,
-                background=0 if args.dataset == "isaid" else None,
-                **split,
-            )
-            if report is not None:
-                report.update(input_report(samples, tiles if model else None))
-        else:
-            if args.dataset != "rrsisd":
-                raise DglrsisError("res evaluation needs --dataset rrsisd")
-            from ..eval.rrsisd import rrsisd_samples
-
-            samples = rrsisd_samples(args.root, args.split, args.limit)
-            settings["resolution"] = args.resolution
-            key = {
-                k: v for k, v in settings.items() if k != "limit"
-            }  # --limit does not change a sample's result
-            fn = (
-                (lambda image, s: read_prediction(args.predictions, s.key))
-                if args.predictions
-                else res_predict_fn(model)
-            )
-            report = run_res(
-                samples,
-                fn,
-                cache,
-                args.resolution,
-                key,
-                read_images=model is not None,
-                progress=not args.quiet,
-                **split,
-            )
+        with pruned_if_failed(cache):
+            report = _evaluate(args, settings, model, tiles, cache, split)
     if report is None:  # not the main process
         return 0
     report["settings"] = settings
@@ -270,6 +219,95 @@ def run(args) -> int:
         io.write_json(args.out, report)
     print_summary(report, args.task)
     return 0
+
+
+def check_eval_paths(args) -> None:
+    """``--out`` (a .json report in an existing folder, not the dataset), ``--cache`` (a folder) and
+    ``--predictions`` (a folder): DglrsisError before any model is loaded."""
+    from .. import io
+
+    if args.out:
+        if Path(args.out).suffix.lower() != ".json":
+            raise DglrsisError(f"--out {args.out}: the report is JSON, use a .json path")
+        io.check_outputs([args.out], [args.root])
+    if args.cache and Path(args.cache).exists() and not Path(args.cache).is_dir():
+        raise DglrsisError(f"--cache {args.cache} exists and is not a folder")
+    if args.predictions and not Path(args.predictions).is_dir():
+        raise DglrsisError(f"--predictions {args.predictions}: no such folder")
+
+
+@contextlib.contextmanager
+def pruned_if_failed(cache: Path):
+    """If the evaluation fails, remove the folders it created under a new ``cache`` that stayed empty
+    (a failed first run leaves nothing behind; finished samples of a resumable run are kept)."""
+    fresh = not cache.exists()
+    try:
+        yield
+    except BaseException:
+        if fresh and cache.is_dir():
+            for sub in sorted((p for p in cache.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+                with contextlib.suppress(OSError):
+                    sub.rmdir()
+            with contextlib.suppress(OSError):
+                cache.rmdir()
+        raise
+
+
+def _evaluate(args, settings: dict, model, tiles, cache: Path, split: dict):
+    """The OVSS or RES report (None on a non-main process)."""
+    from ..eval.runner import run_ovss, run_res
+
+    if args.task == "ovss":
+        samples, names, queries, offset = _ovss_data(args)
+        # which form was scored: iSAID raw full-size images or converted patches; OVRSISBench layout
+        settings["form"] = getattr(samples[0], "form", None) or (
+            f"published:{args.set}" if args.set else "generic"
+        )
+        settings["classes"] = names
+        key = {k: v for k, v in settings.items() if k != "limit"}  # --limit does not change a sample's result
+        fn = (
+            (lambda image, s: read_prediction(args.predictions, s.key))
+            if args.predictions
+            else ovss_predict_fn(model, queries, offset, tiles)
+        )
+        report = run_ovss(
+            samples,
+            fn,
+            len(names),
+            names,
+            cache,
+            key,
+            read_images=False,  # the model reads each file itself, tile by tile when large
+            progress=not args.quiet,
+            background=0 if args.dataset == "isaid" else None,
+            **split,
+        )
+        if report is not None:
+            report.update(input_report(samples, tiles if model else None))
+    else:
+        if args.dataset != "rrsisd":
+            raise DglrsisError("res evaluation needs --dataset rrsisd")
+        from ..eval.rrsisd import rrsisd_samples
+
+        samples = rrsisd_samples(args.root, args.split, args.limit)
+        settings["resolution"] = args.resolution
+        key = {k: v for k, v in settings.items() if k != "limit"}  # --limit does not change a sample's result
+        fn = (
+            (lambda image, s: read_prediction(args.predictions, s.key))
+            if args.predictions
+            else res_predict_fn(model)
+        )
+        report = run_res(
+            samples,
+            fn,
+            cache,
+            args.resolution,
+            key,
+            read_images=model is not None,
+            progress=not args.quiet,
+            **split,
+        )
+    return report
 
 
 def print_summary(r: dict, task: str) -> None:

@@ -82,6 +82,8 @@ def tile_config(args: argparse.Namespace):
 
     if args.no_tile and args.tile is not None:
         raise DglrsisError("give --tile N or --no-tile, not both")
+    if args.tile is not None and args.tile < 1:
+        raise DglrsisError(f"--tile {args.tile}: a tile side ≥ 64 (--no-tile for one pass)")
     return TileConfig(tile=0 if args.no_tile else args.tile, overlap=args.overlap).check()
 
 
