@@ -126,13 +126,19 @@ def from_public_catseg(ckpt: dict) -> dict[str, torch.Tensor]:
     return _map(ckpt, _RULES, _TOP, "CAT-Seg")
 
 
-_GS_RULES = [
+_QGFF_RULES = [  # GSNet and RSKT-Seg: the DINO cost embedding and fusion
     (r"^transformer\.conv2\.", "qgff.dino_conv."),
     (r"^transformer\.fusion_corr\.", "qgff.fusion."),
-    (r"^transformer\.CLIP_decoder_guidance_projection\.", "aggregator.decoder_guidance."),
-    (r"^transformer\.DINO_decoder_guidance_projection\.", "aggregator.extra_decoder_guidance."),
+]
+_FUSION_DECODER_RULES = [  # GSNet and RSKT-Seg: the up blocks with a second (third) guidance
     (r"^transformer\.Fusiondecoder([12])\.conv\.double_conv\.", r"aggregator.decoder\1.conv."),
     (r"^transformer\.Fusiondecoder([12])\.", r"aggregator.decoder\1."),
+]
+_GS_RULES = [
+    *_QGFF_RULES,
+    (r"^transformer\.CLIP_decoder_guidance_projection\.", "aggregator.decoder_guidance."),
+    (r"^transformer\.DINO_decoder_guidance_projection\.", "aggregator.extra_decoder_guidance."),
+    *_FUSION_DECODER_RULES,
     *_RULES,
 ]
 _GS_TOP = {
@@ -150,25 +156,31 @@ def from_public_gsnet(ckpt: dict, model) -> dict[str, torch.Tensor]:
     → ``aggregator.decoder_guidance`` / ``aggregator.extra_decoder_guidance``; ``T Fusiondecoder{1,2}``
     → ``aggregator.decoder{1,2}``; top-level ``dino_decod_proj{1,2}`` → ``ripd.proj{1,2}``,
     ``dino_down_sample`` → ``qgff.dino_down``, ``dino_model.…`` (DINO v1 names) → ``dsie.dino.model.…``."""
-    from dglrsis.models import _dino_v1_to_hf, _hf_vit_layout
+    return _map(ckpt, _GS_RULES, _GS_TOP, "GSNet", _dino_keys(model.dino, "dsie.dino.model.", "GSNet"))
 
-    hf = model.dino.model
 
-    def dino(state):
+def _dino_keys(backbone, prefix: str, what: str):
+    """The public ``dino_model.…`` state (DINO v1 names) → our keys under ``prefix``, in the layout of
+    ``backbone`` (our FrozenBackbone; None: the model has no DINO, an error)."""
+
+    def dino(state: dict) -> dict:
+        from dglrsis.models import _dino_v1_to_hf, _hf_vit_layout
+
+        if backbone is None:
+            raise DglrsisError(f"public {what} checkpoint has DINO weights but the model has no DINO")
+        hf = backbone.model
         mapped = _dino_v1_to_hf(state, hf.config.num_hidden_layers, _hf_vit_layout(hf))
-        return {f"dsie.dino.model.{k}": v for k, v in mapped.items()}
+        return {prefix + k: v for k, v in mapped.items()}
 
-    return _map(ckpt, _GS_RULES, _GS_TOP, "GSNet", dino)
+    return dino
 
 
 _RSKT_RULES = [
-    (r"^transformer\.conv2\.", "qgff.dino_conv."),
-    (r"^transformer\.fusion_corr\.", "qgff.fusion."),
+    *_QGFF_RULES,
     (r"^transformer\.CLIP_decoder_guidance_projection_remote\.", "rs_transfer.rclip_proj."),
     (r"^transformer\.CLIP_decoder_guidance_projection\.", "aggregator.decoder_guidance."),
     (r"^transformer\.DINO_decoder_guidance_projection\.", "rs_transfer.dino_proj."),
-    (r"^transformer\.Fusiondecoder([12])\.conv\.double_conv\.", r"aggregator.decoder\1.conv."),
-    (r"^transformer\.Fusiondecoder([12])\.", r"aggregator.decoder\1."),
+    *_FUSION_DECODER_RULES,
     (r"^transformer\.layers\.(\d+)\.spatial_fusion\.sa\.attention\.", r"aggregator.layers.\1.0.attn."),
     (
         r"^transformer\.layers\.(\d+)\.spatial_fusion\.sa\.mlp\.dwconv\.dwconv\.",
@@ -210,16 +222,7 @@ def from_public_rsktseg(ckpt: dict, model) -> dict[str, torch.Tensor]:
     - top level: ``upsample1/2`` → the same names, ``upsample{1,2}_remote`` →
       ``rs_transfer.rclip_up.{0,1}``, ``dino_decod_proj{1,2}`` → ``rs_transfer.ripd.proj{1,2}``,
       ``dino_down_sample`` → ``qgff.dino_down``."""
-    from dglrsis.models import _dino_v1_to_hf, _hf_vit_layout
-
-    hf = model.dino.model if model.dino is not None else None
-
-    def dino(state):
-        if hf is None:
-            raise DglrsisError("public RSKT-Seg checkpoint has DINO weights but the model has no DINO")
-        mapped = _dino_v1_to_hf(state, hf.config.num_hidden_layers, _hf_vit_layout(hf))
-        return {f"dino.model.{k}": v for k, v in mapped.items()}
-
+    dino = _dino_keys(model.dino, "dino.model.", "RSKT-Seg")
     return _map(ckpt, _RSKT_RULES, _RSKT_TOP, "RSKT-Seg", dino, _RSKT_CLIPS)
 
 
