@@ -244,12 +244,13 @@ class RSKTSeg(CostModel):
 
     def encoders(self, images: torch.Tensor):
         """The frozen encoders on their resized inputs → (DINO last B×D×2h×2h, DINO layers, RemoteCLIP
-        layers [B×W×h×h]); None for an encoder that is off."""
+        layers [B×W×h×h]; its later blocks, whose output the public code never reads, not run); None for
+        an encoder that is off."""
         dino_last = dino_inter = rclip_inter = None
         if self.dino is not None:
             dino_last, dino_inter = self.dino(resize(images, self.dino_size))
         if self.rclip is not None:
-            rclip_inter = self.rclip(resize(images, self.rclip_size))[1]
+            rclip_inter = self.rclip(resize(images, self.rclip_size), inter_only=True)[1]
         return dino_last, dino_inter, rclip_inter
 
     def embed_cost(self, cost: torch.Tensor, dino_last, text: torch.Tensor) -> torch.Tensor:
