@@ -1,7 +1,9 @@
 """Aggregation + decoder time of CAT-Seg ÷ RSKT-Seg at ViT-B sizes (24×24 cost grid, 15 classes, random
-weights, backbone features precomputed and excluded), and the time of each stage (cost embedding, aggregation
-layers, decoder). CAT-Seg's class aggregation runs on 256 tokens (public pad_len: 15 classes + 241 padding
-tokens). Last line: one JSON object."""
+weights, each at its public default: CAT-Seg 2 Swin + linear-attention layers, RSKT-Seg 3 RS-Fusion layers;
+backbone features precomputed and excluded), and the time of each stage (cost embedding — for RSKT-Seg the
+four rotation costs and the DINO cost fusion —, aggregation layers, decoder — for RSKT-Seg with the
+RemoteCLIP and DINO guidance of RS-Transfer). CAT-Seg's class aggregation runs on 256 tokens (public
+pad_len: 15 classes + 241 padding tokens). Last line: one JSON object."""
 
 from __future__ import annotations
 
@@ -30,32 +32,36 @@ def main(argv=None) -> int:
     ap.add_argument("--reps", type=int, default=5, help="timed repetitions")
     ap.add_argument("--classes", type=int, default=15, help="number of classes K")
     a = ap.parse_args(argv)
-    from dglrsis.trainable.models import RSKTSegConfig
+    from dglrsis.trainable.models import ModelConfig, RSKTSegConfig
     from dglrsis.trainable.models.catseg import Aggregator
-    from dglrsis.trainable.models.rsktseg import RSCMA, rskt_aggregator
+    from dglrsis.trainable.models.gsnet import QGFF
+    from dglrsis.trainable.models.rsktseg import RSTransfer, rs_fusion_layers
 
     dev = "cuda" if torch.cuda.is_available() else "cpu"
-    cfg, k, h, e, p = RSKTSegConfig(), a.classes, 24, 512, 1
-    cat = Aggregator(cfg, e, h).to(dev).eval()
-    rsk = rskt_aggregator(cfg, e, h, 768, 48).to(dev).eval()
-    cma = RSCMA(p, cfg.hidden, e, 768, rotations=True, dino_cost=True).to(dev).eval()
+    ccfg, cfg, k, h, e, p, w, d = ModelConfig(), RSKTSegConfig(), a.classes, 24, 512, 1, 768, 768
+    cat = Aggregator(ccfg, e, h).to(dev).eval()
+    rst = RSTransfer(cfg, w, d).to(dev).eval()
+    rsk = Aggregator(cfg, e, h, 4 * p, rs_fusion_layers(cfg), extra_widths=rst.widths).to(dev).eval()
+    qgff = QGFF(p, cfg.hidden, e, d, 2).to(dev).eval()
     r = lambda *s: torch.randn(*s, device=dev)  # noqa: E731
-    img, text = r(1, e, h, h), r(1, k, e)
+    img, text, text4 = r(1, e, h, h), r(1, k, e), r(1, k, p, e)
     guid = [r(1, 256, 2 * h, 2 * h), r(1, 128, 4 * h, 4 * h)]
-    rguid = [r(1, 256 + 96 + 256, 2 * h, 2 * h), r(1, 128 + 48 + 128, 4 * h, 4 * h)]
-    cost, cost4, dcost, dino = r(1, p, k, h, h), r(1, 4 * p, k, h, h), r(1, p, k, 48, 48), r(1, 768, 48, 48)
+    rclip_inter, dino_inter = [r(1, w, h, h)] * 2, [r(1, d, 2 * h, 2 * h)] * 2
+    cost, cost4, dino = r(1, p, k, h, h), r(1, 4 * p, k, h, h), r(1, d, 2 * h, 2 * h)
+
+    def rskt_decode(x):
+        return rsk.decode(x, guid, rst(rclip_inter, dino_inter))
 
     def run_rskt():
-        x = cma.fuse(rsk.embed_cost(cost4), dcost)
-        return rsk.decode(rsk.aggregate(x, img, text, dino), rguid)
+        return rskt_decode(rsk.aggregate(qgff(rsk.conv1, cost4, dino, text4), img, text))
 
     t_cat = _time(lambda: cat(cost, img, text, guid), a.reps)
     t_rsk = _time(run_rskt, a.reps)
     with torch.no_grad():  # inputs of the later stages, to time each stage alone
         xc = cat.embed_cost(cost)
         yc = cat.aggregate(xc, img, text)
-        xr = cma.fuse(rsk.embed_cost(cost4), dcost)
-        yr = rsk.aggregate(xr, img, text, dino)
+        xr = qgff(rsk.conv1, cost4, dino, text4)
+        yr = rsk.aggregate(xr, img, text)
     stages = {
         "catseg": {
             "embed_ms": _time(lambda: cat.embed_cost(cost), a.reps),
@@ -63,9 +69,9 @@ def main(argv=None) -> int:
             "decode_ms": _time(lambda: cat.decode(yc, guid), a.reps),
         },
         "rsktseg": {
-            "embed_and_dino_fusion_ms": _time(lambda: cma.fuse(rsk.embed_cost(cost4), dcost), a.reps),
-            "aggregate_ms": _time(lambda: rsk.aggregate(xr, img, text, dino), a.reps),
-            "decode_ms": _time(lambda: rsk.decode(yr, rguid), a.reps),
+            "embed_and_dino_fusion_ms": _time(lambda: qgff(rsk.conv1, cost4, dino, text4), a.reps),
+            "aggregate_ms": _time(lambda: rsk.aggregate(xr, img, text), a.reps),
+            "decode_ms": _time(lambda: rskt_decode(yr), a.reps),
         },
     }
     print(f"CAT-Seg {t_cat:.1f} ms, RSKT-Seg {t_rsk:.1f} ms on {dev}")

@@ -186,47 +186,46 @@ def test_rsktseg_rotations_off_equals_on_with_rotated_cost_weights_zeroed():
     torch.testing.assert_close(_out(on), _out(off), rtol=1e-5, atol=1e-5)
 
 
-def test_rsktseg_dino_cost_off_equals_on_with_dino_cost_embedding_zeroed():
+def test_rsktseg_dino_cost_off_embeds_the_clip_cost_alone():
     on, off, removed, added = _pair("rsktseg", {"use_dino_cost": False})
-    assert {k.rsplit(".", 1)[0] for k in removed} == {
-        "rscma.dino_to_text",
-        "rscma.dino_conv",
-        "rscma.dino_gate",
-    }
+    assert {k.rsplit(".", 1)[0] for k in removed} == {"qgff.dino_down", "qgff.dino_conv", "qgff.fusion"}
+    assert off.qgff is None and off.dino is not None  # the DINO decoder guidance still needs it
     assert not torch.allclose(_out(on), _out(off))
-    _zero(on, "rscma.dino_conv.")  # embedded DINO cost d = 0 → x + gate·0
-    torch.testing.assert_close(_out(on), _out(off), rtol=1e-5, atol=1e-5)
+    x = torch.randn(1, 4, 3, 4, 4)  # off: the public corr_embed, conv1 without a sigmoid
+    with torch.no_grad():
+        torch.testing.assert_close(off.embed_cost(x, None, None), off.aggregator.embed_cost(x))
 
 
-def test_rsktseg_set_sr_and_cet_are_wired():
-    on, off, removed, added = _pair("rsktseg", {"set_sr": 1})
-    assert off.aggregator.layers[0][0].reduce.kernel_size == (1, 1)
-    assert not torch.allclose(_out(on), _out(off))
-    on, off, removed, added = _pair("rsktseg", {"cet": False})
-    assert removed and all(".1.qkv." in k or ".1." in k for k in removed)
-    assert not torch.allclose(_out(on), _out(off))
-
-
-def test_set_reduction_is_exact_on_block_constant_maps():
-    """SET with sr = 2 on maps constant over 2×2 blocks equals sr = 1 when the 2×2 kernel is the
-    1×1 kernel spread over the block (softmax over 4 copies of a key = over one), and differs on
-    maps that are not block-constant: the reduction is really applied."""
-    from dglrsis.trainable.models.rsktseg import SETLayer
-
-    torch.manual_seed(0)
-    s1, s2 = SETLayer(8, 4, 2, 1).eval(), SETLayer(8, 4, 2, 2).eval()
-    s2.load_state_dict(
-        {k: v for k, v in s1.state_dict().items() if not k.startswith("reduce.weight")}, strict=False
+@pytest.mark.parametrize(
+    "switch,gone",
+    [
+        ({"rclip_guidance": False}, {"rclip", "rs_transfer.rclip_up", "rs_transfer.rclip_proj"}),
+        ({"dino_guidance": False}, {"rs_transfer.ripd", "rs_transfer.dino_proj"}),
+    ],
+)
+def test_rsktseg_transfer_switches_remove_their_guidance(switch, gone):
+    on, off, removed, added = _pair("rsktseg", switch)
+    assert {
+        k.split(".")[0] if k.startswith("rclip.") else ".".join(k.split(".")[:2]) for k in removed
+    } == gone
+    w_on, w_off = on.rs_transfer.widths, off.rs_transfer.widths
+    assert all(a > b for a, b in zip(w_on, w_off, strict=True))
+    assert off.aggregator.decoder1.conv[0].in_channels == on.aggregator.decoder1.conv[0].in_channels - (
+        w_on[0] - w_off[0]
     )
-    with torch.no_grad():
-        s2.reduce.weight.copy_(s1.reduce.weight.expand(-1, -1, 2, 2) / 4)
-    x = torch.randn(1, 8, 3, 4, 4)
-    g = torch.randn(1, 8, 4, 4)
-    up = lambda t: t.repeat_interleave(2, -1).repeat_interleave(2, -2)  # noqa: E731
-    with torch.no_grad():
-        torch.testing.assert_close(s2(up(x), up(g)), s1(up(x), up(g)), rtol=1e-5, atol=1e-5)
-        big = torch.randn(1, 8, 3, 8, 8)
-        assert not torch.allclose(s2(big, up(g)), s1(big, up(g)), atol=1e-3)
+    assert not torch.allclose(_out(on), _out(off))
+    both = build_model(
+        "rsktseg", dict(SMALL_RSKT, rclip_guidance=False, dino_guidance=False, use_dino_cost=False)
+    )
+    assert both.dino is None and both.rclip is None and both.rs_transfer.widths == [0, 0]
+    assert _out(both).shape == (2, 3, 16, 16)
+
+
+def test_rsktseg_set_sr_is_wired():
+    on, off, removed, added = _pair("rsktseg", {"set_sr": 1})
+    assert on.aggregator.layers[0][0].attn.sr_k.kernel_size == (2, 2)
+    assert removed and all(".attn.sr_" in k or ".attn.norm_" in k for k in removed)
+    assert not torch.allclose(_out(on), _out(off))
 
 
 @pytest.mark.parametrize("switch", [{"qgff": False}, {"ripd": False}])

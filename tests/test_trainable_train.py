@@ -237,5 +237,5 @@ def test_configs_are_one_level_deltas_with_typed_keys(tmp_path):
         load_config(tmp_path / "d.yaml", ["name=catseg"])
     with pytest.raises(DglrsisError, match=r"train\.iterations must be int"):
         build_config({}, ["train.iterations=many"])
-    with pytest.raises(DglrsisError, match=r"model\.cet must be bool"):
-        build_config({"name": "rsktseg"}, ["model.cet=3"])
+    with pytest.raises(DglrsisError, match=r"model\.use_rotations must be bool"):
+        build_config({"name": "rsktseg"}, ["model.use_rotations=3"])

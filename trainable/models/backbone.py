@@ -89,12 +89,13 @@ class FrozenBackbone(nn.Module):
         return size // self.patch
 
     @torch.no_grad()
-    def forward(self, images: torch.Tensor):
-        """images B×3×H×W → (last B×D×h×w, [B×W×h×w for each of self.layers])."""
+    def forward(self, images: torch.Tensor, inter_only: bool = False):
+        """images B×3×H×W → (last B×D×h×w, [B×W×h×w for each of self.layers]). ``inter_only`` (CLIP):
+        the blocks after the last of ``self.layers`` are not run and ``last`` is None."""
         hw = (images.shape[-2] // self.patch, images.shape[-1] // self.patch)
         if self.kind == "clip":
-            last, inter = dense_clip_features(self.model.visual, images, self.layers)
-            return last.permute(0, 3, 1, 2), inter
+            last, inter = dense_clip_features(self.model.visual, images, self.layers, inter_only=inter_only)
+            return (None if last is None else last.permute(0, 3, 1, 2)), inter
         out = self.model(pixel_values=images, output_hidden_states=True, interpolate_pos_encoding=True)
         last = tokens_to_grid(out.last_hidden_state, hw)
         norm = nn.Identity()

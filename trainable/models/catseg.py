@@ -47,10 +47,10 @@ class Aggregator(nn.Module):
 
     cost B×P'×K×h×w → logits B×K×4h×4w. Composition points (defaults = CAT-Seg):
     ``cost_in`` channels of the cost (P'), ``layers`` (pairs of spatial, class modules called as
-    ``spatial(x, g)``, ``cls(x, t)``), ``extra_guidance`` (a module mapping an extra feature map to
-    more image-guidance channels, concatenated after the CLIP guidance), ``decoder_in`` (input widths
-    of the decoder-guidance projections) and ``extra_decoder`` (input widths and projected widths of a
-    second decoder guidance, concatenated after the first: GSNet's DINO guidance)."""
+    ``spatial(x, g)``, ``cls(x, t)``), ``decoder_in`` (input widths of the decoder-guidance
+    projections), ``extra_decoder`` (input widths and projected widths of a second decoder guidance,
+    concatenated after the first: GSNet's DINO guidance) or ``extra_widths`` (widths of a second decoder
+    guidance the caller has projected already: RSKT-Seg's RemoteCLIP and DINO guidance)."""
 
     def __init__(
         self,
@@ -59,9 +59,9 @@ class Aggregator(nn.Module):
         grid: int,
         cost_in: int | None = None,
         layers: nn.ModuleList | None = None,
-        extra_guidance: nn.Module | None = None,
         decoder_in: Sequence[int] | None = None,
         extra_decoder: tuple[Sequence[int], Sequence[int]] | None = None,
+        extra_widths: Sequence[int] | None = None,
     ):
         super().__init__()
         hd = cfg.hidden
@@ -69,10 +69,9 @@ class Aggregator(nn.Module):
         self.guidance_proj = nn.Sequential(nn.Conv2d(embed, cfg.guidance_dim, 3, padding=1), nn.ReLU())
         self.text_guidance_proj = nn.Sequential(nn.Linear(embed, cfg.text_guidance_dim), nn.ReLU())
         self.layers = layers if layers is not None else catseg_layers(cfg, grid)
-        self.extra_guidance = extra_guidance
         gd, gp, dd = decoder_in or cfg.decoder_guidance_dims, cfg.decoder_guidance_proj_dims, cfg.decoder_dims
         self.decoder_guidance = _projections(gd, gp)
-        ein, ep = extra_decoder or ((), (0, 0))
+        ein, ep = extra_decoder or ((), extra_widths or (0, 0))
         self.extra_decoder_guidance = _projections(ein, ep) if extra_decoder else None
         self.decoder1 = Up(hd, dd[0], gp[0], ep[0])
         self.decoder2 = Up(dd[0], dd[1], gp[1], ep[1])
@@ -84,11 +83,9 @@ class Aggregator(nn.Module):
         x = self.conv1(cost.transpose(1, 2).reshape(b * k, p, h, w))
         return x.view(b, k, -1, h, w).transpose(1, 2)
 
-    def aggregate(self, x, img_guid, text_guid, extra=None):
-        """x B×C×K×h×w, img_guid B×E×h×w, text_guid B×K×E (, extra for ``extra_guidance``) → B×C×K×h×w."""
+    def aggregate(self, x, img_guid, text_guid):
+        """x B×C×K×h×w, img_guid B×E×h×w, text_guid B×K×E → B×C×K×h×w."""
         g = self.guidance_proj(img_guid)
-        if self.extra_guidance is not None:
-            g = torch.cat([g, self.extra_guidance(extra)], 1)
         t = self.text_guidance_proj(text_guid)
         for spatial, cls in self.layers:
             x = spatial(x, g)
@@ -97,11 +94,13 @@ class Aggregator(nn.Module):
 
     def decode(self, x, dec_guid, extra_guid=None):
         """x B×C×K×h×w, dec_guid [B×·×2h×2w, B×·×4h×4w] (, extra_guid the same for
-        ``extra_decoder``) → B×K×4h×4w."""
+        ``extra_decoder``, or already projected for ``extra_widths``) → B×K×4h×4w."""
         b, c, k, h, w = x.shape
         x = x.transpose(1, 2).reshape(b * k, c, h, w)
 
         def project(projs, guid):
+            if projs is None:  # projected by the caller
+                return [g.repeat_interleave(k, 0) for g in guid]
             return [proj(g).repeat_interleave(k, 0) for proj, g in zip(projs, guid, strict=True)]
 
         gs = project(self.decoder_guidance, dec_guid)

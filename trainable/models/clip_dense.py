@@ -32,13 +32,18 @@ def value_path(blk: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def dense_clip_features(
-    visual: nn.Module, images: torch.Tensor, layers: tuple[int, ...], value_last: bool = True
+    visual: nn.Module,
+    images: torch.Tensor,
+    layers: tuple[int, ...],
+    value_last: bool = True,
+    inter_only: bool = False,
 ):
     """Run an open_clip VisionTransformer densely.
 
     images: B×3×H×W normalised. Returns (tokens B×h×w×E after ln_post and proj, [B×D×h×w for each
     index in ``layers`` — outputs of those residual blocks, 0-based]). ``value_last``: the last block
-    as :func:`value_path` (public CAT-Seg); False → the standard block.
+    as :func:`value_path` (public CAT-Seg); False → the standard block. ``inter_only``: stop after the
+    last block in ``layers``, the tokens None (RSKT-Seg's RemoteCLIP, read at two blocks only).
     """
     x = visual.conv1(images)  # B×D×h×w
     b, d, h, w = x.shape
@@ -52,6 +57,8 @@ def dense_clip_features(
         x = value_path(blk, x) if value_last and i == len(blocks) - 1 else blk(x)
         if i in layers:
             inter.append(tokens_to_grid(x, (h, w)))
+        if inter_only and i >= max(layers):
+            return None, inter
     x = visual.ln_post(x[:, 1:])
     if visual.proj is not None:
         x = x @ visual.proj

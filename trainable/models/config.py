@@ -76,16 +76,25 @@ class DRSegConfig(ModelConfig):
 
 @dataclass
 class RSKTSegConfig(ModelConfig):
-    """RSKT-Seg = CAT-Seg cost + RS-CMA, RS-Fusion, RS-Transfer with frozen DINO and RemoteCLIP."""
+    """RSKT-Seg (public LiBingyu01/RSKT-Seg, vitb_384 configs) = CLIP costs of four rotations fused with a
+    DINO cost, RS-Fusion aggregation, CLIP + RemoteCLIP + DINO decoder guidance; DINO and RemoteCLIP
+    frozen. The aggregation needs ``guidance_dim`` = ``text_guidance_dim`` = ``hidden`` only in the
+    public code (its q / k take 2·hidden); here any widths work."""
 
+    num_layers: int = 3  # RS-Fusion layers: the public vitb_384_*.yaml NUM_LAYERS (vitl_336_*.yaml: 2)
+    heads: int = 8  # RS-Fusion heads: the public EffAggregatorLayer's default (NUM_HEADS is not passed to it)
     dino: str = "rsib:random"  # DINO registry name (frozen)
     rclip: str = "ViT-B-32:random"  # RemoteCLIP registry name (e.g. RemoteCLIP-ViT-B-32), frozen
     use_rotations: bool = True  # RS-CMA: CLIP cost on 0/90/180/270° rotations (else 0° only)
-    use_dino_cost: bool = True  # RS-CMA: DINO cost map fused by sigmoid-gated 7×7 convs
-    set_sr: int = 2  # RS-Fusion SET spatial-reduction ratio (1 = no reduction)
-    cet: bool = True  # RS-Fusion CET class attention (False → CAT-Seg linear class attention)
-    rclip_guidance_dims: tuple = (96, 48)  # RemoteCLIP guidance per level (sized to the ≈11.35 M head budget)
-    dino_guidance_dims: tuple = (256, 128)  # DINO guidance upsampler outputs per decoder level
+    use_dino_cost: bool = True  # RS-CMA: DINO cost fused as GSNet's QGFF (else conv1 on the CLIP cost)
+    set_sr: int = 2  # RS-Fusion spatial attention: keys / values reduced sr×sr (public sr_ratio; 1 = none)
+    rclip_guidance: bool = True  # RS-Transfer: RemoteCLIP decoder guidance (public USE_REMOTE_CLIP)
+    dino_guidance: bool = True  # RS-Transfer: DINO decoder guidance
+    rclip_guidance_dims: tuple = (256, 128)  # RemoteCLIP upsampler outputs (public upsample1/2_remote)
+    dino_guidance_dims: tuple = (256, 128)  # DINO guidance outputs (public dino_decod_proj1/2)
+    dino_decoder_guidance_proj_dims: tuple = (32, 16)  # DINO guidance projection inside the decoder
+    rclip_layers: tuple | None = None  # RemoteCLIP blocks; None → (L/3−1, 2L/3−1) = public (3, 7) at L = 12
+    dino_layers: tuple | None = None  # DINO blocks; None → (L/3−1, 2L/3−1) = public (3, 7) at L = 12
 
 
 CONFIGS: dict[str, type[ModelConfig]] = {

@@ -54,12 +54,13 @@ class QGFF(nn.Module):
         self.fusion = nn.Conv2d(2 * hidden, hidden, 7, padding=3)
 
     def forward(self, conv1: nn.Conv2d, cost, dino_last, text):
-        """conv1: P→C, cost B×P×K×h×w (CLIP), dino_last B×D×g×g, text B×K×P×E → B×C×K×h×w."""
+        """conv1: P'→C, cost B×P'×K×h×w (CLIP; P' = P, or 4P for RSKT-Seg's rotations), dino_last
+        B×D×g×g, text B×K×P×E → B×C×K×h×w."""
         b, p, k, h, w = cost.shape
         dimg = self.dino_down(dino_last).permute(0, 2, 3, 1)  # B×h×w×E
         dcost = CostModel.cost_volume(dimg, text)
         c = torch.sigmoid(conv1(cost.transpose(1, 2).reshape(b * k, p, h, w)))
-        d = torch.sigmoid(self.dino_conv(dcost.transpose(1, 2).reshape(b * k, p, h, w)))
+        d = torch.sigmoid(self.dino_conv(dcost.transpose(1, 2).reshape(b * k, -1, h, w)))
         x = torch.sigmoid(self.fusion(torch.cat([c, d], 1))) + c
         return x.view(b, k, -1, h, w).transpose(1, 2)
 

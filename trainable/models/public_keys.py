@@ -1,4 +1,5 @@
-"""Weight compatibility with the public CAT-Seg code (cvlab-kaist/CAT-Seg, detectron2 ``model_final.pth``).
+"""Weight compatibility with the public CAT-Seg code (cvlab-kaist/CAT-Seg, detectron2 ``model_final.pth``)
+and the public GSNet and RSKT-Seg code built on it (:func:`from_public_gsnet`, :func:`from_public_rsktseg`).
 
 A checkpoint trained by the public code is a ``{"model": state_dict, ...}`` dict whose keys follow that
 code's module names; :func:`from_public_catseg` maps it onto :class:`~.catseg.CATSeg`'s keys:
@@ -59,9 +60,13 @@ def _unwrap(ckpt: dict) -> dict:
     return state
 
 
-def _map(ckpt: dict, rules: list, top: dict, what: str, dino=None) -> dict[str, torch.Tensor]:
-    """Public state → ours: CLIP keys (q/k/v fused), ``transformer.…`` by ``rules``, top-level module
-    prefixes by ``top``, ``dino_model.…`` (DINO v1 layout) through ``dino`` (a callable → our keys)."""
+_CLIPS = {"clip_model.": "clip."}
+
+
+def _map(ckpt: dict, rules: list, top: dict, what: str, dino=None, clips=None) -> dict[str, torch.Tensor]:
+    """Public state → ours: CLIP keys (predictor prefixes → ours by ``clips``, q/k/v fused),
+    ``transformer.…`` by ``rules``, top-level module prefixes by ``top``, ``dino_model.…`` (DINO v1
+    layout) through ``dino`` (a callable → our keys)."""
     out: dict[str, torch.Tensor] = {}
     qkv: dict[str, dict[str, torch.Tensor]] = {}
     dino_state: dict[str, torch.Tensor] = {}
@@ -78,8 +83,9 @@ def _map(ckpt: dict, rules: list, top: dict, what: str, dino=None) -> dict[str, 
             left.append(key)
             continue
         k = key[len(PRED) :]
-        if k.startswith("clip_model."):
-            k = "clip." + k[len("clip_model.") :]
+        clip = next((c for c in clips or _CLIPS if k.startswith(c)), None)
+        if clip is not None:
+            k = (clips or _CLIPS)[clip] + k[len(clip) :]
             m = re.match(r"^(.*\.attn\.)([qkv])_proj_weight$", k)
             if m:
                 qkv.setdefault(m.group(1) + "in_proj_weight", {})[m.group(2)] = value
@@ -91,7 +97,8 @@ def _map(ckpt: dict, rules: list, top: dict, what: str, dino=None) -> dict[str, 
         for pat, rep in rules:
             if re.match(pat, k):
                 new = re.sub(pat, rep, k)
-                new = re.sub(r"\.mlp\.(fc[12])\.", lambda mm: f".mlp.{_MLP[mm.group(1)]}.", new)
+                if ".swin_block." in k:  # the Swin MLP (timm Mlp) is our nn.Sequential
+                    new = re.sub(r"\.mlp\.(fc[12])\.", lambda mm: f".mlp.{_MLP[mm.group(1)]}.", new)
                 out[new] = value
                 break
         else:
@@ -119,13 +126,19 @@ def from_public_catseg(ckpt: dict) -> dict[str, torch.Tensor]:
     return _map(ckpt, _RULES, _TOP, "CAT-Seg")
 
 
-_GS_RULES = [
+_QGFF_RULES = [  # GSNet and RSKT-Seg: the DINO cost embedding and fusion
     (r"^transformer\.conv2\.", "qgff.dino_conv."),
     (r"^transformer\.fusion_corr\.", "qgff.fusion."),
-    (r"^transformer\.CLIP_decoder_guidance_projection\.", "aggregator.decoder_guidance."),
-    (r"^transformer\.DINO_decoder_guidance_projection\.", "aggregator.extra_decoder_guidance."),
+]
+_FUSION_DECODER_RULES = [  # GSNet and RSKT-Seg: the up blocks with a second (third) guidance
     (r"^transformer\.Fusiondecoder([12])\.conv\.double_conv\.", r"aggregator.decoder\1.conv."),
     (r"^transformer\.Fusiondecoder([12])\.", r"aggregator.decoder\1."),
+]
+_GS_RULES = [
+    *_QGFF_RULES,
+    (r"^transformer\.CLIP_decoder_guidance_projection\.", "aggregator.decoder_guidance."),
+    (r"^transformer\.DINO_decoder_guidance_projection\.", "aggregator.extra_decoder_guidance."),
+    *_FUSION_DECODER_RULES,
     *_RULES,
 ]
 _GS_TOP = {
@@ -143,15 +156,74 @@ def from_public_gsnet(ckpt: dict, model) -> dict[str, torch.Tensor]:
     → ``aggregator.decoder_guidance`` / ``aggregator.extra_decoder_guidance``; ``T Fusiondecoder{1,2}``
     → ``aggregator.decoder{1,2}``; top-level ``dino_decod_proj{1,2}`` → ``ripd.proj{1,2}``,
     ``dino_down_sample`` → ``qgff.dino_down``, ``dino_model.…`` (DINO v1 names) → ``dsie.dino.model.…``."""
-    from dglrsis.models import _dino_v1_to_hf, _hf_vit_layout
+    return _map(ckpt, _GS_RULES, _GS_TOP, "GSNet", _dino_keys(model.dino, "dsie.dino.model.", "GSNet"))
 
-    hf = model.dino.model
 
-    def dino(state):
+def _dino_keys(backbone, prefix: str, what: str):
+    """The public ``dino_model.…`` state (DINO v1 names) → our keys under ``prefix``, in the layout of
+    ``backbone`` (our FrozenBackbone; None: the model has no DINO, an error)."""
+
+    def dino(state: dict) -> dict:
+        from dglrsis.models import _dino_v1_to_hf, _hf_vit_layout
+
+        if backbone is None:
+            raise DglrsisError(f"public {what} checkpoint has DINO weights but the model has no DINO")
+        hf = backbone.model
         mapped = _dino_v1_to_hf(state, hf.config.num_hidden_layers, _hf_vit_layout(hf))
-        return {f"dsie.dino.model.{k}": v for k, v in mapped.items()}
+        return {prefix + k: v for k, v in mapped.items()}
 
-    return _map(ckpt, _GS_RULES, _GS_TOP, "GSNet", dino)
+    return dino
+
+
+_RSKT_RULES = [
+    *_QGFF_RULES,
+    (r"^transformer\.CLIP_decoder_guidance_projection_remote\.", "rs_transfer.rclip_proj."),
+    (r"^transformer\.CLIP_decoder_guidance_projection\.", "aggregator.decoder_guidance."),
+    (r"^transformer\.DINO_decoder_guidance_projection\.", "rs_transfer.dino_proj."),
+    *_FUSION_DECODER_RULES,
+    (r"^transformer\.layers\.(\d+)\.spatial_fusion\.sa\.attention\.", r"aggregator.layers.\1.0.attn."),
+    (
+        r"^transformer\.layers\.(\d+)\.spatial_fusion\.sa\.mlp\.dwconv\.dwconv\.",
+        r"aggregator.layers.\1.0.mlp.dwconv.",
+    ),
+    (r"^transformer\.layers\.(\d+)\.spatial_fusion\.sa\.", r"aggregator.layers.\1.0."),
+    (r"^transformer\.layers\.(\d+)\.class_fusion\.sa\.attention\.", r"aggregator.layers.\1.1.attn."),
+    (r"^transformer\.layers\.(\d+)\.class_fusion\.sa\.", r"aggregator.layers.\1.1."),
+    *_RULES[:3],
+    _RULES[-1],
+]
+_RSKT_TOP = {
+    **_TOP,
+    "upsample1_remote": "rs_transfer.rclip_up.0",
+    "upsample2_remote": "rs_transfer.rclip_up.1",
+    "dino_decod_proj1": "rs_transfer.ripd.proj1",
+    "dino_decod_proj2": "rs_transfer.ripd.proj2",
+    "dino_down_sample": "qgff.dino_down",
+}
+_RSKT_CLIPS = {**_CLIPS, "clip_model_remote.": "rclip.model."}
+
+
+def from_public_rsktseg(ckpt: dict, model) -> dict[str, torch.Tensor]:
+    """Public RSKT-Seg checkpoint (LiBingyu01/RSKT-Seg) → a state dict for our RSKTSeg ``model`` (whose
+    DINO fixes the layout of the transformers keys). ``P clip_model.…`` as for CAT-Seg,
+    ``P clip_model_remote.…`` → ``rclip.model.…`` (q/k/v fused the same way), ``dino_model.…`` (DINO v1
+    names) → ``dino.model.…``, and (``T`` = ``P transformer.``):
+
+    - ``T conv1`` / ``T guidance_projection.0`` / ``T text_guidance_projection.0`` / ``T head`` →
+      ``aggregator.conv1`` / ``.guidance_proj.0`` / ``.text_guidance_proj.0`` / ``.head``;
+      ``T conv2`` / ``T fusion_corr`` → ``qgff.dino_conv`` / ``qgff.fusion``;
+    - ``T layers.L.spatial_fusion.sa.X`` → ``aggregator.layers.L.0.X`` (``attention`` → ``attn``,
+      ``mlp.dwconv.dwconv`` → ``mlp.dwconv``); ``T layers.L.class_fusion.sa.X`` →
+      ``aggregator.layers.L.1.X`` (``attention`` → ``attn``);
+    - ``T CLIP_decoder_guidance_projection`` → ``aggregator.decoder_guidance``;
+      ``T CLIP_decoder_guidance_projection_remote`` / ``T DINO_decoder_guidance_projection`` →
+      ``rs_transfer.rclip_proj`` / ``rs_transfer.dino_proj``; ``T Fusiondecoder{1,2}.up`` /
+      ``….conv.double_conv.I`` → ``aggregator.decoder{1,2}.up`` / ``….conv.I``;
+    - top level: ``upsample1/2`` → the same names, ``upsample{1,2}_remote`` →
+      ``rs_transfer.rclip_up.{0,1}``, ``dino_decod_proj{1,2}`` → ``rs_transfer.ripd.proj{1,2}``,
+      ``dino_down_sample`` → ``qgff.dino_down``."""
+    dino = _dino_keys(model.dino, "dino.model.", "RSKT-Seg")
+    return _map(ckpt, _RSKT_RULES, _RSKT_TOP, "RSKT-Seg", dino, _RSKT_CLIPS)
 
 
 def load_public_catseg(model, ckpt: dict) -> None:
@@ -162,6 +234,11 @@ def load_public_catseg(model, ckpt: dict) -> None:
 def load_public_gsnet(model, ckpt: dict) -> None:
     """Load a public GSNet checkpoint into ``model`` (a GSNet); every key must match both ways."""
     _load(model, from_public_gsnet(ckpt, model), "GSNet")
+
+
+def load_public_rsktseg(model, ckpt: dict) -> None:
+    """Load a public RSKT-Seg checkpoint into ``model`` (an RSKTSeg); every key must match both ways."""
+    _load(model, from_public_rsktseg(ckpt, model), "RSKT-Seg")
 
 
 def _load(model, state: dict, what: str) -> None:
