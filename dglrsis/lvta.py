@@ -52,15 +52,26 @@ def crop_box(box: np.ndarray, cfg: LVTAConfig) -> tuple[float, float, float, flo
 
 
 def _gaussian_blur(img: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of a ``1×C×H×W`` tensor (reflect padding)."""
+    """Separable Gaussian blur of a ``1×C×H×W`` tensor: kernel radius ``int(3σ)``, reflect padding
+    (the edge pixel not repeated). Computed by ``scipy.ndimage.correlate1d`` (``mode="mirror"`` is
+    torch's ``"reflect"``), about twice as fast as two ``conv1d`` passes on CPU; images no larger than the
+    radius use the ``conv1d`` form with the kernel cut to the image."""
     if sigma <= 0:
         return img
     radius = max(1, int(3 * sigma))
     x = torch.arange(-radius, radius + 1, dtype=img.dtype)
     k = torch.exp(-(x**2) / (2 * sigma**2))
-    k = (k / k.sum()).to(img.device)
+    k = k / k.sum()
     c = img.shape[1]
     h, w = img.shape[-2:]
+    if min(h, w) > radius and img.device.type == "cpu":
+        from scipy.ndimage import correlate1d
+
+        a = img[0].numpy()
+        kn = k.numpy()
+        out = correlate1d(correlate1d(a, kn, axis=2, mode="mirror"), kn, axis=1, mode="mirror")
+        return torch.from_numpy(out)[None]
+    k = k.to(img.device)
     pad_x, pad_y = min(radius, w - 1), min(radius, h - 1)
     if pad_x > 0:
         img = F.conv1d(

@@ -44,7 +44,8 @@ BLUR_MARGIN = 16  # extra pixels read around the crop windows so the crop backgr
 @dataclass
 class TileConfig:
     """``tile``: None = automatic (``AUTO_TILE`` above ``AUTO_TILE_PIXELS``, else one pass), 0 = one pass,
-    N = tiles of N pixels; ``overlap``: pixels shared by neighbouring read windows."""
+    N = tiles of at most N pixels a side; ``overlap``: the least number of pixels shared by neighbouring read
+    windows (:func:`dglrsis.tiling.tile_windows`)."""
 
     tile: int | None = None
     overlap: int = 128
@@ -157,6 +158,34 @@ def _crop_window(props: Proposals, lvta: LVTAConfig, height: int, width: int) ->
     return x0, y0, x1, y1
 
 
+def merge_reads(
+    boxes: list[tuple[int, int, int, int]], cap: int
+) -> list[tuple[tuple[int, int, int, int], list[int]]]:
+    """Join read windows ``(x0, y0, x1, y1)`` (half-open pixels) while the union of two has no more pixels
+    than the two together and at most ``cap`` pixels, the pair saving most first. Returns
+    ``[(window, [indices of the boxes it holds]), ...]``; every box lies inside its window."""
+    reads = [(tuple(int(v) for v in b), [k]) for k, b in enumerate(boxes)]
+
+    def area(b):
+        return (b[2] - b[0]) * (b[3] - b[1])
+
+    while True:
+        best, pair = -1, None
+        for i in range(len(reads)):
+            a = reads[i][0]
+            for j in range(i + 1, len(reads)):
+                b = reads[j][0]
+                u = (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
+                saving = area(a) + area(b) - area(u)
+                if saving >= 0 and area(u) <= cap and saving > best:
+                    best, pair = saving, (i, j, u)
+        if pair is None:
+            return reads
+        i, j, u = pair
+        reads[i] = (u, reads[i][1] + reads[j][1])
+        del reads[j]
+
+
 def _embed_on_scene(
     reader, props: Proposals, windows: list[Window], clip, cfgs: list[LVTAConfig], side: int
 ) -> list:
@@ -166,8 +195,10 @@ def _embed_on_scene(
     tile core holding their centroid; the crops of a group whose crop windows stay within a quarter tile of
     the core are cut from one read of the union of those windows, any other proposal from a read of its own
     crop window (plus ``BLUR_MARGIN``) shared with the smaller windows inside it, so every crop equals the
-    one-pass crop and no read is much larger than a tile unless the proposal itself is. Crops of all groups
-    are encoded together, ``lvta.batch_size`` at a time."""
+    one-pass crop and no read is much larger than a tile unless the proposal itself is. Reads are then
+    joined wherever one read of the union costs no more pixels than the two (:func:`merge_reads`, up to 4
+    tiles' pixels), so overlapping windows are read, normalised and blurred once. Crops of all groups are
+    encoded together, ``lvta.batch_size`` at a time."""
     import torch
 
     lvta = cfgs[0]
@@ -196,6 +227,8 @@ def _embed_on_scene(
         else:
             home.append(int(i))
     groups += [np.array(g) for _, g in big]
+    groups = [g for g in groups if len(g)]
+    reads = merge_reads([_crop_window(props.select(g), lvta, height, width) for g in groups], 4 * side * side)
     pending: list[int] = []
     crops: list[list] = [[] for _ in cfgs]
 
@@ -208,11 +241,9 @@ def _embed_on_scene(
                 parts[:] = [batch[n:]] if len(batch) > n else []
             del pending[:n]
 
-    for idx in groups:
-        if not len(idx):
-            continue
+    for (x0, y0, x1, y1), members in reads:
+        idx = np.concatenate([groups[k] for k in members])
         sub = props.select(idx)
-        x0, y0, x1, y1 = _crop_window(sub, lvta, height, width)
         src = reader.read_window(x0, y0, x1, y1)
         local = sub.shifted(-x0, -y0, (y1 - y0, x1 - x0))
         for cfg, parts in zip(cfgs, crops, strict=True):

@@ -2,8 +2,9 @@
 
 Pure: :func:`tile_windows` returns read windows (``x0, y0, x1, y1``, pixels, half-open) plus the **core**
 each tile owns. The overlap between neighbours is split half-half, so the cores partition the image exactly
-(every pixel belongs to exactly one core). Edge tiles are shifted inward, so no read window is smaller than
-``tile`` unless the image itself is.
+(every pixel belongs to exactly one core). Along each axis the windows have one equal side <= ``tile``:
+the fewest windows that keep at least ``overlap`` pixels between neighbours, so a tiled run reads few more
+pixels than the image has (1024² with tile 512 / overlap 64: 9 windows of 384², 1.27× the pixels).
 """
 
 from __future__ import annotations
@@ -31,29 +32,30 @@ class Window:
         return (slice(self.cy0 - self.y0, self.cy1 - self.y0), slice(self.cx0 - self.x0, self.cx1 - self.x0))
 
 
-def _starts(size: int, tile: int, stride: int) -> list[int]:
-    """Window starts along one axis; the last window is shifted inward to end at ``size``."""
-    if size <= tile:
-        return [0]
-    starts = list(range(0, size - tile, stride))
-    starts.append(size - tile)
-    return sorted(set(starts))
-
-
 def _axis(size: int, tile: int, overlap: int) -> list[tuple[int, int, int, int]]:
-    """(start, end, core_start, core_end) per window along one axis; cores partition [0, size)."""
-    starts = _starts(size, tile, tile - overlap)
-    ends = [min(s + tile, size) for s in starts]
+    """(start, end, core_start, core_end) per window along one axis; cores partition [0, size).
+
+    The fewest windows that cover ``size`` with side <= ``tile`` and overlap >= ``overlap``:
+    n = ceil((size - overlap) / (tile - overlap)) windows of equal side ceil((size + (n-1)·overlap) / n),
+    spread evenly from 0 to ``size``. Equal sides (rather than full tiles with the last shifted inward) read
+    the fewest pixels: 1024 px with tile 512 / overlap 64 reads 3 × 384 px, not 3 × 512 px.
+    """
+    if size <= tile:
+        return [(0, size, 0, size)]
+    n = -(-(size - overlap) // (tile - overlap))
+    side = -(-(size + (n - 1) * overlap) // n)
+    starts = [i * (size - side) // (n - 1) for i in range(n)]
+    ends = [s + side for s in starts]
     out = []
-    for i, (s, e) in enumerate(zip(starts, ends, strict=False)):
+    for i, (s, e) in enumerate(zip(starts, ends, strict=True)):
         c0 = 0 if i == 0 else (s + ends[i - 1]) // 2  # midpoint of the overlap with the previous
-        c1 = size if i == len(starts) - 1 else (starts[i + 1] + e) // 2
+        c1 = size if i == n - 1 else (starts[i + 1] + e) // 2
         out.append((s, e, c0, c1))
     return out
 
 
 def tile_windows(height: int, width: int, tile: int, overlap: int) -> list[Window]:
-    """Windows of side ``tile`` (pixels) with ``overlap`` pixels between neighbours, row-major.
+    """Windows of side at most ``tile`` (pixels), at least ``overlap`` pixels between neighbours, row-major.
 
     Raises DglrsisError for non-positive sizes, a negative overlap, or ``overlap >= tile``.
     """

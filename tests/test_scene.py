@@ -17,7 +17,7 @@ from dglrsis.eval.world import iter_scenes
 from dglrsis.masks import Proposals
 from dglrsis.predictor import Predictor, PredictorConfig
 from dglrsis.proposals import ProposalConfig
-from dglrsis.scene import TileConfig, merge_across_borders
+from dglrsis.scene import TileConfig, merge_across_borders, merge_reads
 
 TRANSFORM = from_origin(500000.0, 4000000.0, 2.0, 2.0)
 CLASSES = ["ship", "storage tank", "harbor", "plane", "small vehicle"]
@@ -185,6 +185,24 @@ def test_tiled_proposals_are_classified_from_the_scene_not_the_tile(tmp_path, wo
                     abs((x0 + x1) / 2 - 128), abs((y0 + y1) / 2 - 128)
                 )
     assert matched >= 5 and near_border >= 1, (matched, near_border)
+
+
+def test_merge_reads_joins_overlapping_windows_without_reading_more_pixels():
+    boxes = [(0, 0, 100, 100), (50, 0, 150, 100), (1000, 1000, 1100, 1100), (0, 60, 150, 100)]
+    reads = merge_reads(boxes, cap=100_000)
+    # the first two overlap by half: their union (15 000 px) costs less than both (20 000); the strip
+    # inside that union joins for free; the far window stays alone (its union would read 1.2 M pixels)
+    assert sorted((w, sorted(m)) for w, m in reads) == [
+        ((0, 0, 150, 100), [0, 1, 3]),
+        ((1000, 1000, 1100, 1100), [2]),
+    ]
+    for w, members in reads:  # every box inside its read
+        for k in members:
+            b = boxes[k]
+            assert w[0] <= b[0] and w[1] <= b[1] and b[2] <= w[2] and b[3] <= w[3]
+    # the cap: no read larger than it, even when joining would save pixels
+    assert len(merge_reads(boxes[:2], cap=12_000)) == 2
+    assert merge_reads([], cap=10) == []
 
 
 def test_merge_across_borders_joins_one_region_cut_by_a_core_border():

@@ -71,9 +71,9 @@ def raster_options(args: argparse.Namespace) -> tuple:
 def add_tile_arguments(parser: argparse.ArgumentParser) -> None:
     """Tiling of large images (``segment``, ``eval ovss``): see :class:`dglrsis.scene.TileConfig`."""
     g = parser.add_argument_group("tiling (automatic above 4096×4096 pixels)")
-    g.add_argument("--tile", type=int, help="process in tiles of N pixels (default: automatic)")
+    g.add_argument("--tile", type=int, help="tiles of at most N px a side (default: automatic)")
     g.add_argument("--no-tile", action="store_true", help="one pass over the whole image, whatever its size")
-    g.add_argument("--overlap", type=int, default=128, help="pixels shared by neighbouring tiles")
+    g.add_argument("--overlap", type=int, default=128, help="least overlap of neighbouring tiles (px)")
 
 
 def tile_config(args: argparse.Namespace):
