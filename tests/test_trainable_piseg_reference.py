@@ -71,26 +71,40 @@ def fed(ref, model, monkeypatch):
     return model
 
 
-def _stages(m, x: torch.Tensor, names: list[str]) -> dict:
-    """Our Pi-Seg stage by stage, in the layouts the public hooks saw."""
-    b, k = x.shape[0], len(names)
-    text = m.text_embeddings(names)
-    img, inter = m.image_features(x)
-    noisy, text = m.perturb(img, text)
-    s = {"dense": img.flatten(1, 2), "text": text[None], "noised": noisy.permute(0, 3, 1, 2)}
-    s["mu"], s["sigma"] = m.image_spm.stats(img.flatten(1, 2), text.mean(1))
-    s["res4"], s["res5"] = (r[..., ::2, ::2] for r in m.decoder_guidance(inter))
-    text = text[None].expand(b, -1, -1, -1)
-    a = m.aggregator
-    emb = a.embed_cost(m.cost_volume(noisy, text))
-    s["embed"] = emb.transpose(1, 2).reshape(b * k, -1, *emb.shape[-2:])
-    g = s["guid"] = a.guidance_proj(img.permute(0, 3, 1, 2))
-    tg = a.text_guidance_proj(m.text_guidance(text))
-    y = emb
-    for i, (spatial, cls) in enumerate(a.layers):
-        y = s[f"layer{i}"] = cls(spatial(y, g), tg)
-    s["logits"] = m(x, names)
-    return s
+def _caught(monkeypatch):
+    """``stages(m, x, names)`` for run_stages: one forward of our Pi-Seg, its stages caught on the way in
+    the layouts the public hooks saw."""
+
+    def stages(m, x: torch.Tensor, names: list[str]) -> dict:
+        s, a = {}, m.aggregator
+
+        def keep(obj, method, layout):
+            fn = getattr(obj, method)
+
+            def wrapped(*args):
+                out = fn(*args)
+                s.update(layout(out))
+                return out
+
+            monkeypatch.setattr(obj, method, wrapped)
+
+        keep(m, "image_features", lambda o: {"dense": o[0].flatten(1, 2)})
+        keep(m, "decoder_guidance", lambda o: {"res4": o[0][..., ::2, ::2], "res5": o[1][..., ::2, ::2]})
+        keep(m, "perturb", lambda o: {"noised": o[0].permute(0, 3, 1, 2), "text": o[1][None]})
+        keep(m.image_spm, "stats", lambda o: {"mu": o[0], "sigma": o[1]})
+        points = {"embed": a.conv1, "guid": a.guidance_proj}
+        points.update({f"layer{i}": cls for i, (_, cls) in enumerate(a.layers)})
+        hooks = [
+            mod.register_forward_hook(lambda _m, _i, o, n=n: s.update({n: o})) for n, mod in points.items()
+        ]
+        try:
+            s["logits"] = m(x, names)
+        finally:
+            for h in hooks:
+                h.remove()
+        return s
+
+    return stages
 
 
 def test_parameter_counts_equal_the_public_model(ref, model):
@@ -98,9 +112,9 @@ def test_parameter_counts_equal_the_public_model(ref, model):
 
 
 @pytest.mark.parametrize("mode", ["eval", "train"])
-def test_every_stage_matches_the_public_code(ref, fed, mode):
+def test_every_stage_matches_the_public_code(ref, fed, mode, monkeypatch):
     t, c = ref
-    ours = run_stages(fed, _stages, t, c, mode)
+    ours = run_stages(fed, _caught(monkeypatch), t, c, mode)
     drawn = {k: v for k, v in t.items() if not k.endswith("_eps")}  # fed to ours: equal by construction
     got = stage_diffs(drawn, mode, ours)
     assert len(got) >= (7 if mode == "eval" else 8) and "logits" in got
