@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from dglrsis.errors import DglrsisError
 from dglrsis.trainable.models import build_model
 
 SHAPES = Path(__file__).parent / "fixtures" / "rsktseg_vitb_public_shapes.json"
@@ -85,13 +84,10 @@ def test_vit_b_public_checkpoint_loads_with_no_missing_or_unexpected_keys(vit_b)
     """A public ``model_final.pth`` forged with every key and shape the public code has at ViT-B sizes
     (recorded from it by make_reference_rsktseg.py --count vitb --shapes): each tensor constant with
     its key's index, so the loaded model shows where each public key went."""
+    from fixtures.reference import check_forged_checkpoint
+
     from dglrsis.trainable.models.public_keys import load_public_rsktseg
 
-    shapes = json.loads(SHAPES.read_text())["shapes"]
-    index = {k: float(i) for i, k in enumerate(shapes)}
-    pub = {k: torch.tensor(index[k]).expand(s) for k, s in shapes.items()}
-    load_public_rsktseg(vit_b, {"model": pub, "iteration": 29999})
-    sd = vit_b.state_dict()
     P, T = "sem_seg_head.predictor.", "sem_seg_head.predictor.transformer."
     where = {
         "rs_transfer.rclip_up.0.weight": "upsample1_remote.weight",
@@ -106,17 +102,14 @@ def test_vit_b_public_checkpoint_loads_with_no_missing_or_unexpected_keys(vit_b)
         "aggregator.decoder2.conv.4.weight": T + "Fusiondecoder2.conv.double_conv.4.weight",
         "rclip.model.visual.conv1.weight": P + "clip_model_remote.visual.conv1.weight",
     }
-    for ours, theirs in where.items():
-        assert torch.all(sd[ours] == index[theirs]), ours
-    fused = sd["rclip.model.visual.transformer.resblocks.3.attn.in_proj_weight"]
-    for j, part in enumerate("qkv"):
-        key = f"{P}clip_model_remote.visual.transformer.resblocks.3.attn.{part}_proj_weight"
-        assert torch.all(fused[j * 768 : (j + 1) * 768] == index[key])
-    with pytest.raises(DglrsisError, match="no counterpart"):
-        load_public_rsktseg(vit_b, {"model": {**pub, P + "transformer.extra.weight": torch.zeros(1)}})
-    short = {k: v for k, v in pub.items() if "upsample2_remote" not in k}
-    with pytest.raises(DglrsisError, match="missing"):
-        load_public_rsktseg(vit_b, {"model": short})
+    fused = (
+        "rclip.model.visual.transformer.resblocks.3.attn.in_proj_weight",
+        P + "clip_model_remote.visual.transformer.resblocks.3.attn.{}_proj_weight",
+        768,
+    )
+    check_forged_checkpoint(
+        vit_b, SHAPES, load_public_rsktseg, where, fused, P + "transformer.extra.weight", "upsample2_remote"
+    )
 
 
 @pytest.mark.slow

@@ -42,14 +42,21 @@ class ModelConfig:
 
 @dataclass
 class PiSegConfig(ModelConfig):
-    """Pi-Seg = CAT-Seg + Text-SPM / Image-SPM."""
+    """Pi-Seg (public Zlittlemoon/Pi-Seg, ``MODEL.PINI`` of its vitb_384 / vitl_336 configs) = CAT-Seg +
+    Text-SPM / Image-SPM (the public TextVpnGenerator / ImageVpnGenerator), perturbing in training only.
+    Noise families: gaussian | laplace | uniform | gumbel | student_t, each of unit variance."""
 
-    text_spm: bool = True  # Text-SPM: learnable μ, σ perturbation of text embeddings
-    image_spm: bool = True  # Image-SPM: text-guided cross-attention predicting μ, σ per location
-    noise: str = "gaussian"  # noise family: gaussian | laplace | uniform | student_t
-    spm_reduction: int = 2  # Image-SPM channel reduction r
-    spm_init_std: float = 0.02  # Text-SPM σ initialisation
-    student_t_df: float = 5.0  # degrees of freedom ν of the Student-t noise
+    text_spm: bool = True  # Text-SPM: learnable μ, σ perturbation of the text embeddings (TEXT_VPN_ENABLED)
+    image_spm: bool = True  # Image-SPM: attention to the text predicts μ, σ per location (IMAGE_VPN_ENABLED)
+    text_noise: str = "gaussian"  # Text-SPM noise family (TEXT_NOISE_TYPE)
+    image_noise: str = "gaussian"  # Image-SPM noise family (IMAGE_NOISE_TYPE)
+    text_student_t_df: float = 3.0  # ν of Text-SPM's Student-t noise (TEXT_STUDENT_T_DF)
+    image_student_t_df: float = 3.0  # ν of Image-SPM's Student-t noise (IMAGE_STUDENT_T_DF)
+    spm_reduction: int = 1  # Image-SPM attention width C/r (REDUCTION)
+    spm_init_std: float = 0.02  # Text-SPM μ, σ initialisation std (TEXT_NOISE_STD)
+    # Image-SPM softmax(q·kᵀ/√d): the public code comments "scaled dot-product is more stable" but leaves
+    # the scale out, so its logits grow with the width C/r and sharpen the softmax; off = public
+    spm_attn_scale: bool = False
 
 
 @dataclass

@@ -1,5 +1,6 @@
 """Weight compatibility with the public CAT-Seg code (cvlab-kaist/CAT-Seg, detectron2 ``model_final.pth``)
-and the public GSNet and RSKT-Seg code built on it (:func:`from_public_gsnet`, :func:`from_public_rsktseg`).
+and the public GSNet, RSKT-Seg and Pi-Seg code built on it (:func:`from_public_gsnet`,
+:func:`from_public_rsktseg`, :func:`from_public_piseg`).
 
 A checkpoint trained by the public code is a ``{"model": state_dict, ...}`` dict whose keys follow that
 code's module names; :func:`from_public_catseg` maps it onto :class:`~.catseg.CATSeg`'s keys:
@@ -226,6 +227,34 @@ def from_public_rsktseg(ckpt: dict, model) -> dict[str, torch.Tensor]:
     return _map(ckpt, _RSKT_RULES, _RSKT_TOP, "RSKT-Seg", dino, _RSKT_CLIPS)
 
 
+_PI_RULES = [
+    (r"^image_vpn\.cross_attn\.fc_([qkv])\.", r"image_spm.\1."),
+    (r"^image_vpn\.fc_mean\.", "image_spm.mu."),
+    (r"^image_vpn\.fc_variance\.", "image_spm.sigma."),
+    (r"^text_vpn\.mu$", "text_spm.mu"),
+    (r"^text_vpn\.var$", "text_spm.sigma"),
+    *_RULES,
+]
+_PI_LAYERS = {"sptial_agg": "swin_block", "class_agg": "attention"}
+
+
+def from_public_piseg(ckpt: dict) -> dict[str, torch.Tensor]:
+    """Public Pi-Seg checkpoint (Zlittlemoon/Pi-Seg) → a state dict for our PiSeg: the CAT-Seg map, its
+    layers' blocks named ``T layers.L.sptial_agg`` / ``T layers.L.class_agg`` (CAT-Seg: ``swin_block`` /
+    ``attention``), and ``P image_vpn.cross_attn.fc_{q,k,v}`` / ``P image_vpn.fc_mean`` /
+    ``P image_vpn.fc_variance`` → ``image_spm.{q,k,v}`` / ``image_spm.mu`` / ``image_spm.sigma``,
+    ``P text_vpn.mu`` / ``P text_vpn.var`` (1×1×1×C) → ``text_spm.mu`` / ``text_spm.sigma`` (C)."""
+    layer = re.compile(r"(\.transformer\.layers\.\d+\.)(sptial_agg|class_agg)\.")
+    state = {
+        layer.sub(lambda m: m.group(1) + _PI_LAYERS[m.group(2)] + ".", k): v for k, v in _unwrap(ckpt).items()
+    }
+    out = _map(state, _PI_RULES, _TOP, "Pi-Seg")
+    for name in ("text_spm.mu", "text_spm.sigma"):
+        if name in out:
+            out[name] = out[name].reshape(-1)
+    return out
+
+
 def load_public_catseg(model, ckpt: dict) -> None:
     """Load a public CAT-Seg checkpoint into ``model`` (a CATSeg); every key must match both ways."""
     _load(model, from_public_catseg(ckpt), "CAT-Seg")
@@ -234,6 +263,11 @@ def load_public_catseg(model, ckpt: dict) -> None:
 def load_public_gsnet(model, ckpt: dict) -> None:
     """Load a public GSNet checkpoint into ``model`` (a GSNet); every key must match both ways."""
     _load(model, from_public_gsnet(ckpt, model), "GSNet")
+
+
+def load_public_piseg(model, ckpt: dict) -> None:
+    """Load a public Pi-Seg checkpoint into ``model`` (a PiSeg); every key must match both ways."""
+    _load(model, from_public_piseg(ckpt), "Pi-Seg")
 
 
 def load_public_rsktseg(model, ckpt: dict) -> None:
