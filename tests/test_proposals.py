@@ -210,3 +210,59 @@ def test_sam_conversion(monkeypatch):
     assert seen["points_per_side"] == 5 and seen["points_per_batch"] == 7
     assert len(props) == 1 and np.array_equal(props.mask(0), a) and props.scores[0] == pytest.approx(0.9)
     assert props.boxes[0].tolist() == [2, 2, 20, 20] and props.areas[0] == 324
+
+
+def road_scene(size=256, seed=0):
+    """Sand with a grey road carrying three 8×12 px cars (light bonnet and boot, a road-grey roof between)
+    and one 24 px windmill hub with 2 px blades on the sand. Returns the image and the object masks."""
+    rng = np.random.default_rng(seed)
+    img = np.empty((size, size, 3), np.float32)
+    img[:] = (170, 145, 105)
+    img[100:130] = (105, 105, 110)  # the road
+    objects = []
+    for x0, colour in ((40, (240, 240, 245)), (120, (220, 200, 40)), (200, (200, 40, 40))):
+        m = np.zeros((size, size), bool)
+        m[109:117, x0 : x0 + 12] = True
+        img[m] = colour
+        img[109:117, x0 + 5 : x0 + 7] = (95, 95, 100)  # the roof: road grey
+        objects.append(m)
+    m = np.zeros((size, size), bool)
+    m[196:204, 60:68] = True  # hub
+    m[199:201, 40:90] = True  # blades
+    m[180:222, 63:65] = True
+    img[m] = (120, 120, 125)
+    objects.append(m)
+    img = np.clip(img + rng.normal(0, 4, img.shape), 0, 255).astype(np.uint8)
+    return img, objects
+
+
+def test_small_objects_get_proposals_superpixels_miss():
+    from dglrsis.proposals import SMALL_OBJECT_LEVEL
+
+    img, objects = road_scene()
+
+    def best(props, m):
+        return max(iou(props.mask(i), m) for i in range(len(props)))
+
+    plain = generate_proposals(img, ProposalConfig(method="slic", small_objects=False))
+    full = generate_proposals(img, ProposalConfig(method="slic"))
+    # superpixels (~9 px at this size) do not follow a 8×12 car with a road-grey roof or 2 px blades
+    plain_best = [best(plain, m) for m in objects]
+    full_best = [best(full, m) for m in objects]
+    assert max(plain_best) < 0.75 and np.mean(plain_best) < 0.6, plain_best
+    assert min(full_best) >= 0.9, full_best
+    # the hierarchy is kept as it was; the small objects come on top, at their own level
+    assert len(full) > len(plain)
+    assert (full.levels == SMALL_OBJECT_LEVEL).any()
+    assert np.array_equal(full.boxes[full.levels != SMALL_OBJECT_LEVEL], plain.boxes)
+
+
+def test_local_contrast_hand_case():
+    from dglrsis.proposals import local_contrast
+
+    img = np.full((64, 64, 3), 100, np.uint8)
+    assert np.abs(local_contrast(img)).max() < 1e-3  # uniform: no contrast anywhere
+    img[30:34, 30:34] = (100, 180, 100)  # a 4×4 square 80 greener than its background
+    c = local_contrast(img)
+    assert c[30:34, 30:34].min() > 70 and c[31, 31] <= 80 + 1e-3
+    assert c[:20].max() < 1e-3 and c[:, 45:].max() < 1e-3  # far from it the background is the median
