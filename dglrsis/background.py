@@ -113,12 +113,12 @@ def concepts_for(vocab, asked: list[list[str]]) -> tuple[list[str], list[list[st
     return [n for n, _ in keep], [s for _, s in keep]
 
 
-def background_probability(state, models, class_names: list[str], vocab):
-    """``N`` probabilities that each proposal of ``state`` is background (shape ``N``).
+def joint_probabilities(state, models, class_names: list[str], vocab, masked: bool = True):
+    """``N×(K+B)`` probabilities of each proposal of ``state`` over the ``K`` asked classes followed by
+    the ``B`` background concepts of ``vocab`` that collide with no asked class.
 
-    Softmax at CLIP's logit scale over the asked classes and the background concepts of ``vocab``
-    (each scoring the max over its synonyms), on the masked crops; the concepts' probabilities summed.
-    Zero everywhere when every concept collides with an asked class.
+    Softmax at CLIP's logit scale, each class or concept scoring the max over its synonyms; ``masked``:
+    on the masked crops (else the context crops). ``B`` = 0 when every concept collides.
     """
     from dataclasses import replace
 
@@ -129,14 +129,20 @@ def background_probability(state, models, class_names: list[str], vocab):
 
     text, owner = models.text.embed(class_names, state.lvta)
     names, syns = concepts_for(vocab, [synonyms_for(n) for n in class_names])
-    emb = masked_embeddings(state, models.clip)
+    emb = masked_embeddings(state, models.clip) if masked else state.crop_emb
     if not names or len(emb) == 0:
-        return torch.zeros(len(emb))
+        return classify(emb, text, logit_scale(models.clip), owner)
     bg_cfg = replace(state.lvta, knowledge=False, synonyms=True)
     bg, bg_owner = models.text.embed(names, bg_cfg, synonyms=syns)
     k = len(class_names)
-    probs = classify(emb, torch.cat([text, bg]), logit_scale(models.clip), torch.cat([owner, bg_owner + k]))
-    return probs[:, k:].sum(1)
+    return classify(emb, torch.cat([text, bg]), logit_scale(models.clip), torch.cat([owner, bg_owner + k]))
+
+
+def background_probability(state, models, class_names: list[str], vocab):
+    """``N`` probabilities that each proposal of ``state`` is background (shape ``N``): the background
+    concepts' share of :func:`joint_probabilities` on the masked crops, summed. Zero everywhere when
+    every concept collides with an asked class."""
+    return joint_probabilities(state, models, class_names, vocab)[:, len(class_names) :].sum(1)
 
 
 def decide(state, models, class_names: list[str], policy: BackgroundPolicy, vocab) -> tuple:

@@ -101,12 +101,12 @@ def test_choose_multiplicity():
 def test_relation_scores_on_region_anchor():
     from dglrsis.gvta import Anchor, _relation_score
 
-    # three instances: fully on the anchor region, half on it, off it and far away
+    # four instances: fully on the anchor region, half on it, off it and far away, just beside it
     inst = {
-        "cx": np.array([10.0, 50.0, 90.0]),
-        "cy": np.array([10.0, 10.0, 90.0]),
-        "in_anchor_0": np.array([1.0, 0.5, 0.0]),
-        "anchor_dist_0": np.array([0.0, 0.0, 0.6]),
+        "cx": np.array([10.0, 50.0, 90.0, 60.0]),
+        "cy": np.array([10.0, 10.0, 90.0, 60.0]),
+        "in_anchor_0": np.array([1.0, 0.5, 0.0, 0.0]),
+        "anchor_dist_0": np.array([0.0, 0.0, 0.6, 0.02]),
     }
     a = Anchor((10.0, 10.0), np.ones((4, 4), bool))
     on = _relation_score(inst, "on", a, 0, 100, 100)
@@ -114,10 +114,12 @@ def test_relation_scores_on_region_anchor():
     near = _relation_score(inst, "near", a, 0, 100, 100)
     assert on[0] > on[1] > on[2]
     assert across[1] > across[0] and across[1] > across[2]  # overlapping while reaching out
-    assert min(near[:2]) > near[2]  # distance to the nearest anchor pixel, not to its centroid
+    # "next to the trees" is outside the trees: beside > half on > on it, and beside > far away
+    assert near[3] > near[1] > near[0] and near[3] > near[2]
+    # distance to the nearest anchor pixel, not to its centroid (60, 60 is far from 10, 10)
     assert (
-        near[1]
-        > _relation_score({k: v for k, v in inst.items() if "dist" not in k}, "near", a, 0, 100, 100)[1]
+        near[3]
+        > _relation_score({k: v for k, v in inst.items() if "dist" not in k}, "near", a, 0, 100, 100)[3]
     )
 
 

@@ -42,6 +42,11 @@ def add_predictor_arguments(parser: argparse.ArgumentParser) -> None:
     a.add_argument("--no-knowledge", action="store_true", help="LVTA: prompts without RS knowledge")
     a.add_argument("--no-synonyms", action="store_true", help="LVTA: canonical class names only")
     a.add_argument("--templates", default="rs", help="prompt templates: rs | imagenet80 | simple | FILE")
+    a.add_argument(
+        "--no-small-objects",
+        action="store_true",
+        help="slic/felzenszwalb: no proposals for objects smaller than a superpixel (local-contrast regions)",
+    )
 
 
 def add_raster_arguments(parser: argparse.ArgumentParser) -> None:
@@ -97,6 +102,14 @@ def add_gvta_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--no-global", action="store_true", help="no global-token enhancement of the CAM text")
     g.add_argument("--no-modifiers", action="store_true", help="no modifier (global token) scoring")
     g.add_argument("--no-mask-crops", action="store_true", help="noun probability from context crops only")
+    g.add_argument(
+        "--no-landcover",
+        action="store_true",
+        help="the land covers of --background-vocab do not compete with the noun for each mask",
+    )
+    g.add_argument(
+        "--no-complete", action="store_true", help="do not grow the chosen mask by adjacent proposals"
+    )
     g.add_argument("--vocabulary", default="rrsisd", help="vocabulary for class nouns (bundled name or file)")
     g.add_argument(
         "--min-confidence",
@@ -124,6 +137,8 @@ def gvta_config(args: argparse.Namespace):
         global_enhance=not args.no_global,
         modifiers=not args.no_modifiers,
         mask_crops=not args.no_mask_crops,
+        background="" if args.no_landcover else getattr(args, "background_vocab", DEFAULT_VOCAB),
+        complete=not args.no_complete,
         vocabulary=args.vocabulary,
         min_confidence=getattr(args, "min_confidence", 0.2),
     )
@@ -133,6 +148,7 @@ def predictor_config(args: argparse.Namespace):
     """:class:`dglrsis.PredictorConfig` from the options of the two functions above (GVTA when present)."""
     from ..lvta import LVTAConfig
     from ..predictor import PredictorConfig, parse_background
+    from ..proposals import ProposalConfig
 
     background = args.background or DEFAULT_BACKGROUND
     parse_background(background)
@@ -148,6 +164,7 @@ def predictor_config(args: argparse.Namespace):
         clip=args.clip,
         clip_checkpoint=args.clip_checkpoint,
         proposals=args.proposals,
+        proposal_cfg=ProposalConfig(method=args.proposals, small_objects=not args.no_small_objects),
         sam=args.sam,
         sam_checkpoint=args.sam_checkpoint,
         device=args.device,
