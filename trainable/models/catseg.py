@@ -197,7 +197,7 @@ class CostModel(nn.Module):
 
     # ------------------------------------------------------------------ optimisation
     def param_groups(self, lr: float, clip_lr_mult: float = 0.01, weight_decay: float = 1e-4) -> list[dict]:
-        """Head params at lr (AdamW wd), CLIP q/v + positional embeddings at lr×clip_lr_mult, wd 0
+        """Head params at lr (AdamW wd), CLIP q/v projection weights at lr×clip_lr_mult, wd 0
         (so the masked k rows of the fused in_proj stay unchanged). Frozen backbones are in neither."""
         clip_ids = {id(p) for p in self.clip.parameters()}
         head = [p for p in self.parameters() if p.requires_grad and id(p) not in clip_ids]

@@ -1,6 +1,8 @@
-"""DR-Seg (seed 001): SPSD channel split (offline order, ratio ρ), PDGR (DINO-guided top-k sparse graph
-with learned softplus edge weights rectifying the structure channels), UGAF (entropy-gated fusion of the
-refined cost with the rotation-averaged CLIP cost), then CAT-Seg aggregation and decoder."""
+"""DR-Seg (the DR-Seg paper; no public code): SPSD channel split (offline order, ratio ρ), PDGR
+(DINO-guided top-k sparse graph with learned softplus edge weights rectifying the structure channels),
+UGAF (entropy-gated fusion of the refined cost with the rotation-averaged CLIP cost), then CAT-Seg
+aggregation and decoder. Which sentence of the paper each part follows: README, "DR-Seg follows its
+paper's text"."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""GSNet (seed 002; public code yecy749/GSNet, ``FUSION_TYPE: query_guided``): DSIE = CLIP (partially
+"""GSNet (the GSNet paper; public code yecy749/GSNet, ``FUSION_TYPE: query_guided``): DSIE = CLIP (partially
 fine-tuned) + frozen RSIB DINO; QGFF = separate text-cost volumes for both streams, each embedded by a
 7×7 conv and squashed by a sigmoid, fused by a 7×7 conv + sigmoid, plus the squashed CLIP embedding;
 CAT-Seg aggregation (CLIP appearance guidance only); RIPD = up blocks that concatenate projected CLIP

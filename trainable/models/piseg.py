@@ -1,5 +1,5 @@
-"""Pi-Seg (seed 003): CAT-Seg plus learnable feature perturbations, active only in training — the public
-Pi-Seg (Zlittlemoon/Pi-Seg, ``cat_seg/pini_vpn.py``, ``MODEL.PINI`` of its ``vitb_384_*`` configs).
+"""Pi-Seg (the Pi-Seg paper): CAT-Seg plus learnable feature perturbations, active only in training —
+the public Pi-Seg (Zlittlemoon/Pi-Seg, ``cat_seg/pini_vpn.py``, ``MODEL.PINI`` of its ``vitb_384_*`` configs).
 
 Text-SPM (public ``TextVpnGenerator``): T̂ = T + (|σ|⊙ε + μ), μ, σ ∈ R^C learnable (init N(0, 0.02²)),
 ε of the text's shape K×P×C — one draw for the whole batch.

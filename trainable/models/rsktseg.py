@@ -1,4 +1,4 @@
-"""RSKT-Seg (seed 004; public code LiBingyu01/RSKT-Seg, ``configs/vitb_384_*.yaml``: ``USE_ROTATE``,
+"""RSKT-Seg (the RSKT-Seg paper; public code LiBingyu01/RSKT-Seg, ``configs/vitb_384_*.yaml``: ``USE_ROTATE``,
 ``USE_REMOTE_CLIP``, ``USE_REMOTE_DINO``, ``FUSION_TYPE: simple_separate``, ``USE_EFFICIENT``).
 
 - RS-CMA: the CLIP cost of the image rotated by 0/90/180/270°, each rotated back, stacked as 4P cost
