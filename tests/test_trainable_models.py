@@ -301,13 +301,20 @@ def test_params_bare_architecture_means_random_weights(capsys):
     assert out["clip"] == "ViT-B-32:random" and out["total"] > 80e6
 
 
-@pytest.mark.parametrize("switch", [{"pdgr_k": 0}, {"ugaf": False}])
-def test_drseg_frozen_dino_and_module_switches(switch):
+@pytest.mark.parametrize(
+    "switch,gone",
+    [
+        ({"pdgr_k": 0}, {"pdgr"}),
+        ({"ugaf": False}, {"ugaf", "latent_fusion"}),
+        ({"fusion": "sum"}, {"latent_fusion"}),
+    ],
+)
+def test_drseg_frozen_dino_and_module_switches(switch, gone):
     on, off, removed, added = _pair("drseg", switch)
     on.train().zero_grad()
     on(X32, CLASSES).square().mean().backward()
     assert all(p.grad is None for p in on.dino.parameters())
-    assert removed and {k.split(".")[0] for k in removed} == {"pdgr" if "pdgr_k" in switch else "ugaf"}
+    assert removed and {k.split(".")[0] for k in removed} == gone and not added
     assert not torch.allclose(_out(on), _out(off))
 
 
@@ -352,7 +359,62 @@ def test_ugaf_gate_is_the_entropy_sigmoid():
     c_ref = torch.ones(1, 1, 2, 1, 1)
     with torch.no_grad():
         out = u(c_orig, c_ref)
-    torch.testing.assert_close(out, c_orig + torch.sigmoid(torch.tensor(1.0)) * c_ref)
+    torch.testing.assert_close(out, torch.sigmoid(torch.tensor(1.0)) * c_ref)  # Eq. (13)
+
+
+def _drseg_sum_reference(m, x):
+    """The DR-Seg forward before the latent fusion, written out: c_orig + σ(φ(U))·c_ref into CAT-Seg's
+    aggregator (the ``fusion: sum`` model must compute exactly this)."""
+    from dglrsis.trainable.models.rsktseg import rotated_costs
+
+    text = m.text_embeddings(CLASSES)
+    costs, img, inter = rotated_costs(m, x, text, 4)
+    c_orig = torch.stack(costs).mean(0)
+    c_ref = m.cost_volume(m.refine(img, x), text)
+    prob = (c_orig.mean(1) / 0.07).softmax(1)
+    ent = -(prob * prob.clamp_min(1e-12).log()).sum(1, keepdim=True) / torch.log(
+        torch.tensor(max(prob.shape[1], 2.0))
+    )
+    cost = c_orig + torch.sigmoid(m.ugaf.proj(ent))[:, None] * c_ref
+    return m.aggregator(
+        cost, img.permute(0, 3, 1, 2), m.text_guidance(text, x.shape[0]), m.decoder_guidance(inter)
+    )
+
+
+def test_drseg_fusion_sum_is_the_earlier_formula():
+    torch.manual_seed(0)
+    m = build_model("drseg", dict(SMALL_ALL["drseg"], fusion="sum")).eval()
+    assert m.latent_fusion is None
+    with torch.no_grad():
+        assert torch.equal(m(X32, CLASSES), _drseg_sum_reference(m, X32))
+
+
+def test_drseg_paper_fusion_shapes_params_and_gradients():
+    on, off, removed, added = _pair("drseg", {"fusion": "sum"})
+    assert on.cfg.fusion == "paper"  # the default
+    for train in (True, False):
+        y = _out(on, train)
+        assert y.shape == (2, 3, 4 * on.grid, 4 * on.grid) and torch.isfinite(y).all()
+    p, c = len(on.cfg.templates), on.cfg.hidden  # P cost channels, latent width 128
+    by_hand = (
+        (p * 7 * 7 * c + c)  # ref_embed: 7×7 conv P → C
+        + 3 * (c * c * 3 * 3 + c)  # multiscale: three 3×3 convs C → C (dilations 1, 2, 3)
+        + (2 * c * c + c)  # head: 1×1 conv 2C → C
+        + 2 * c  # head: GroupNorm affine
+    )
+    assert by_hand == 482_304 and c == 128 and p == 1
+    n = sum(t.numel() for t in on.parameters()) - sum(t.numel() for t in off.parameters())
+    assert n == by_hand == sum(t.numel() for t in on.latent_fusion.parameters())
+    assert on.count_trainable() - off.count_trainable() == by_hand
+    assert [m.dilation for m in on.latent_fusion.multiscale.convs] == [(1, 1), (2, 2), (3, 3)]
+    assert not torch.allclose(_out(on), _drseg_sum_reference(on.eval(), X32))
+    on.train().zero_grad()
+    on(X32, CLASSES).square().mean().backward()
+    for name, t in [*on.latent_fusion.named_parameters(), *on.ugaf.named_parameters()]:
+        assert t.grad is not None and t.grad.abs().sum() > 0, name
+    assert on.aggregator.conv1.weight.grad.abs().sum() > 0  # embeds C_orig into the latent space
+    with pytest.raises(DglrsisError, match="unknown DR-Seg fusion 'concat'"):
+        build_model("drseg", dict(SMALL_ALL["drseg"], fusion="concat"))
 
 
 def test_model_configs_reject_keys_the_model_does_not_use():

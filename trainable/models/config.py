@@ -72,13 +72,17 @@ class GSNetConfig(ModelConfig):
 
 @dataclass
 class DRSegConfig(ModelConfig):
-    """DR-Seg = CAT-Seg + SPSD / PDGR / UGAF."""
+    """DR-Seg = CAT-Seg + SPSD / PDGR / UGAF (the entropy gate and, ``fusion`` = paper, the latent fusion)."""
 
     dino: str = "rsib:random"  # DINO registry name (frozen; PDGR's graph)
     spsd_ratio: float = 0.5  # SPSD semantic ratio ρ (share of channels kept untouched)
     spsd_path: str | None = None  # SPSD ranking JSON (trainable.spsd) or "identity"; None → error
     pdgr_k: int = 75  # PDGR top-k neighbours (0 → PDGR off)
-    ugaf: bool = True  # UGAF entropy gate (False → plain average of the two costs)
+    ugaf: bool = True  # UGAF entropy gate and fusion (False → plain average of the two costs, Table 4 "mean")
+    # UGAF fusion after Eq. (13): "paper" → both costs embedded (7×7 convs), the refined one through a
+    # multi-scale block, fused by a 1×1-conv head in the latent space; "sum" → c_orig + gated c_ref into
+    # CAT-Seg's cost embedding (the earlier simplification)
+    fusion: str = "paper"
 
 
 @dataclass

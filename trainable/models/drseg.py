@@ -1,8 +1,9 @@
 """DR-Seg (the DR-Seg paper; no public code): SPSD channel split (offline order, ratio ρ), PDGR
 (DINO-guided top-k sparse graph with learned softplus edge weights rectifying the structure channels),
-UGAF (entropy-gated fusion of the refined cost with the rotation-averaged CLIP cost), then CAT-Seg
-aggregation and decoder. Which sentence of the paper each part follows: README, "DR-Seg follows its
-paper's text"."""
+UGAF (Sec. 3.4: the entropy gate of Eq. (13) modulates the refined cost; after Eq. (13) both costs are
+projected into a latent embedding space, the refined one goes through a multi-scale convolutional block
+and a fusion head combines them: :class:`LatentFusion`), then CAT-Seg aggregation and decoder. Which
+sentence of the paper each part follows: README, "DR-Seg follows its paper's text"."""
 
 from __future__ import annotations
 
@@ -89,24 +90,78 @@ class SPSD(nn.Module):
 
 
 class UGAF(nn.Module):
-    """Uncertainty-gated adaptive fusion: the normalised class entropy of the original cost (softmax at
-    temperature 0.07) through a 1×1 conv and a sigmoid gates the refined cost: ``c_orig + g·c_ref``."""
+    """Eqs. (12)–(13): the normalised class entropy U of the original cost (softmax at temperature 0.07,
+    divided by log K) through a 1×1 conv φ and a sigmoid gates the refined cost: σ(φ(U)) ⊙ c_ref."""
 
     def __init__(self):
         super().__init__()
         self.proj = nn.Conv2d(1, 1, 1)
 
     def forward(self, c_orig, c_ref):
-        """c_orig, c_ref B×P×K×h×w → fused B×P×K×h×w."""
+        """c_orig, c_ref B×P×K×h×w → the uncertainty-modulated refined cost B×P×K×h×w."""
         prob = (c_orig.mean(1) / 0.07).softmax(1)  # B×K×h×w
         ent = -(prob * prob.clamp_min(1e-12).log()).sum(1, keepdim=True) / torch.log(
             torch.tensor(max(prob.shape[1], 2.0))
         )
-        return c_orig + torch.sigmoid(self.proj(ent))[:, None] * c_ref
+        return torch.sigmoid(self.proj(ent))[:, None] * c_ref
+
+
+class MultiScale(nn.Module):
+    """The paper's "lightweight multi-scale convolutional block" (after Eq. (13)), which it does not
+    specify; ours: x + GELU(Σ_d conv3×3_d(x)) over dilations d = 1, 2, 3 (receptive fields 3, 5, 7:
+    "local structural corrections and broader contextual cues"), width kept."""
+
+    def __init__(self, dim: int, dilations: tuple = (1, 2, 3)):
+        super().__init__()
+        self.convs = nn.ModuleList(nn.Conv2d(dim, dim, 3, padding=d, dilation=d) for d in dilations)
+
+    def forward(self, x):
+        return x + F.gelu(sum(conv(x) for conv in self.convs))
+
+
+class LatentFusion(nn.Module):
+    """UGAF's fusion after Eq. (13): "we project both [the modulated refined cost] and the original
+    correlation map into a latent embedding space", the refined branch "is further processed by a
+    lightweight multi-scale convolutional block", "the two branches are then fused by a lightweight
+    fusion head, and the fused representation is fed into the subsequent aggregation layers".
+
+    Our choices where the paper is silent: the latent space is CAT-Seg's cost embedding (width
+    ``hidden`` = 128); the original cost is projected by CAT-Seg's own 7×7 cost embedding (the
+    aggregator's ``conv1``, so the original branch keeps CAT-Seg's embedding and nothing more), the
+    refined cost by a second 7×7 conv P → hidden (``ref_embed``); the multi-scale block is
+    :class:`MultiScale`; the fusion head is concat → 1×1 conv 2·hidden → hidden → GroupNorm(hidden/16)
+    (the family's group size) → GELU (``head``). Every conv runs per class on the h×w grid, as
+    ``conv1``. Its output replaces ``conv1``'s output as the input of the aggregation layers."""
+
+    def __init__(self, cost_in: int, hidden: int):
+        super().__init__()
+        self.ref_embed = nn.Conv2d(cost_in, hidden, 7, padding=3)
+        self.multiscale = MultiScale(hidden)
+        self.head = nn.Sequential(
+            nn.Conv2d(2 * hidden, hidden, 1), nn.GroupNorm(max(hidden // 16, 1), hidden), nn.GELU()
+        )
+
+    def forward(self, e_orig, c_ref):
+        """e_orig B×C×K×h×w (the embedded original cost), c_ref B×P×K×h×w (the modulated refined
+        cost) → fused B×C×K×h×w."""
+        b, p, k, h, w = c_ref.shape
+        e_ref = self.multiscale(self.ref_embed(c_ref.transpose(1, 2).reshape(b * k, p, h, w)))
+        e_orig = e_orig.transpose(1, 2).reshape(b * k, -1, h, w)
+        x = self.head(torch.cat([e_orig, e_ref], 1))
+        return x.view(b, k, -1, h, w).transpose(1, 2)
+
+
+FUSIONS = ("paper", "sum")
 
 
 class DRSeg(CATSeg):
-    """CAT-Seg + SPSD/PDGR/UGAF (switches: cfg.spsd_ratio, cfg.pdgr_k (0 → off), cfg.ugaf)."""
+    """CAT-Seg + SPSD/PDGR/UGAF (switches: cfg.spsd_ratio, cfg.pdgr_k (0 → off), cfg.ugaf, cfg.fusion).
+
+    ``fusion`` (with ``ugaf``): ``paper`` — the gated refined cost and the original cost embedded and fused
+    in the latent space (:class:`LatentFusion`) before aggregation; ``sum`` — the cost
+    c_orig + σ(φ(U)) ⊙ c_ref into CAT-Seg's cost embedding (our earlier simplification). ``ugaf`` false:
+    no gate and no latent fusion, ½(c_orig + c_ref) into CAT-Seg's cost embedding (Table 4's "mean"),
+    whatever ``fusion`` says."""
 
     def __init__(self, cfg: DRSegConfig, clip_bundle=None, dino_bundle=None):
         super().__init__(cfg, clip_bundle)
@@ -123,7 +178,11 @@ class DRSeg(CATSeg):
         self.spsd = SPSD(order, cfg.spsd_ratio)
         n_st = self.embed - self.spsd.n_sem
         self.pdgr = PDGR(n_st, self.dino.dim, cfg.pdgr_k) if cfg.pdgr_k > 0 and n_st > 0 else None
+        if cfg.fusion not in FUSIONS:
+            raise DglrsisError(f"unknown DR-Seg fusion {cfg.fusion!r}; choose from {', '.join(FUSIONS)}")
         self.ugaf = UGAF() if cfg.ugaf else None
+        paper = cfg.ugaf and cfg.fusion == "paper"
+        self.latent_fusion = LatentFusion(len(cfg.templates), cfg.hidden) if paper else None
 
     def refine(self, img, images):
         """img B×h×w×E → refined B×h×w×E (structure channels rectified on the DINO graph)."""
@@ -142,10 +201,16 @@ class DRSeg(CATSeg):
         costs, img, inter = rotated_costs(self, images, text, 4)
         c_orig = torch.stack(costs).mean(0)  # B×P×K×h×w
         c_ref = self.cost_volume(self.refine(img, images), text)
-        cost = self.ugaf(c_orig, c_ref) if self.ugaf is not None else 0.5 * (c_orig + c_ref)
-        return self.aggregator(
-            cost, img.permute(0, 3, 1, 2), self.text_guidance(text, b), self.decoder_guidance(inter)
-        )
+        guid = (img.permute(0, 3, 1, 2), self.text_guidance(text, b))
+        if self.ugaf is None:
+            cost = 0.5 * (c_orig + c_ref)
+        elif self.latent_fusion is None:
+            cost = c_orig + self.ugaf(c_orig, c_ref)
+        else:
+            agg = self.aggregator
+            x = self.latent_fusion(agg.embed_cost(c_orig), self.ugaf(c_orig, c_ref))
+            return agg.decode(agg.aggregate(x, *guid), self.decoder_guidance(inter))
+        return self.aggregator(cost, *guid, self.decoder_guidance(inter))
 
 
 def build_drseg(cfg: DRSegConfig) -> DRSeg:
