@@ -58,6 +58,9 @@ COLOURS = {  # named colour → RGB prototype
 }
 
 
+NEAR_GAP = 0.03  # a gap up to this fraction of max(H, W) is "next to" a land-cover region (~15 px of 512)
+
+
 @dataclass
 class GVTAConfig:
     cam: bool = True  # use Grad-CAM in mask scoring (ablation "no CAM")
@@ -308,8 +311,11 @@ def _relation_score(inst: dict, kind: str | None, anchor: Anchor, k: int, w: int
     ax, ay = anchor.centroid
     dx, dy = (inst["cx"] - ax) / w, (inst["cy"] - ay) / h
     dist = inst[f"anchor_dist_{k}"] if f"anchor_dist_{k}" in inst else np.hypot(dx, dy)
-    near = _rank_score(-dist, True) * 0.5 + 0.5 * np.exp(-dist / 0.2)
     inside = inst.get(f"in_anchor_{k}")
+    if inside is None:  # an object anchor: the nearer the better
+        near = _rank_score(-dist, True) * 0.5 + 0.5 * np.exp(-dist / 0.2)
+    else:  # a region: within a small gap is next to it, however small the gap
+        near = np.exp(-np.maximum(dist - NEAR_GAP, 0) / 0.05)
     if kind == "on" and inside is not None:
         return 0.5 * inside + 0.5 * near
     if kind == "near" and inside is not None:  # next to a region is outside it: a tree-covered patch is
@@ -429,9 +435,13 @@ def refer(state, models, expression: str, cfg: GVTAConfig | None = None, classes
         anchors = _anchors(state, models, dec, names, leaders, cfg.background)
         for k, a in anchors.items():
             if a.region is not None:
-                inst[f"in_anchor_{k}"] = np.array(
-                    [cand.count_in(i, a.region) for i in range(len(cand))]
-                ) / np.maximum(cand.areas, 1)
+                # the land cover under a candidate: its overlap with the region, or the share of its
+                # ring inside it (the candidates are left out of the region: a court among the trees
+                # is a hole in "the trees")
+                overlap = np.array([cand.count_in(i, a.region) for i in range(len(cand))])
+                inst[f"in_anchor_{k}"] = np.maximum(
+                    overlap / np.maximum(cand.areas, 1), _ring_share(a.region, cand)
+                )
                 inst[f"anchor_dist_{k}"] = _region_distance(a.region, cand)
         mod, parts = modifier_scores(inst, dec.global_, image, anchors)
         total = total + cfg.w_mod * mod
@@ -543,6 +553,21 @@ def _choose(dec, total: np.ndarray, order: np.ndarray, cfg: GVTAConfig) -> list[
     return [int(i) for i in order if i == order[0] or total[i] >= cfg.multi_keep * best]
 
 
+def _ring_share(region: np.ndarray, props, width: int = 3) -> np.ndarray:
+    """Per proposal, the share of the ``width``-pixel ring around it that lies in ``region`` (H×W bool)."""
+    from scipy.ndimage import binary_dilation
+
+    h, w = region.shape
+    out = np.zeros(len(props))
+    for i in range(len(props)):
+        x0, y0, x1, y1 = props.boxes[i]
+        x0, y0, x1, y1 = max(x0 - width, 0), max(y0 - width, 0), min(x1 + width, w), min(y1 + width, h)
+        m = props.window(i, x0, y0, x1, y1)
+        ring = binary_dilation(m, iterations=width) & ~m
+        out[i] = region[y0:y1, x0:x1][ring].mean() if ring.any() else 0.0
+    return out
+
+
 def _region_distance(region: np.ndarray, props) -> np.ndarray:
     """Per proposal, the gap (as a fraction of max(H, W)) between its nearest pixel and the nearest pixel
     of ``region`` (0 when they touch or overlap): "next to the trees" is about the gap, which a long
@@ -586,7 +611,8 @@ def _anchors(state, models, dec, names, leaders, background: str = "") -> dict[i
         anchor = g.value["anchor"]
         query = names if anchor.lower() in [x.lower() for x in names] else names + [anchor]
         col = [x.lower() for x in query].index(anchor.lower())
-        probs = class_probabilities(state, models, query, background)
+        is_region = g.value.get("anchor_kind") in ("landcover", "thing")
+        probs = class_probabilities(state, models, query, background, masked=is_region)
         p = probs[:, col].copy()
         p[inside > 0.5] = -1
         a = int(np.argmax(p))
@@ -594,7 +620,7 @@ def _anchors(state, models, dec, names, leaders, background: str = "") -> dict[i
         if np.isnan(cx):
             continue
         region = None
-        if g.value.get("anchor_kind") in ("landcover", "thing"):
+        if is_region:
             wins = np.flatnonzero((probs.argmax(1) == col) & (inside <= 0.5))
             region = props.union(wins if len(wins) else [a])
             ys, xs = np.nonzero(region)

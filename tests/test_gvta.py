@@ -121,6 +121,45 @@ def test_relation_scores_on_region_anchor():
         near[3]
         > _relation_score({k: v for k, v in inst.items() if "dist" not in k}, "near", a, 0, 100, 100)[3]
     )
+    # any gap up to NEAR_GAP is "next to" (a touching junk blob does not beat an object 8 px away);
+    # beyond it the score falls
+    gaps = {"cx": np.zeros(3), "cy": np.zeros(3), "in_anchor_0": np.zeros(3)}
+    gaps["anchor_dist_0"] = np.array([0.0, 0.02, 0.1])
+    near = _relation_score(gaps, "near", a, 0, 100, 100)
+    assert near[0] == near[1] == 1.0 and near[2] < 0.5
+
+
+def test_ring_share_hand_computed():
+    from dglrsis.gvta import _ring_share
+
+    region = np.zeros((10, 10), bool)
+    region[:, :5] = True  # the left half is the land cover
+    masks = np.zeros((2, 10, 10), bool)
+    masks[0, 4:6, 1:3] = True  # 2×2 inside the region: its 1-px ring (12 px) lies all in it
+    masks[1, 4:6, 4:6] = True  # 2×2 straddling the edge x = 5: ring columns 3, 4 in, 6, 7 out → half
+    share = _ring_share(region, Proposals.from_masks(masks), width=1)
+    assert share == pytest.approx([1.0, 0.5])
+
+
+def test_landcover_anchor_is_the_land_cover_not_its_context():
+    """The anchor of "next to the trees" is found on masked crops: a vegetation superpixel's context
+    crop shows the objects around it and scored like them (the region then covered ~1 % of the trees)."""
+    from dglrsis.eval.world.draw import LANDCOVER
+    from dglrsis.gvta import _anchors, _target_and_vocab
+    from dglrsis.text import decompose
+
+    veg = LANDCOVER.index("vegetation")
+    scenes = iter_scenes(seed=12, n=20, size=256, kind="rrsisd")
+    sc = next(s for s in scenes if (s.landcover == veg).mean() > 0.1)
+    p = Predictor(PredictorConfig(clip="world-clip"))
+    p.set_image(sc.image)
+    cfg = GVTAConfig()
+    dec = decompose("the vehicle next to the trees", cfg.vocabulary)
+    _, names = _target_and_vocab(dec, cfg, None)
+    (anchor,) = _anchors(p.state, p.models, dec, names, np.array([], int), cfg.background).values()
+    true = sc.landcover == veg
+    iou = (anchor.region & true).sum() / (anchor.region | true).sum()
+    assert iou > 0.6, iou
 
 
 def test_explanations_and_not_found(scene):
