@@ -598,8 +598,9 @@ def _anchors(state, models, dec, names, leaders, background: str = "") -> dict[i
     The anchor is found by LVTA from its own prompt: the proposals are classified over the competing
     classes plus the anchor's name (a land cover such as "road" or an out-of-vocabulary thing such as
     "helipad" joins the list), and proposals lying mostly inside a target candidate are skipped. A class
-    anchor is an object: its best proposal's centroid. A land-cover or free anchor is a region: the union
-    of the proposals it wins (its best proposal when it wins none).
+    anchor is an object: its best proposal's centroid (context crops). A land-cover or free anchor is a
+    region: the union of the proposals it wins on their *masked* crops (a tree patch's context crop shows
+    the objects around it and scores like them), or its best proposal when it wins none.
     """
     out = {}
     props = state.proposals
