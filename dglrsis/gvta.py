@@ -412,6 +412,7 @@ def refer(state, models, expression: str, cfg: GVTAConfig | None = None, classes
         masked = class_probabilities(state, models, names, cfg.background, masked=True)
         p_cls = np.sqrt(p_cls * _noun_probability(masked, col, len(names)))
     score = cfg.w_class * p_cls
+    cam_iou = np.zeros(n)
     if cfg.cam:
         key = (expression, target, cfg.scales, cfg.global_enhance, cfg.enhance_weight)
         if key not in state.cam_cache:
@@ -420,7 +421,8 @@ def refer(state, models, expression: str, cfg: GVTAConfig | None = None, classes
                 models.clip, image, text, cfg.scales, cache=state.cam_features
             )
         cam = state.cam_cache[key]
-        score = score + cfg.w_cam * cam_agreement(props, cam, cfg.cam_threshold)
+        cam_iou = cam_agreement(props, cam, cfg.cam_threshold)
+        score = score + cfg.w_cam * cam_iou
     groups = group_instances(props, np.argsort(-score, kind="stable"), cfg.group_overlap)
     leaders = np.array([g[0] for g in groups])
     # candidate instances: those whose class probability is close to the best one's
@@ -453,7 +455,6 @@ def refer(state, models, expression: str, cfg: GVTAConfig | None = None, classes
         parts_of = [complete_instance(state, models, names, col, j, mask, cfg) for j in chosen]
         chosen = sorted({j for part in parts_of for j in part}, key=lambda j: (j not in chosen, j))
         mask = props.union(chosen)
-    cam_iou = cam_agreement(props, cam, cfg.cam_threshold) if cfg.cam else np.zeros(n)
     cands = []
     for rank, i in enumerate(order[:10], 1):
         j = int(leaders[i])
@@ -466,7 +467,7 @@ def refer(state, models, expression: str, cfg: GVTAConfig | None = None, classes
                 "score": round(float(total[i]), 4),
                 "noun": round(float(cfg.w_class * p_cls[j]), 4),
                 "noun_prob": round(float(p_cls[j]), 4),
-                "cam": round(float(cfg.w_cam * cam_iou[j]) if cfg.cam else 0.0, 4),
+                "cam": round(float(cfg.w_cam * cam_iou[j]), 4),
                 "cam_iou": round(float(cam_iou[j]), 4),
                 "modifiers": round(float(cfg.w_mod * mod[i]), 4),
                 "modifier_scores": {k: round(float(v[i]), 4) for k, v in parts.items()},
