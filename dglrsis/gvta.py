@@ -77,6 +77,8 @@ class GVTAConfig:
     group_overlap: float = 0.5  # a proposal covered this much by a better one joins its instance
     multi_keep: float = 0.6  # multiple targets: keep instances scoring ≥ this × the best
     class_keep: float = 0.5  # candidate instances need a noun probability ≥ this × the best one
+    size_keep: float = 0.8  # size ranks only the candidates scoring (noun + CAM) ≥ this × the best;
+    # the others score 0 ("the smallest court" is not a 50-px court-coloured speck; 0 = rank all)
     min_confidence: float = 0.2  # below this noun probability of the best candidate: "not found"
     background: str = "landcover"  # land covers competing with the classes for each proposal ("" = none;
     # a bundled name or a vocabulary file): a patch of trees beside a harbor is no harbor candidate
@@ -266,7 +268,9 @@ def modifier_scores(inst: dict, tokens, image: np.ndarray, anchors=None) -> tupl
                 "short",
                 "shortest",
             )
-            part = _rank_score(inst["area"], not want_small)
+            part = np.zeros(len(cx))
+            ok = inst.get("plausible", np.ones(len(cx), bool))
+            part[ok] = _rank_score(inst["area"][ok], not want_small)
         elif g.kind == "colour":
             proto = COLOURS.get(str(g.value).lower() if not isinstance(g.value, dict) else "", None)
             if proto is None:
@@ -434,6 +438,11 @@ def refer(state, models, expression: str, cfg: GVTAConfig | None = None, classes
     if cfg.modifiers and dec.global_:
         cand = props.select(leaders)
         inst = _instance_stats(image, cand)
+        if any(g.kind == "size" for g in dec.global_):
+            # an instance's size is that of the touching candidates it is a piece of (superpixels
+            # split objects), ranked among the plausible candidates only
+            inst["area"] = _group_areas(cand, touching_groups(cand))
+            inst["plausible"] = total >= cfg.size_keep * total.max()
         anchors = _anchors(state, models, dec, names, leaders, cfg.background)
         for k, a in anchors.items():
             if a.region is not None:
@@ -578,6 +587,45 @@ def _region_distance(region: np.ndarray, props) -> np.ndarray:
     h, w = region.shape
     dist = distance_transform_edt(~region) / max(h, w)
     return np.array([props.values_in(i, dist).min() if props.areas[i] else 1.0 for i in range(len(props))])
+
+
+def touching_groups(props, gap: int = 2) -> np.ndarray:
+    """``N`` group labels (0..G−1) of the proposals: those that overlap or whose pixels lie within a
+    city-block distance of ``gap`` of each other (``gap − 1`` empty pixels between them), directly or
+    through others, share a label (union–find over the box-local dilations)."""
+    from scipy.ndimage import binary_dilation
+
+    n = len(props)
+    h, w = props.shape
+    lab = np.full((h, w), -1, np.int64)
+    for i in range(n):
+        props.paste(lab, i, i)
+    parent = np.arange(n)
+
+    def find(a: int) -> int:
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = int(parent[a])
+        return a
+
+    for i in range(n):
+        x0, y0, x1, y1 = props.boxes[i]
+        X0, Y0, X1, Y1 = max(x0 - gap, 0), max(y0 - gap, 0), min(x1 + gap, w), min(y1 + gap, h)
+        grown = binary_dilation(props.window(i, X0, Y0, X1, Y1), iterations=gap)
+        for j in np.unique(lab[Y0:Y1, X0:X1][grown]):
+            if j >= 0 and j != i:
+                parent[find(i)] = find(int(j))
+    roots = np.array([find(i) for i in range(n)])
+    return np.unique(roots, return_inverse=True)[1].reshape(-1)
+
+
+def _group_areas(props, groups: np.ndarray) -> np.ndarray:
+    """``N`` pixel area of the union of each proposal's group (``groups`` from :func:`touching_groups`)."""
+    lab = np.full(props.shape, -1, np.int64)
+    for i in range(len(props)):
+        props.paste(lab, i, groups[i])
+    areas = np.bincount(lab[lab >= 0], minlength=int(groups.max(initial=-1)) + 1)
+    return areas[groups].astype(np.float64)
 
 
 def _instance_stats(image: np.ndarray, props) -> dict:

@@ -141,6 +141,49 @@ def test_ring_share_hand_computed():
     assert share == pytest.approx([1.0, 0.5])
 
 
+def test_touching_groups_and_group_areas_hand_computed():
+    from dglrsis.gvta import _group_areas, touching_groups
+
+    masks = np.zeros((5, 12, 12), bool)
+    masks[0, 0:2, 0:2] = True  # 4 px
+    masks[1, 0:2, 3:5] = True  # 4 px, one column of gap from 0 → same group
+    masks[2, 1:3, 1:4] = True  # 6 px overlapping 0 and 1 (2 px shared) → same group
+    masks[3, 8:10, 8:10] = True  # 4 px, far away → its own group
+    masks[4, 8:10, 0:2] = True  # 4 px, 6 columns from 3 and 6 rows below 0 → its own group
+    props = Proposals.from_masks(masks)
+    g = touching_groups(props, gap=2)
+    assert g[0] == g[1] == g[2] and len({g[0], g[3], g[4]}) == 3
+    # union of 0, 1, 2 = 4 + 4 + 6 − 2 shared = 12 px
+    assert _group_areas(props, g) == pytest.approx([12, 12, 12, 4, 4])
+    apart = np.zeros((2, 8, 8), bool)
+    apart[0, :, 0] = apart[1, :, 2] = True  # one empty column (distance 2): grouped at gap 2, not at 1
+    assert len(set(touching_groups(Proposals.from_masks(apart), gap=2))) == 1
+    assert len(set(touching_groups(Proposals.from_masks(apart), gap=1))) == 2
+
+
+def test_size_ranks_only_plausible_instances():
+    """Size ranks the candidates that are plausibly the noun: "the smallest court" is not a speck whose
+    noun + CAM score is far below the best; the others score 0 on size."""
+    from dglrsis.gvta import modifier_scores
+    from dglrsis.text import decompose
+
+    dec = decompose("the smallest storage tank", "rrsisd")
+    inst = {
+        "cx": np.full(4, 50.0),
+        "cy": np.full(4, 50.0),
+        "area": np.array([40.0, 500.0, 900.0, 1500.0]),
+        "rgb": np.zeros((4, 3), np.float32),
+    }
+    image = np.zeros((100, 100, 3), np.uint8)
+    mod, _ = modifier_scores(inst, dec.global_, image)
+    assert np.argmax(mod) == 0  # ranking every candidate: the speck is the smallest
+    inst["plausible"] = np.array([False, True, True, True])
+    mod, _ = modifier_scores(inst, dec.global_, image)
+    assert mod.tolist() == [0.0, 1.0, 0.5, 0.0]
+    dec = decompose("the largest storage tank", "rrsisd")
+    assert modifier_scores(inst, dec.global_, image)[0].tolist() == [0.0, 0.0, 0.5, 1.0]
+
+
 def test_landcover_anchor_is_the_land_cover_not_its_context():
     """The anchor of "next to the trees" is found on masked crops: a vegetation superpixel's context
     crop shows the objects around it and scored like them (the region then covered ~1 % of the trees)."""
