@@ -120,6 +120,8 @@ def explain(result: ReferResult, top: int = 5) -> str:
     ]
     for c in result.candidates[:top]:
         mods = ", ".join(f"{k} {v:.2f}" for k, v in c["modifier_scores"].items())
+        if "instance_area" in c:  # size ranks the area of the touching pieces the candidate belongs to
+            mods += f" (instance {c['instance_area']} px)"
         box = ",".join(str(v) for v in c["box"])
         lines.append(
             f"{'*' if c['selected'] else ' ':2}{c['rank']:>4} {box:>22} {c['area']:>7} {c['score']:>6.3f} "
@@ -435,13 +437,14 @@ def refer(state, models, expression: str, cfg: GVTAConfig | None = None, classes
     total = score[leaders].copy()
     parts: dict[str, np.ndarray] = {}
     mod = np.zeros(len(leaders))
+    sized = None  # the instance areas that size ranks (explanations)
     if cfg.modifiers and dec.global_:
         cand = props.select(leaders)
         inst = _instance_stats(image, cand)
         if any(g.kind == "size" for g in dec.global_):
             # an instance's size is that of the touching candidates it is a piece of (superpixels
             # split objects), ranked among the plausible candidates only
-            inst["area"] = _group_areas(cand, touching_groups(cand))
+            inst["area"] = sized = _group_areas(cand, touching_groups(cand))
             inst["plausible"] = total >= cfg.size_keep * total.max()
         anchors = _anchors(state, models, dec, names, leaders, cfg.background)
         for k, a in anchors.items():
@@ -483,6 +486,8 @@ def refer(state, models, expression: str, cfg: GVTAConfig | None = None, classes
                 "selected": j in chosen,
             }
         )
+        if sized is not None:
+            cands[-1]["instance_area"] = int(sized[i])
     confidence = float(p_cls[leaders[order[0]]])
     return ReferResult(
         mask=mask,

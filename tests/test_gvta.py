@@ -228,6 +228,13 @@ def test_explanations_and_not_found(scene):
     text = explain(ref)
     assert "position: left" in text and len(text.splitlines()) == 1 + min(5, len(c))
     assert ref.found and ref.confidence == pytest.approx(c[0]["noun_prob"], abs=1e-4)
+    assert all("instance_area" not in row for row in c)
+    # size ranks instance areas (a candidate with the touching pieces it belongs to): the table says so
+    big = p.refer(f"the largest {name}")
+    for row in big.candidates:
+        assert row["instance_area"] >= row["area"] and f"(instance {row['instance_area']} px)" in explain(
+            big, 10
+        )
     gone = p.refer("the purple giraffe")
     assert not gone.found and gone.confidence < GVTAConfig().min_confidence
 
