@@ -597,31 +597,25 @@ def _region_distance(region: np.ndarray, props) -> np.ndarray:
 def touching_groups(props, gap: int = 2) -> np.ndarray:
     """``N`` group labels (0..G−1) of the proposals: those that overlap or whose pixels lie within a
     city-block distance of ``gap`` of each other (``gap − 1`` empty pixels between them), directly or
-    through others, share a label (union–find over the box-local dilations)."""
+    through others, share a label (connected components of the box-local dilations' contacts)."""
     from scipy.ndimage import binary_dilation
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
 
     n = len(props)
     h, w = props.shape
     lab = np.full((h, w), -1, np.int64)
     for i in range(n):
         props.paste(lab, i, i)
-    parent = np.arange(n)
-
-    def find(a: int) -> int:
-        while parent[a] != a:
-            parent[a] = parent[parent[a]]
-            a = int(parent[a])
-        return a
-
+    edges = []
     for i in range(n):
         x0, y0, x1, y1 = props.boxes[i]
         X0, Y0, X1, Y1 = max(x0 - gap, 0), max(y0 - gap, 0), min(x1 + gap, w), min(y1 + gap, h)
         grown = binary_dilation(props.window(i, X0, Y0, X1, Y1), iterations=gap)
-        for j in np.unique(lab[Y0:Y1, X0:X1][grown]):
-            if j >= 0 and j != i:
-                parent[find(i)] = find(int(j))
-    roots = np.array([find(i) for i in range(n)])
-    return np.unique(roots, return_inverse=True)[1].reshape(-1)
+        edges += [(i, int(j)) for j in np.unique(lab[Y0:Y1, X0:X1][grown]) if j >= 0]
+    e = np.array(edges, np.int64).reshape(-1, 2)
+    graph = coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(n, n))
+    return connected_components(graph, directed=False)[1]
 
 
 def _group_areas(props, groups: np.ndarray) -> np.ndarray:
