@@ -113,6 +113,24 @@ def concepts_for(vocab, asked: list[list[str]]) -> tuple[list[str], list[list[st
     return [n for n, _ in keep], [s for _, s in keep]
 
 
+def joint_text(state, models, class_names: list[str], vocab):
+    """(text embeddings, their class owners) of the ``K`` asked classes followed by the ``B``
+    background concepts of ``vocab`` that collide with no asked class (:func:`joint_probabilities`)."""
+    from dataclasses import replace
+
+    import torch
+
+    from .vocab import synonyms_for
+
+    text, owner = models.text.embed(class_names, state.lvta)
+    names, syns = concepts_for(vocab, [synonyms_for(n) for n in class_names])
+    if not names:
+        return text, owner
+    bg_cfg = replace(state.lvta, knowledge=False, synonyms=True)
+    bg, bg_owner = models.text.embed(names, bg_cfg, synonyms=syns)
+    return torch.cat([text, bg]), torch.cat([owner, bg_owner + len(class_names)])
+
+
 def joint_probabilities(state, models, class_names: list[str], vocab, masked: bool = True):
     """``N×(K+B)`` probabilities of each proposal of ``state`` over the ``K`` asked classes followed by
     the ``B`` background concepts of ``vocab`` that collide with no asked class.
@@ -120,22 +138,11 @@ def joint_probabilities(state, models, class_names: list[str], vocab, masked: bo
     Softmax at CLIP's logit scale, each class or concept scoring the max over its synonyms; ``masked``:
     on the masked crops (else the context crops). ``B`` = 0 when every concept collides.
     """
-    from dataclasses import replace
-
-    import torch
-
     from .lvta import classify, logit_scale, masked_embeddings
-    from .vocab import synonyms_for
 
-    text, owner = models.text.embed(class_names, state.lvta)
-    names, syns = concepts_for(vocab, [synonyms_for(n) for n in class_names])
     emb = masked_embeddings(state, models.clip) if masked else state.crop_emb
-    if not names or len(emb) == 0:
-        return classify(emb, text, logit_scale(models.clip), owner)
-    bg_cfg = replace(state.lvta, knowledge=False, synonyms=True)
-    bg, bg_owner = models.text.embed(names, bg_cfg, synonyms=syns)
-    k = len(class_names)
-    return classify(emb, torch.cat([text, bg]), logit_scale(models.clip), torch.cat([owner, bg_owner + k]))
+    text, owner = joint_text(state, models, class_names, vocab)
+    return classify(emb, text, logit_scale(models.clip), owner)
 
 
 def background_probability(state, models, class_names: list[str], vocab):

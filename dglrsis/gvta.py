@@ -502,14 +502,20 @@ def refer(state, models, expression: str, cfg: GVTAConfig | None = None, classes
 
 
 def _union_probability(state, models, names: list[str], col: int, masks: np.ndarray, cfg) -> np.ndarray:
-    """``M`` noun probabilities of ``M×H×W`` candidate masks, scored as proposals are (the geometric
-    mean of the context-crop and masked-crop probabilities when ``cfg.mask_crops``)."""
+    """``M`` noun probabilities of ``M×H×W`` candidate masks, scored as proposals are: against the
+    competing classes and the ``cfg.background`` land covers, as the geometric mean of the context-crop
+    and masked-crop probabilities when ``cfg.mask_crops``."""
     from dataclasses import replace
 
     from .lvta import classify, embed_proposals, logit_scale
 
     cand = Proposals.from_masks(masks)
-    text, owner = models.text.embed(names, state.lvta)
+    if cfg.background:
+        from .background import joint_text, load_background_vocab
+
+        text, owner = joint_text(state, models, names, load_background_vocab(cfg.background))
+    else:
+        text, owner = models.text.embed(names, state.lvta)
     scale = logit_scale(models.clip)
     p = classify(embed_proposals(state.image, cand, models.clip, state.lvta), text, scale, owner)[:, col]
     if cfg.mask_crops:

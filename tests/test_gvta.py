@@ -205,6 +205,29 @@ def test_landcover_anchor_is_the_land_cover_not_its_context():
     assert iou > 0.6, iou
 
 
+def test_completion_scores_a_piece_as_refer_scores_the_proposal(scene):
+    """Completion judges a grown instance by the same competition as the proposals were judged: the
+    classes *and* the background land covers. Scored alone, a proposal's mask gets its own noun
+    probability (without the land covers, a patch of road scored as the likeliest vehicle)."""
+    from dglrsis.gvta import _noun_probability, _target_and_vocab, _union_probability, class_probabilities
+    from dglrsis.text import decompose
+
+    p = Predictor(PredictorConfig(clip="world-clip"))
+    p.set_image(scene.image)
+    for cfg in (GVTAConfig(), GVTAConfig(mask_crops=False), GVTAConfig(background="")):
+        _, names = _target_and_vocab(decompose("the vehicle", cfg.vocabulary), cfg, None)
+        col = names.index("vehicle")
+        probs = class_probabilities(p.state, p.models, names, cfg.background)
+        p_cls = _noun_probability(probs, col, len(names))
+        if cfg.mask_crops:
+            masked = class_probabilities(p.state, p.models, names, cfg.background, masked=True)
+            p_cls = np.sqrt(p_cls * _noun_probability(masked, col, len(names)))
+        props = p.state.proposals
+        js = np.argsort(-props.areas)[:6]  # the largest proposals: land covers among them
+        got = _union_probability(p.state, p.models, names, col, np.stack([props.mask(j) for j in js]), cfg)
+        assert got == pytest.approx(p_cls[js], abs=2e-3), cfg
+
+
 def test_explanations_and_not_found(scene):
     from dglrsis.gvta import explain
 
