@@ -23,7 +23,9 @@
    covers (``background``, the vocabulary the OVSS background policy uses) compete in both softmaxes, so
    a patch of trees or water is not a candidate for the noun. Each chosen instance is then *completed*:
    adjacent proposals join it while their union raises its noun probability (``complete``; superpixels
-   split a vehicle from its shadow, a windmill's hub from its blades). The paper selects by the CAM and
+   split a vehicle from its shadow, a windmill's hub from its blades). Several instances are taken one
+   after the other, each completed before the next, and a candidate lying mostly inside one taken already
+   is a piece of it, not another instance (:func:`take_instances`). The paper selects by the CAM and
    is silent on how class evidence enters; the masked crop, the land-cover competition, the completion,
    the CAM-IoU statistic and the weights are our choices, measured on synthetic worlds other than the
    reported one (README, RES figures). (Switches: ``mask_crops``, ``background``, ``complete``.)
@@ -460,13 +462,15 @@ def refer(state, models, expression: str, cfg: GVTAConfig | None = None, classes
         mod, parts = modifier_scores(inst, dec.global_, image, anchors)
         total = total + cfg.w_mod * mod
     order = np.argsort(-total, kind="stable")
-    chosen = _choose(dec, total, order, cfg)
-    chosen = [int(leaders[i]) for i in chosen]
+    pool, wanted = _choose(dec, total, order, cfg)
+
+    def grow(j: int, taken: np.ndarray) -> list[int]:
+        if cfg.complete and target:
+            return complete_instance(state, models, names, col, j, taken, cfg)
+        return [j]
+
+    _, chosen = take_instances(props, [int(leaders[i]) for i in pool], wanted, grow)
     mask = props.union(chosen)
-    if cfg.complete and target:
-        parts_of = [complete_instance(state, models, names, col, j, mask, cfg) for j in chosen]
-        chosen = sorted({j for part in parts_of for j in part}, key=lambda j: (j not in chosen, j))
-        mask = props.union(chosen)
     cands = []
     for rank, i in enumerate(order[:10], 1):
         j = int(leaders[i])
@@ -527,7 +531,7 @@ def _union_probability(state, models, names: list[str], col: int, masks: np.ndar
 
 def complete_instance(state, models, names, col: int, seed: int, taken: np.ndarray, cfg) -> list[int]:
     """Proposal indices of the instance grown from proposal ``seed``: each round, every proposal touching
-    it (not mostly inside it, not in ``taken`` (H×W bool, the other chosen instances), no larger than it)
+    it (not mostly inside it, not in ``taken`` (H×W bool, the instances taken before), no larger than it)
     is tried, and the one whose union has the highest noun probability joins if that beats the instance's
     own. Superpixel proposals split multi-coloured objects (a vehicle and its shadow, a windmill's tower
     and blades) into pieces; a SAM mask is usually whole already and stays as it is."""
@@ -562,16 +566,38 @@ def complete_instance(state, models, names, col: int, seed: int, taken: np.ndarr
     return members
 
 
-def _choose(dec, total: np.ndarray, order: np.ndarray, cfg: GVTAConfig) -> list[int]:
-    """Indices into ``total`` of the chosen instances: the best; with a number ``n`` > 1 the best ``n``;
-    with "all"/a plural, every instance scoring ≥ ``multi_keep`` × the best."""
+def _choose(dec, total: np.ndarray, order: np.ndarray, cfg: GVTAConfig) -> tuple[list[int], int | None]:
+    """(indices into ``total`` the instances are taken from, best first; how many to take, None = all of
+    them): the best one; with a number ``n`` > 1 the best ``n`` (from all); with "all"/a plural, every
+    one scoring ≥ ``multi_keep`` × the best."""
     if not dec.wants_multiple:
-        return [int(order[0])]
+        return [int(order[0])], 1
     ns = [g.value["n"] for g in dec.global_ if g.kind == "multiplicity" and isinstance(g.value["n"], int)]
     if ns and max(ns) > 1:
-        return [int(i) for i in order[: max(ns)]]
+        return [int(i) for i in order], max(ns)
     best = total[order[0]]
-    return [int(i) for i in order if i == order[0] or total[i] >= cfg.multi_keep * best]
+    return [int(i) for i in order if i == order[0] or total[i] >= cfg.multi_keep * best], None
+
+
+def take_instances(props, pool: list[int], wanted: int | None, grow) -> tuple[list[int], list[int]]:
+    """(the proposals the instances grew from, every proposal of the instances) for candidate proposals
+    ``pool`` (best first): each is grown in turn by ``grow(j, taken) -> proposal indices`` (``taken``:
+    H×W bool, the instances so far), and one lying mostly (> 50 %) inside an instance already taken is
+    a piece of it, skipped — "the two windmills" are two windmills, not a windmill and its blade —
+    until ``wanted`` instances (None: the whole pool)."""
+    taken = np.zeros(props.shape, bool)
+    heads: list[int] = []
+    members: list[int] = []
+    for j in pool:
+        if wanted is not None and len(heads) >= wanted:
+            break
+        if heads and props.count_in(j, taken) > 0.5 * props.areas[j]:
+            continue
+        grown = grow(j, taken)
+        taken |= props.union(grown)
+        heads.append(j)
+        members += [m for m in grown if m not in members]
+    return heads, sorted(members, key=lambda m: (m not in heads, m))
 
 
 def _ring_share(region: np.ndarray, props, width: int = 3) -> np.ndarray:

@@ -91,11 +91,32 @@ def test_choose_multiplicity():
     total = np.array([0.2, 1.0, 0.7, 0.65, 0.1])
     order = np.argsort(-total, kind="stable")
     cfg = GVTAConfig(multi_keep=0.6)
-    assert _choose(decompose("the ship", "rrsisd"), total, order, cfg) == [1]
-    assert _choose(decompose("the two ships", "rrsisd"), total, order, cfg) == [1, 2]
-    assert _choose(decompose("three ships", "rrsisd"), total, order, cfg) == [1, 2, 3]
-    assert _choose(decompose("all ships", "rrsisd"), total, order, cfg) == [1, 2, 3]  # ≥ 0.6 × best
-    assert _choose(decompose("the ships", "rrsisd"), total, order, cfg) == [1, 2, 3]
+    assert _choose(decompose("the ship", "rrsisd"), total, order, cfg) == ([1], 1)
+    assert _choose(decompose("the two ships", "rrsisd"), total, order, cfg) == ([1, 2, 3, 0, 4], 2)
+    assert _choose(decompose("three ships", "rrsisd"), total, order, cfg) == ([1, 2, 3, 0, 4], 3)
+    assert _choose(decompose("all ships", "rrsisd"), total, order, cfg) == ([1, 2, 3], None)  # ≥ 0.6 × best
+    assert _choose(decompose("the ships", "rrsisd"), total, order, cfg) == ([1, 2, 3], None)
+
+
+def test_take_instances_skips_pieces_of_instances_taken():
+    """Two windmills on a 1×12 strip: proposal 0 (px 0–2) is the best, 1 (px 3–4) its blade, 2 (px 8–10)
+    the other windmill. Completion grows 0 by its blade; the blade is then no second windmill."""
+    from dglrsis.gvta import take_instances
+
+    masks = np.zeros((3, 1, 12), bool)
+    masks[0, 0, 0:3] = masks[1, 0, 3:5] = masks[2, 0, 8:11] = True
+    props = Proposals.from_masks(masks)
+    calls = []
+
+    def grow(j, taken):
+        calls.append((j, int(taken.sum())))
+        return [0, 1] if j == 0 else [j]
+
+    assert take_instances(props, [0, 1, 2], 2, grow) == ([0, 2], [0, 2, 1])
+    assert calls == [(0, 0), (2, 5)]  # the second instance grows knowing the first (5 px) is taken
+    assert take_instances(props, [0, 1, 2], None, grow) == ([0, 2], [0, 2, 1])  # "all": the same two
+    assert take_instances(props, [0, 1, 2], 2, lambda j, t: [j]) == ([0, 1], [0, 1])  # no completion
+    assert take_instances(props, [2, 0, 1], 1, grow) == ([2], [2])
 
 
 def test_relation_scores_on_region_anchor():
