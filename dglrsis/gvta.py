@@ -600,17 +600,24 @@ def take_instances(props, pool: list[int], wanted: int | None, grow) -> tuple[li
     return heads, sorted(members, key=lambda m: (m not in heads, m))
 
 
-def _ring_share(region: np.ndarray, props, width: int = 3) -> np.ndarray:
-    """Per proposal, the share of the ``width``-pixel ring around it that lies in ``region`` (H×W bool)."""
+def _grown_window(props, i: int, r: int) -> tuple[tuple[int, int, int, int], np.ndarray, np.ndarray]:
+    """(box ``x0, y0, x1, y1`` of proposal ``i`` padded by ``r`` px and clipped to the image, the
+    proposal's mask in that box, the mask dilated ``r`` times there): box-local, not a full-image pass."""
     from scipy.ndimage import binary_dilation
 
-    h, w = region.shape
+    h, w = props.shape
+    x0, y0, x1, y1 = props.boxes[i]
+    box = (max(x0 - r, 0), max(y0 - r, 0), min(x1 + r, w), min(y1 + r, h))
+    m = props.window(i, *box)
+    return box, m, binary_dilation(m, iterations=r)
+
+
+def _ring_share(region: np.ndarray, props, width: int = 3) -> np.ndarray:
+    """Per proposal, the share of the ``width``-pixel ring around it that lies in ``region`` (H×W bool)."""
     out = np.zeros(len(props))
     for i in range(len(props)):
-        x0, y0, x1, y1 = props.boxes[i]
-        x0, y0, x1, y1 = max(x0 - width, 0), max(y0 - width, 0), min(x1 + width, w), min(y1 + width, h)
-        m = props.window(i, x0, y0, x1, y1)
-        ring = binary_dilation(m, iterations=width) & ~m
+        (x0, y0, x1, y1), m, grown = _grown_window(props, i, width)
+        ring = grown & ~m
         out[i] = region[y0:y1, x0:x1][ring].mean() if ring.any() else 0.0
     return out
 
@@ -630,21 +637,17 @@ def touching_groups(props, gap: int = 2) -> np.ndarray:
     """``N`` group labels (0..G−1) of the proposals: those that overlap or whose pixels lie within a
     city-block distance of ``gap`` of each other (``gap − 1`` empty pixels between them), directly or
     through others, share a label (connected components of the box-local dilations' contacts)."""
-    from scipy.ndimage import binary_dilation
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
     n = len(props)
-    h, w = props.shape
-    lab = np.full((h, w), -1, np.int64)
+    lab = np.full(props.shape, -1, np.int64)
     for i in range(n):
         props.paste(lab, i, i)
     edges = []
     for i in range(n):
-        x0, y0, x1, y1 = props.boxes[i]
-        X0, Y0, X1, Y1 = max(x0 - gap, 0), max(y0 - gap, 0), min(x1 + gap, w), min(y1 + gap, h)
-        grown = binary_dilation(props.window(i, X0, Y0, X1, Y1), iterations=gap)
-        edges += [(i, int(j)) for j in np.unique(lab[Y0:Y1, X0:X1][grown]) if j >= 0]
+        (x0, y0, x1, y1), _, grown = _grown_window(props, i, gap)
+        edges += [(i, int(j)) for j in np.unique(lab[y0:y1, x0:x1][grown]) if j >= 0]
     e = np.array(edges, np.int64).reshape(-1, 2)
     graph = coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(n, n))
     return connected_components(graph, directed=False)[1]
