@@ -92,6 +92,8 @@ def _tiny(seed, out):
         batch_size=8,
         scenes_per_kind=2,
         landcover_crops=4,
+        landcover_pieces=4,
+        object_pieces=4,
         crops_per_instance=1,
         threads=1,
     )
@@ -132,7 +134,8 @@ from dglrsis.trainable.world_clip import trainer as wc
 if sys.argv[2] == "nosync":
     wc.average_gradients = lambda *a: None
 cfg = wc.WorldClipConfig(seed=0, steps=4, batch_size=8, scenes_per_kind=2, landcover_crops=4,
-                         crops_per_instance=1, threads=1, cam_start=0.0, cam_hires=2)
+                         landcover_pieces=4, object_pieces=4, crops_per_instance=1, threads=1,
+                         cam_start=0.0, cam_hires=2)
 wc.train(cfg, os.path.join(sys.argv[1], os.environ["RANK"]), progress=False)
 """
 
@@ -371,3 +374,54 @@ def test_recipe_file_is_the_bundled_recipe_and_overrides_are_typed(tmp_path, cap
     assert wc.main(["steps=x", "--out", str(tmp_path / "o"), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "steps" in err[0] and not (tmp_path / "o").exists()
+
+
+def test_landcover_proposals_are_small_pieces_of_one_cover():
+    from dglrsis.masks import Proposals
+
+    landcover = np.zeros((40, 40), int)
+    landcover[:, 20:] = 3  # left: cover 0, right: cover 3
+    objects = np.zeros((40, 40), bool)
+    objects[0:4, 0:4] = True
+    masks = np.zeros((5, 40, 40), bool)
+    masks[0, 10:14, 2:6] = True  # inside cover 0, no object pixels → piece of cover 0
+    masks[1, 10:14, 22:26] = True  # inside cover 3 → piece of cover 3
+    masks[2, 0:5, 0:5] = True  # 16 of 25 px an object → no
+    masks[3, 20:24, 17:22] = True  # 12 px cover 0, 8 px cover 3: 60 % one cover → no
+    masks[4, :, :] = True  # the whole image: not of object size → no
+    masks[4, 0:4, 0:4] = False
+    found = wcd.landcover_proposals(Proposals.from_masks(masks), landcover, objects)
+    assert found == [(0, 0), (1, 3)]
+
+
+def test_object_proposals_are_pieces_of_one_instance():
+    from dglrsis.masks import Proposals
+
+    a = np.zeros((30, 30), bool)
+    a[2:12, 2:12] = True
+    b = np.zeros((30, 30), bool)
+    b[15:25, 15:25] = True
+    masks = np.zeros((4, 30, 30), bool)
+    masks[0, 2:6, 2:6] = True  # inside a
+    masks[1, 15:25, 15:25] = True  # all of b
+    masks[2, 10:14, 10:14] = True  # 4 of 16 px in a → no
+    masks[3, 26:29, 26:29] = True  # in neither → no
+    assert wcd.object_proposals(Proposals.from_masks(masks), [a, b]) == [(0, 0), (1, 1)]
+    assert wcd.object_proposals(Proposals.from_masks(masks), []) == []
+
+
+def test_pool_pieces_join_the_crops_they_are_captioned_like():
+    plain = wcd.build_pool(1000, 1, 512, 1, 2, wc.OPENAI_MEAN, wc.OPENAI_STD)
+    both = wcd.build_pool(
+        1000, 1, 512, 1, 2, wc.OPENAI_MEAN, wc.OPENAI_STD, landcover_pieces=4, object_pieces=4
+    )
+    assert len(plain.lc) == 2 and len(both.lc) == 6
+    assert len(both.crops) == len(plain.crops) + 4
+    assert set(both.lc_meta) <= set(wcd.LANDCOVER_WORDS)
+    classes = {c for scene in both.scene_meta for c, _, _ in scene}
+    assert {
+        c for c, _ in both.crop_meta
+    } <= classes  # object pieces are captioned with their instance's class
+    # the first scene's object crops and window come before its pieces: the pieces are added, not swapped in
+    n = len(both.scene_meta[0])  # crops_per_instance = 1
+    assert torch.equal(both.lc[0], plain.lc[0]) and torch.equal(both.crops[:n], plain.crops[:n])

@@ -176,6 +176,89 @@ def _landcover_crops(scene, rng, want: int, mean, std):
     return out, meta
 
 
+def landcover_proposals(props, landcover: np.ndarray, objects: np.ndarray) -> list[tuple[int, int]]:
+    """``(proposal index, land-cover index)`` of the proposals that are pieces of one land cover: ≤ 5 %
+    object pixels (``objects``: H×W bool), ≥ 80 % one class of ``landcover`` (H×W int) and under 5 % of
+    the image."""
+    found = []
+    for j in range(len(props)):
+        area = int(props.areas[j])
+        counts = np.bincount(props.values_in(j, landcover))
+        c = int(counts.argmax())
+        if (
+            props.count_in(j, objects) <= 0.05 * area
+            and counts[c] >= 0.8 * area
+            and area < 0.05 * objects.size
+        ):
+            found.append((j, c))
+    return found
+
+
+def object_proposals(props, instances: list[np.ndarray]) -> list[tuple[int, int]]:
+    """``(proposal index, instance index)`` of the proposals that are pieces of one instance (or the whole
+    of it): ≥ 80 % inside its mask (``instances``: H×W bool masks)."""
+    found = []
+    for j in range(len(props)):
+        inside = [props.count_in(j, m) for m in instances]
+        if inside and max(inside) >= 0.8 * props.areas[j]:
+            found.append((j, int(np.argmax(inside))))
+    return found
+
+
+def _piece_crops(image, props, picks: list[int], rng, mean, std) -> list[torch.Tensor]:
+    """Crops of proposals ``picks`` made like the object crops: context 1–2× the box, centre jittered,
+    random background treatment."""
+    from dglrsis.lvta import LVTAConfig, context_crops
+
+    out = []
+    for j in picks:
+        x0, y0, x1, y1 = props.boxes[j]
+        side = max(x1 - x0, y1 - y0) * rng.uniform(1.0, 2.0)
+        cx = (x0 + x1) / 2 + rng.uniform(-0.1, 0.1) * side
+        cy = (y0 + y1) / 2 + rng.uniform(-0.1, 0.1) * side
+        cfg = LVTAConfig(context=False, background=BACKGROUNDS[int(rng.integers(4))])
+        box = np.array([(cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2)])
+        out.append(
+            _to_uint8(context_crops(image, props.select([j]), CROP, mean, std, cfg, boxes=box), mean, std)
+        )
+    return out
+
+
+def _balanced(found: list[tuple[int, int]], want: int, rng) -> list[tuple[int, int]]:
+    """``want`` draws from ``(proposal, owner)`` pairs: an owner uniformly, then one of its proposals."""
+    by_owner: dict = {}
+    for j, c in found:
+        by_owner.setdefault(c, []).append(j)
+    owners = list(by_owner)
+    picks = []
+    for _ in range(min(want, len(found))):
+        c = owners[int(rng.integers(len(owners)))]
+        picks.append((by_owner[c][int(rng.integers(len(by_owner[c])))], c))
+    return picks
+
+
+def _proposal_pieces(scene, rng, want_landcover: int, want_objects: int, mean, std):
+    """Crops of the scene's superpixel proposals (``dglrsis.proposals``, default settings) — what LVTA asks
+    world-clip about on every image — as ``(land-cover crops, their land covers, object crops, their
+    (class, colour))``: ``want_landcover`` proposals of object size lying on one land cover
+    (:func:`landcover_proposals`; a land cover drawn uniformly, then one of its proposals: roads are few)
+    and ``want_objects`` pieces of instances (:func:`object_proposals`; an instance drawn uniformly).
+    Without the first a 60-px road patch, never seen in training, is as likely a "vehicle" as anything
+    else; without the second, a piece of an airport's runway is a road."""
+    from dglrsis.eval.world import LANDCOVER
+    from dglrsis.proposals import generate_proposals
+
+    props = generate_proposals(scene.image)
+    lc = _balanced(landcover_proposals(props, scene.landcover, scene.class_map > 0), want_landcover, rng)
+    obj = _balanced(object_proposals(props, [i.mask for i in scene.instances]), want_objects, rng)
+    return (
+        _piece_crops(scene.image, props, [j for j, _ in lc], rng, mean, std),
+        [LANDCOVER[c] for _, c in lc],
+        _piece_crops(scene.image, props, [j for j, _ in obj], rng, mean, std),
+        [(scene.instances[k].category, scene.instances[k].colour) for _, k in obj],
+    )
+
+
 def build_pool(
     world_seed: int,
     scenes_per_kind: int,
@@ -185,8 +268,12 @@ def build_pool(
     mean,
     std,
     progress: bool = False,
+    landcover_pieces: int = 0,
+    object_pieces: int = 0,
 ) -> Pool:
-    """Render ``scenes_per_kind`` scenes of each kind (world ``world_seed``) and cut the pool from them."""
+    """Render ``scenes_per_kind`` scenes of each kind (world ``world_seed``) and cut the pool from them:
+    ``landcover_crops`` land-cover windows and ``landcover_pieces`` land-cover proposals join the land-cover
+    crops, ``object_pieces`` proposals inside instances the object crops (:func:`_proposal_pieces`)."""
     from tqdm.auto import tqdm
 
     from dglrsis.eval.world import iter_scenes
@@ -197,6 +284,9 @@ def build_pool(
     rng = np.random.default_rng([world_seed, 7919])
     crops, crop_meta, lcs, lc_meta, scenes, scene_meta, labels = [], [], [], [], [], [], []
     lc_per_scene = math.ceil(landcover_crops / max(1, 2 * scenes_per_kind))
+    pieces_per_scene = math.ceil(landcover_pieces / max(1, 2 * scenes_per_kind))
+    object_pieces_per_scene = math.ceil(object_pieces / max(1, 2 * scenes_per_kind))
+    n_windows = n_pieces = n_object_pieces = 0
     total = 2 * scenes_per_kind
     bar = tqdm(total=total, desc="rendering pool", disable=not progress)
     for kind in ("isaid", "rrsisd"):
@@ -207,12 +297,21 @@ def build_pool(
             c, m = _object_crops(scene, rng, crops_per_instance, mean, std)
             crops += c
             crop_meta += m
-            if len(lc_meta) < landcover_crops:
-                c, m = _landcover_crops(
-                    scene, rng, min(lc_per_scene, landcover_crops - len(lc_meta)), mean, std
-                )
+            if n_windows < landcover_crops:
+                c, m = _landcover_crops(scene, rng, min(lc_per_scene, landcover_crops - n_windows), mean, std)
                 lcs += c
                 lc_meta += m
+                n_windows += len(m)
+            want_lc = min(pieces_per_scene, landcover_pieces - n_pieces)
+            want_obj = min(object_pieces_per_scene, object_pieces - n_object_pieces)
+            if want_lc > 0 or want_obj > 0:
+                c, m, oc, om = _proposal_pieces(scene, rng, max(want_lc, 0), max(want_obj, 0), mean, std)
+                lcs += c
+                lc_meta += m
+                n_pieces += len(m)
+                crops += oc
+                crop_meta += om
+                n_object_pieces += len(om)
             img = torch.from_numpy(scene.image).permute(2, 0, 1)[None].float()
             scenes.append(
                 F.interpolate(img, size=(SCENE, SCENE), mode="bilinear", antialias=True, align_corners=False)

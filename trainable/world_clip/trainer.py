@@ -12,7 +12,9 @@ e.g. 0 and 7), rendered at 512 px like the world's default.
   (:func:`dglrsis.lvta.context_crops`) of the mask box enlarged by a random context ratio 1.0–2.0 (centre
   jittered), with a random background treatment (keep / blur / mean / mask), 96 px;
 * **land-cover crops** — windows dominated (≥ 80 %) by one land cover without objects, the land-cover mask
-  as proposal, random background treatment;
+  as proposal, random background treatment; and (``landcover_pieces``) superpixel proposals of object size
+  lying on one land cover, cropped like the object crops: the pieces of road, soil or water LVTA asks
+  about on every image (without them world-clip took 43 % of them for objects, a road patch for a vehicle);
 * **scenes** — the whole scene or a random 40–80 % window of it, 96 px, captioned with one object inside
   ("an aerial image with a storage tank", "the white ship on the left").
 
@@ -89,7 +91,9 @@ class WorldClipConfig:
     scenes_per_kind: int = 300  # scenes rendered per kind (isaid, rrsisd) into the pool
     scene_size: int = 512  # rendered scene side (pixels)
     crops_per_instance: int = 2  # object crops per instance (different context / background)
-    landcover_crops: int = 600  # land-cover crops in the pool
+    landcover_crops: int = 600  # land-cover windows in the pool
+    landcover_pieces: int = 0  # land-cover proposals of object size in the pool (0: none)
+    object_pieces: int = 0  # proposals inside instances in the pool, with the object crops (0: none)
     mix: tuple = (0.50, 0.10, 0.40)  # share of object crops, land-cover crops and scenes in a batch
     dense_weight: float = 1.0  # weight of the dense patch–concept loss on scene samples (0: off)
     # patch features of the dense loss: "cls" (CLS attending to one patch, what the Grad-CAM reads) |
@@ -206,6 +210,8 @@ def _train(cfg: WorldClipConfig, out: Path, progress: bool) -> dict:
         OPENAI_MEAN,
         OPENAI_STD,
         progress,
+        cfg.landcover_pieces,
+        cfg.object_pieces,
     )
     t_pool = time.time() - t0
     tokenizer = open_clip.SimpleTokenizer(context_length=cfg.arch["text_cfg"]["context_length"])
