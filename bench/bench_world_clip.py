@@ -15,6 +15,12 @@ World: ``dglrsis.eval.world.iter_scenes`` with world seed 7 (training uses world
     allows). Next to each, the **patch-share reference**: the same score for a "CAM" that is the object's
     own mask averaged over the patch grid (what a CAM that knew the mask could show at that resolution),
     the resolution ceiling the model's CAM is up against.
+(c) Proposal pieces: the superpixel proposals (``dglrsis.proposals`` defaults) of object size lying on one
+    land cover (:func:`dglrsis.trainable.world_clip.data.landcover_proposals`) and those inside one
+    instance (``object_proposals``), LVTA context crop and masked crop, against the kind's class
+    embeddings plus the bundled land-cover vocabulary's: the share of land-cover pieces classified as a
+    land cover, and of object pieces as their instance's class. These are the crops LVTA and GVTA ask
+    about; a road patch taken for a "vehicle" is a false positive, a runway piece taken for a road a miss.
 
 Prints per-class and per-bucket tables, then one JSON object as the last line.
 Usage: python bench/bench_world_clip.py [--clip world-clip] [--seed 7] [--n 40] [--size 512]
@@ -87,6 +93,46 @@ def crop_accuracy(clip, kind: str, seed: int, n: int, size: int) -> dict:
         "n_per_class": {c: total[c] for c in classes if total[c]},
         "prompts": source,
     }
+
+
+def piece_accuracy(clip, kind: str, seed: int, n: int, size: int) -> dict:
+    """Over the kind's classes plus the bundled land covers, per crop kind (context crops, masked crops):
+    the share of the scenes' land-cover pieces classified as a land cover, and of their object pieces
+    classified as their instance's class; and how many of each."""
+    from dataclasses import replace
+
+    from dglrsis.background import load_background_vocab
+    from dglrsis.eval.world import SCENE_CLASSES, iter_scenes
+    from dglrsis.lvta import LVTAConfig, context_crops
+    from dglrsis.proposals import generate_proposals
+    from dglrsis.trainable.world_clip.data import landcover_proposals, object_proposals
+    from dglrsis.vocab import build_prompts
+
+    classes = SCENE_CLASSES[kind]
+    text, _ = class_embeddings(clip, kind)
+    groups = build_prompts(load_background_vocab("landcover"), templates="rs", synonyms=True, knowledge=False)
+    lc = torch.stack([F.normalize(clip.encode_text(g).mean(0), dim=-1) for g in groups])
+    text = torch.cat([text, lc])
+    out = {f"{w}_{c}": 0 for w in ("landcover", "object") for c in ("context", "masked")}
+    out.update(landcover_n=0, object_n=0)
+    crop_cfgs = (("context", LVTAConfig()), ("masked", replace(LVTAConfig(), background="mask")))
+    for scene in iter_scenes(seed, n, size, kind):
+        props = generate_proposals(scene.image)
+        land = [j for j, _ in landcover_proposals(props, scene.landcover, scene.class_map > 0)]
+        obj = object_proposals(props, [i.mask for i in scene.instances])
+        want = torch.tensor([classes.index(scene.instances[k].category) for _, k in obj], dtype=torch.long)
+        for which, idx in (("landcover", land), ("object", [j for j, _ in obj])):
+            if not idx:
+                continue
+            for name, cfg in crop_cfgs:
+                crops = context_crops(
+                    scene.image, props.select(idx), clip.image_size, clip.mean, clip.std, cfg
+                )
+                pred = (clip.encode_images(crops) @ text.T).argmax(1)
+                right = pred >= len(classes) if which == "landcover" else pred == want
+                out[f"{which}_{name}"] += int(right.sum())
+            out[f"{which}_n"] += len(idx)
+    return out
 
 
 def _scene_tensor(image: np.ndarray, side: int, mean, std) -> torch.Tensor:
@@ -212,6 +258,19 @@ def main(argv: list[str] | None = None) -> int:
             records[s] += recs
     res["world_clip_crop_accuracy"] = round(hits / max(n_all, 1), 4)
     res["crop_n"] = n_all
+    pieces = [piece_accuracy(clip, kind, a.seed, a.n, a.size) for kind in ("isaid", "rrsisd")]
+    for which in ("landcover", "object"):
+        total = sum(p[f"{which}_n"] for p in pieces)
+        for name in ("context", "masked"):
+            res[f"{which}_piece_accuracy_{name}"] = round(
+                sum(p[f"{which}_{name}"] for p in pieces) / max(total, 1), 4
+            )
+        res[f"{which}_piece_n"] = total
+        print(
+            f"[{which} pieces] {total} proposals classified right: "
+            f"{res[f'{which}_piece_accuracy_context']:.3f} context crops, "
+            f"{res[f'{which}_piece_accuracy_masked']:.3f} masked crops"
+        )
     for s in sizes:  # the model's own input side keeps the plain "cam_" keys
         prefix = "cam" if s == clip.image_size else f"cam{s}"
         cam = summarise_cam(records[s], prefix)
