@@ -425,3 +425,34 @@ def test_pool_pieces_join_the_crops_they_are_captioned_like():
     # the first scene's object crops and window come before its pieces: the pieces are added, not swapped in
     n = len(both.scene_meta[0])  # crops_per_instance = 1
     assert torch.equal(both.lc[0], plain.lc[0]) and torch.equal(both.crops[:n], plain.crops[:n])
+
+
+def test_bench_piece_accuracy_counts_the_pieces_of_each_kind():
+    from dglrsis.eval.world import iter_scenes
+    from dglrsis.proposals import generate_proposals
+
+    bench = _bench_world_clip()
+    out = bench.piece_accuracy(load_clip("world-clip"), "rrsisd", 7, 1, 512)
+    scene = next(iter(iter_scenes(7, 1, 512, "rrsisd")))
+    props = generate_proposals(scene.image)
+    assert out["landcover_n"] == len(wcd.landcover_proposals(props, scene.landcover, scene.class_map > 0))
+    assert out["object_n"] == len(wcd.object_proposals(props, [i.mask for i in scene.instances]))
+    assert out["landcover_n"] > 0 and out["object_n"] > 0
+    assert all(
+        0 <= out[f"{w}_{c}"] <= out[f"{w}_n"] for w in ("landcover", "object") for c in ("context", "masked")
+    )
+
+
+def test_bench_refusals_summary_hand_computed():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "bench_refusals.py"
+    spec = importlib.util.spec_from_file_location("bench_refusals", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    k = len(bench.ABSENT)
+    absent = [0.5] + [0.0] * (k - 1) + [0.1] * k  # two images; the first query found on the first only
+    s = bench.summary([0.3, 0.25, 0.1, 0.9], absent, 0.2)
+    assert s["expressions_found"] == 0.75 and s["expressions_min"] == 0.1
+    assert s["absent_not_found"] == pytest.approx((2 * k - 1) / (2 * k)) and s["absent_median"] == 0.1
+    assert s["absent_found"][bench.ABSENT[0]] == 0.5 and s["absent_found"][bench.ABSENT[1]] == 0.0
