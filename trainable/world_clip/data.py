@@ -118,22 +118,27 @@ def _props(masks: list):
     return Proposals.from_masks(np.stack(masks))
 
 
+def _context_box(bbox, rng) -> tuple[float, float, float, float]:
+    """A square crop box (x0, y0, x1, y1) around ``bbox``: side 1–2× its longer side, centre jittered by
+    ±10 % of the side (object crops and proposal pieces alike)."""
+    x0, y0, x1, y1 = bbox
+    side = max(x1 - x0, y1 - y0) * rng.uniform(1.0, 2.0)
+    cx = (x0 + x1) / 2 + rng.uniform(-0.1, 0.1) * side
+    cy = (y0 + y1) / 2 + rng.uniform(-0.1, 0.1) * side
+    return (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2)
+
+
 def _object_crops(scene, rng, per_instance: int, mean, std):
     """Context crops of every instance with random context ratio, centre jitter and background."""
     from dglrsis.lvta import LVTAConfig, context_crops
 
     jobs = {b: ([], [], []) for b in BACKGROUNDS}
     for inst in scene.instances:
-        x0, y0, x1, y1 = inst.bbox
         for _ in range(per_instance):
-            side = max(x1 - x0, y1 - y0) * rng.uniform(1.0, 2.0)
-            cx, cy = (
-                (x0 + x1) / 2 + rng.uniform(-0.1, 0.1) * side,
-                (y0 + y1) / 2 + rng.uniform(-0.1, 0.1) * side,
-            )
+            box = _context_box(inst.bbox, rng)
             masks, boxes, meta = jobs[BACKGROUNDS[int(rng.integers(4))]]
             masks.append(inst.mask)
-            boxes.append((cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2))
+            boxes.append(box)
             meta.append((inst.category, inst.colour))
     out, metas = [], []
     for bg, (masks, boxes, meta) in jobs.items():
@@ -212,12 +217,8 @@ def _piece_crops(image, props, picks: list[int], rng, mean, std) -> list[torch.T
 
     out = []
     for j in picks:
-        x0, y0, x1, y1 = props.boxes[j]
-        side = max(x1 - x0, y1 - y0) * rng.uniform(1.0, 2.0)
-        cx = (x0 + x1) / 2 + rng.uniform(-0.1, 0.1) * side
-        cy = (y0 + y1) / 2 + rng.uniform(-0.1, 0.1) * side
+        box = np.array([_context_box(props.boxes[j], rng)])
         cfg = LVTAConfig(context=False, background=BACKGROUNDS[int(rng.integers(4))])
-        box = np.array([(cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2)])
         out.append(
             _to_uint8(context_crops(image, props.select([j]), CROP, mean, std, cfg, boxes=box), mean, std)
         )
