@@ -41,6 +41,7 @@ import torch.nn.functional as F
 
 from .lvta import classify_proposals
 from .masks import Proposals
+from .proposals import REFERENCE_AREA
 
 COLOURS = {  # named colour → RGB prototype
     "white": (235, 235, 235),
@@ -78,6 +79,10 @@ class GVTAConfig:
     w_mod: float = 0.75  # weight of the mean modifier score
     group_overlap: float = 0.5  # a proposal covered this much by a better one joins its instance
     multi_keep: float = 0.6  # multiple targets: keep instances scoring ≥ this × the best
+    distinct: float = 0.2  # multiple targets: a further instance of ≤ distinct_px is skipped when this
+    # share of the ring around it has its colour: a piece of a larger region (a wedge of trees where land
+    # covers meet) is no vehicle, which stands apart from the road around it (0 = off; ablation)
+    distinct_px: int = 350  # the largest instance so tested, in pixels per 512² of image
     class_keep: float = 0.5  # candidate instances need a noun probability ≥ this × the best one
     size_keep: float = 0.8  # size ranks only the candidates scoring (noun + CAM) ≥ this × the best;
     # the others score 0 ("the smallest court" is not a 50-px court-coloured speck; 0 = rank all)
@@ -124,6 +129,8 @@ def explain(result: ReferResult, top: int = 5) -> str:
         mods = ", ".join(f"{k} {v:.2f}" for k, v in c["modifier_scores"].items())
         if "instance_area" in c:  # size ranks the area of the touching pieces the candidate belongs to
             mods += f" (instance {c['instance_area']} px)"
+        if "ring_same" in c:  # multiple targets: a small one whose ring has its colour is a piece
+            mods += f" (ring {c['ring_same']:.0%} its colour)"
         box = ",".join(str(v) for v in c["box"])
         lines.append(
             f"{'*' if c['selected'] else ' ':2}{c['rank']:>4} {box:>22} {c['area']:>7} {c['score']:>6.3f} "
@@ -463,6 +470,9 @@ def refer(state, models, expression: str, cfg: GVTAConfig | None = None, classes
         total = total + cfg.w_mod * mod
     order = np.argsort(-total, kind="stable")
     pool, wanted = _choose(dec, total, order, cfg)
+    same = {}  # candidate → ring share of its colour (explanations)
+    if dec.wants_multiple and cfg.distinct > 0:
+        pool, same = distinct_instances(image, props, leaders, pool, cfg)
 
     def grow(j: int, taken: np.ndarray) -> list[int]:
         if cfg.complete and target:
@@ -492,6 +502,8 @@ def refer(state, models, expression: str, cfg: GVTAConfig | None = None, classes
         )
         if sized is not None:
             cands[-1]["instance_area"] = int(sized[i])
+        if i in same:
+            cands[-1]["ring_same"] = round(same[i], 4)
     confidence = float(p_cls[leaders[order[0]]])
     return ReferResult(
         mask=mask,
@@ -579,6 +591,18 @@ def _choose(dec, total: np.ndarray, order: np.ndarray, cfg: GVTAConfig) -> tuple
     return [int(i) for i in order if i == order[0] or total[i] >= cfg.multi_keep * best], None
 
 
+def distinct_instances(image: np.ndarray, props, leaders, pool: list[int], cfg) -> tuple[list[int], dict]:
+    """(``pool`` (indices into ``leaders``, best first) without the further instances that are pieces
+    of a larger region, {index: ring share of its colour} of the small ones tested): the best is kept;
+    another of ≤ ``cfg.distinct_px`` px per 512² (image ``H×W×3``) is dropped when a share ≥
+    ``cfg.distinct`` of its ring has its colour (:func:`ring_same_share`)."""
+    h, w = image.shape[:2]
+    small = cfg.distinct_px * h * w / REFERENCE_AREA
+    tested = [i for i in pool if props.areas[leaders[i]] <= small]
+    same = {i: ring_same_share(image, props, int(leaders[i])) for i in tested}
+    return pool[:1] + [i for i in pool[1:] if same.get(i, 0.0) < cfg.distinct], same
+
+
 def take_instances(props, pool: list[int], wanted: int | None, grow) -> tuple[list[int], list[int]]:
     """(the proposals the instances grew from, every proposal of the instances) for candidate proposals
     ``pool`` (best first): each is grown in turn by ``grow(j, taken) -> proposal indices`` (``taken``:
@@ -610,6 +634,19 @@ def _grown_window(props, i: int, r: int) -> tuple[tuple[int, int, int, int], np.
     box = (max(x0 - r, 0), max(y0 - r, 0), min(x1 + r, w), min(y1 + r, h))
     m = props.window(i, *box)
     return box, m, binary_dilation(m, iterations=r)
+
+
+def ring_same_share(image: np.ndarray, props, i: int, width: int = 2, tol: float = 30.0) -> float:
+    """Share of the ``width``-pixel ring around proposal ``i`` whose colour lies within ``tol`` (largest
+    per-channel difference, 0–255) of the proposal's mean colour, in ``image`` (H×W×3): ~0 for a thing
+    that stands apart from what surrounds it (a vehicle on a road), high for a piece of a larger region
+    of its colour (0 when the proposal fills its window and has no ring)."""
+    (x0, y0, x1, y1), m, grown = _grown_window(props, i, width)
+    ring = grown & ~m
+    if not ring.any() or not m.any():
+        return 0.0
+    sub = image[y0:y1, x0:x1].astype(np.float32)
+    return float((np.abs(sub[ring] - sub[m].mean(0)).max(1) < tol).mean())
 
 
 def _ring_share(region: np.ndarray, props, width: int = 3) -> np.ndarray:

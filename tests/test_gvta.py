@@ -119,6 +119,54 @@ def test_take_instances_skips_pieces_of_instances_taken():
     assert take_instances(props, [2, 0, 1], 1, grow) == ([2], [2])
 
 
+def test_ring_same_share_hand_computed():
+    """A 2×2 red square on grey whose 2-px ring (6×6 − 4 corners × 3 − 4 = 20 px) meets a red strip below
+    it: the strip's 4 ring pixels have its colour; a grey corner of the grey image is all its colour."""
+    from dglrsis.gvta import ring_same_share
+
+    img = np.full((8, 8, 3), 100, np.uint8)
+    img[3:5, 3:5] = (200, 0, 0)
+    masks = np.zeros((2, 8, 8), bool)
+    masks[0, 3:5, 3:5] = True
+    img[5:8, 3:5] = (190, 20, 10)  # a red strip below the square, within 30 of its colour
+    masks[1, 0:2, 0:2] = True  # a grey corner of grey: its ring is all its colour
+    props = Proposals.from_masks(masks)
+    # square 0's 2-px ring (city-block dilation, 2 iterations): 20 px, of which rows 5–6 under it (4) red
+    assert ring_same_share(img, props, 0) == pytest.approx(4 / 20)
+    assert ring_same_share(img, props, 1) == 1.0
+    assert ring_same_share(img, props, 0, tol=20) == 0.0  # (190, 20, 10) is 20 off (200, 0, 0): not within
+    assert ring_same_share(img, props, 0, tol=21) == pytest.approx(4 / 20)
+
+
+def test_distinct_instances_drop_small_pieces_of_larger_regions():
+    """Plural requests: vehicles stand apart from the road; a wedge of trees where covers meet does not."""
+    from dglrsis.gvta import distinct_instances
+
+    img = np.full((64, 64, 3), 90, np.uint8)  # road
+    img[:, 40:] = (40, 120, 40)  # trees on the right
+    masks = np.zeros((4, 64, 64), bool)
+    for k, (y, x) in enumerate([(10, 10), (30, 10)]):  # two vehicles
+        img[y : y + 4, x : x + 6] = (220, 220, 30)
+        masks[k, y : y + 4, x : x + 6] = True
+    masks[2, 50:55, 40:44] = True  # a piece of the trees
+    masks[3, :, 40:] = True  # the trees, too large to be tested
+    props = Proposals.from_masks(masks)
+    leaders = np.array([3, 0, 2, 1])  # candidate i is proposal leaders[i]
+    cfg = GVTAConfig(distinct_px=2000)  # per 512²: 31 px on this 64² image (the trees' 1536 px are not)
+    pool, same = distinct_instances(img, props, leaders, [1, 2, 3, 0], cfg)
+    # the wedge's 40-px ring: 12 px of road (columns 38–39 on its left), 28 of trees
+    assert pool == [1, 3, 0] and same[2] == pytest.approx(28 / 40) and same[1] == same[3] == 0.0
+    assert 0 not in same  # the trees are too large to be tested
+    assert distinct_instances(img, props, leaders, [2, 1], cfg)[0] == [2, 1]  # the best is always kept
+    assert distinct_instances(img, props, leaders, [1, 2], GVTAConfig())[0] == [1, 2]  # 350 → 5.5 px here
+    assert distinct_instances(img, props, leaders, [1, 2], GVTAConfig(distinct_px=2000, distinct=1.01))[
+        0
+    ] == [
+        1,
+        2,
+    ]
+
+
 def test_relation_scores_on_region_anchor():
     from dglrsis.gvta import Anchor, _relation_score
 

@@ -110,6 +110,11 @@ def add_gvta_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--no-complete", action="store_true", help="do not grow the chosen mask by adjacent proposals"
     )
+    g.add_argument(
+        "--no-distinct",
+        action="store_true",
+        help="plural requests: keep small instances whose surroundings share their colour",
+    )
     g.add_argument("--vocabulary", default="rrsisd", help="vocabulary for class nouns (bundled name or file)")
     g.add_argument(
         "--min-confidence",
@@ -139,6 +144,7 @@ def gvta_config(args: argparse.Namespace):
         mask_crops=not args.no_mask_crops,
         background="" if args.no_landcover else getattr(args, "background_vocab", DEFAULT_VOCAB),
         complete=not args.no_complete,
+        distinct=0.0 if args.no_distinct else GVTAConfig.distinct,
         vocabulary=args.vocabulary,
         min_confidence=getattr(args, "min_confidence", 0.2),
     )
