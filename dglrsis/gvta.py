@@ -593,12 +593,12 @@ def _choose(dec, total: np.ndarray, order: np.ndarray, cfg: GVTAConfig) -> tuple
 
 def distinct_instances(image: np.ndarray, props, leaders, pool: list[int], cfg) -> tuple[list[int], dict]:
     """(``pool`` (indices into ``leaders``, best first) without the further instances that are pieces
-    of a larger region, {index: ring share of its colour} of the small ones tested): the best is kept;
+    of a larger region, {index: ring share of its colour} of those tested): the best is kept;
     another of ≤ ``cfg.distinct_px`` px per 512² (image ``H×W×3``) is dropped when a share ≥
     ``cfg.distinct`` of its ring has its colour (:func:`ring_same_share`)."""
     h, w = image.shape[:2]
     small = cfg.distinct_px * h * w / REFERENCE_AREA
-    tested = [i for i in pool if props.areas[leaders[i]] <= small]
+    tested = [i for i in pool[1:] if props.areas[leaders[i]] <= small]
     same = {i: ring_same_share(image, props, int(leaders[i])) for i in tested}
     return pool[:1] + [i for i in pool[1:] if same.get(i, 0.0) < cfg.distinct], same
 

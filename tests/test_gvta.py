@@ -155,8 +155,8 @@ def test_distinct_instances_drop_small_pieces_of_larger_regions():
     cfg = GVTAConfig(distinct_px=2000)  # per 512²: 31 px on this 64² image (the trees' 1536 px are not)
     pool, same = distinct_instances(img, props, leaders, [1, 2, 3, 0], cfg)
     # the wedge's 40-px ring: 12 px of road (columns 38–39 on its left), 28 of trees
-    assert pool == [1, 3, 0] and same[2] == pytest.approx(28 / 40) and same[1] == same[3] == 0.0
-    assert 0 not in same  # the trees are too large to be tested
+    assert pool == [1, 3, 0] and same[2] == pytest.approx(28 / 40) and same[3] == 0.0
+    assert 0 not in same and 1 not in same  # the trees are too large to be tested; the best is kept
     assert distinct_instances(img, props, leaders, [2, 1], cfg)[0] == [2, 1]  # the best is always kept
     assert distinct_instances(img, props, leaders, [1, 2], GVTAConfig())[0] == [1, 2]  # 350 → 5.5 px here
     assert distinct_instances(img, props, leaders, [1, 2], GVTAConfig(distinct_px=2000, distinct=1.01))[
@@ -412,3 +412,17 @@ def test_cross_scale_cam_has_no_steps_where_windows_meet(monkeypatch):
     borders = [127, 255, 383]  # between columns 127|128, 255|256, 383|384
     typical = np.median(step)
     assert max(step[b] for b in borders) < 3 * typical, (step[borders], typical)
+
+
+def test_gvta_ablation_switches_reach_the_config():
+    import argparse
+
+    from dglrsis.commands.options import add_gvta_arguments, gvta_config
+
+    ap = argparse.ArgumentParser()
+    add_gvta_arguments(ap)
+    base = gvta_config(ap.parse_args([]))
+    assert base == GVTAConfig()
+    off = gvta_config(ap.parse_args(["--no-distinct", "--no-complete", "--no-cam", "--scales", "1.0"]))
+    assert (off.distinct, off.complete, off.cam, off.scales) == (0.0, False, False, (1.0,))
+    assert off.multi_keep == base.multi_keep and off.mask_crops and off.modifiers
