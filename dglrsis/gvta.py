@@ -440,9 +440,7 @@ def refer(state, models, expression: str, cfg: GVTAConfig | None = None, classes
         score = score + cfg.w_cam * cam_iou
     groups = group_instances(props, np.argsort(-score, kind="stable"), cfg.group_overlap)
     leaders = np.array([g[0] for g in groups])
-    # candidate instances: those whose class probability is close to the best one's
-    keep = p_cls[leaders] >= cfg.class_keep * p_cls[leaders].max()
-    leaders = leaders[keep]
+    leaders = leaders[candidates_kept(p_cls[leaders], score[leaders], dec, cfg)]
     total = score[leaders].copy()
     parts: dict[str, np.ndarray] = {}
     mod = np.zeros(len(leaders))
@@ -578,15 +576,33 @@ def complete_instance(state, models, names, col: int, seed: int, taken: np.ndarr
     return members
 
 
+def _asked_count(dec) -> int:
+    """The number an expression asks for ("the two ships" → 2; 1 without a number)."""
+    ns = [g.value["n"] for g in dec.global_ if g.kind == "multiplicity" and isinstance(g.value["n"], int)]
+    return max(ns, default=1)
+
+
+def candidates_kept(p_noun: np.ndarray, score: np.ndarray, dec, cfg) -> np.ndarray:
+    """``N`` bool: the candidate instances (leaders, with their noun probabilities and noun + CAM scores):
+    those whose noun probability is ≥ ``cfg.class_keep`` × the best one's; when the expression asks for
+    a number n of them and fewer pass, the others with the best scores fill up to n ("the two toll
+    stations": the user says how many there are; a small piece the classifier is sure of must not leave
+    the second one out)."""
+    keep = p_noun >= cfg.class_keep * p_noun.max()
+    n = _asked_count(dec)
+    rest = [i for i in np.argsort(-score, kind="stable") if not keep[i]]
+    keep[rest[: max(n - int(keep.sum()), 0)]] = True
+    return keep
+
+
 def _choose(dec, total: np.ndarray, order: np.ndarray, cfg: GVTAConfig) -> tuple[list[int], int | None]:
     """(indices into ``total`` the instances are taken from, best first; how many to take, None = all of
     them): the best one; with a number ``n`` > 1 the best ``n`` (from all); with "all"/a plural, every
     one scoring ≥ ``multi_keep`` × the best."""
     if not dec.wants_multiple:
         return [int(order[0])], 1
-    ns = [g.value["n"] for g in dec.global_ if g.kind == "multiplicity" and isinstance(g.value["n"], int)]
-    if ns and max(ns) > 1:
-        return [int(i) for i in order], max(ns)
+    if _asked_count(dec) > 1:
+        return [int(i) for i in order], _asked_count(dec)
     best = total[order[0]]
     return [int(i) for i in order if i == order[0] or total[i] >= cfg.multi_keep * best], None
 

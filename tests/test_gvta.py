@@ -98,6 +98,19 @@ def test_choose_multiplicity():
     assert _choose(decompose("the ships", "rrsisd"), total, order, cfg) == ([1, 2, 3], None)
 
 
+def test_candidates_kept_fill_up_to_the_number_asked():
+    from dglrsis.gvta import candidates_kept
+    from dglrsis.text import decompose
+
+    p_noun = np.array([0.8, 0.28, 0.1, 0.5])  # class_keep 0.5: only 0 and 3 (≥ 0.4) pass
+    score = np.array([0.81, 0.48, 0.5, 0.3])  # noun + CAM
+    cfg = GVTAConfig(class_keep=0.5)
+    kept = lambda text: candidates_kept(p_noun, score, decompose(text, "rrsisd"), cfg).tolist()  # noqa: E731
+    assert kept("the ship") == kept("all ships") == kept("the two ships") == [True, False, False, True]
+    assert kept("the three ships") == [True, False, True, True]  # filled by score: 2 (0.5) before 1 (0.48)
+    assert kept("the four ships") == [True, True, True, True]
+
+
 def test_take_instances_skips_pieces_of_instances_taken():
     """Two windmills on a 1×12 strip: proposal 0 (px 0–2) is the best, 1 (px 3–4) its blade, 2 (px 8–10)
     the other windmill. Completion grows 0 by its blade; the blade is then no second windmill."""
