@@ -601,8 +601,9 @@ def _choose(dec, total: np.ndarray, order: np.ndarray, cfg: GVTAConfig) -> tuple
     one scoring ≥ ``multi_keep`` × the best."""
     if not dec.wants_multiple:
         return [int(order[0])], 1
-    if _asked_count(dec) > 1:
-        return [int(i) for i in order], _asked_count(dec)
+    n = _asked_count(dec)
+    if n > 1:
+        return [int(i) for i in order], n
     best = total[order[0]]
     return [int(i) for i in order if i == order[0] or total[i] >= cfg.multi_keep * best], None
 
