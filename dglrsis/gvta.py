@@ -236,14 +236,14 @@ def enhanced_text_embedding(clip, dec, target: str, cfg: GVTAConfig) -> torch.Te
 
 # --------------------------------------------------------------------------------------------- modifiers
 def _rank_score(values: np.ndarray, higher_is_better: bool) -> np.ndarray:
-    """Scores in [0, 1] by rank (best → 1); a single value scores 1."""
+    """Scores in [0, 1] by rank (best → 1; equal values share the better rank: two pieces of one
+    instance have one instance area); a single value scores 1."""
+    from scipy.stats import rankdata
+
     n = len(values)
     if n <= 1:
         return np.ones(n)
-    order = np.argsort(values if higher_is_better else -values, kind="stable")
-    ranks = np.empty(n)
-    ranks[order] = np.arange(n)
-    return ranks / (n - 1)
+    return (rankdata(values if higher_is_better else -values, method="max") - 1) / (n - 1)
 
 
 def _axis_score(c: np.ndarray, want: str | None) -> np.ndarray:

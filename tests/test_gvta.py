@@ -98,6 +98,17 @@ def test_choose_multiplicity():
     assert _choose(decompose("the ships", "rrsisd"), total, order, cfg) == ([1, 2, 3], None)
 
 
+def test_rank_score_ties_share_the_better_rank():
+    from dglrsis.gvta import _rank_score
+
+    assert _rank_score(np.array([3.0, 1.0, 2.0]), True) == pytest.approx([1.0, 0.0, 0.5])
+    assert _rank_score(np.array([3.0, 1.0, 2.0]), False) == pytest.approx([0.0, 1.0, 0.5])
+    # "the smallest harbor": two pieces of one 4968-px instance and a 2816-px one; the pieces tie
+    assert _rank_score(np.array([4968.0, 4968.0, 2816.0]), False) == pytest.approx([0.5, 0.5, 1.0])
+    assert _rank_score(np.array([7.0, 7.0, 1.0]), True) == pytest.approx([1.0, 1.0, 0.0])
+    assert _rank_score(np.array([5.0]), True) == pytest.approx([1.0])
+
+
 def test_candidates_kept_fill_up_to_the_number_asked():
     from dglrsis.gvta import candidates_kept
     from dglrsis.text import decompose
