@@ -55,12 +55,17 @@ def class_embeddings(clip, kind: str) -> tuple[torch.Tensor, str]:
     else:
         groups = build_prompts(load_vocabulary(kind), templates="rs", synonyms=True, knowledge=True)
         source = "build_prompts(rs, synonyms, knowledge)"
+    return group_embeddings(clip, groups), source
+
+
+def group_embeddings(clip, groups: list[list[str]]) -> torch.Tensor:
+    """``K×D``: per group of prompts, the normalised mean of their embeddings (one text batch)."""
     emb = clip.encode_text([p for g in groups for p in g])
     out, i = [], 0
     for g in groups:
         out.append(F.normalize(emb[i : i + len(g)].mean(0), dim=-1))
         i += len(g)
-    return torch.stack(out), source
+    return torch.stack(out)
 
 
 def crop_accuracy(clip, kind: str, seed: int, n: int, size: int) -> dict:
@@ -111,8 +116,7 @@ def piece_accuracy(clip, kind: str, seed: int, n: int, size: int) -> dict:
     classes = SCENE_CLASSES[kind]
     text, _ = class_embeddings(clip, kind)
     groups = build_prompts(load_background_vocab("landcover"), templates="rs", synonyms=True, knowledge=False)
-    lc = torch.stack([F.normalize(clip.encode_text(g).mean(0), dim=-1) for g in groups])
-    text = torch.cat([text, lc])
+    text = torch.cat([text, group_embeddings(clip, groups)])
     out = {f"{w}_{c}": 0 for w in ("landcover", "object") for c in ("context", "masked")}
     out.update(landcover_n=0, object_n=0)
     crop_cfgs = (("context", LVTAConfig()), ("masked", replace(LVTAConfig(), background="mask")))

@@ -306,7 +306,7 @@ def build_pool(
             want_lc = min(pieces_per_scene, landcover_pieces - n_pieces)
             want_obj = min(object_pieces_per_scene, object_pieces - n_object_pieces)
             if want_lc > 0 or want_obj > 0:
-                c, m, oc, om = _proposal_pieces(scene, rng, max(want_lc, 0), max(want_obj, 0), mean, std)
+                c, m, oc, om = _proposal_pieces(scene, rng, want_lc, want_obj, mean, std)
                 lcs += c
                 lc_meta += m
                 n_pieces += len(m)
