@@ -309,18 +309,8 @@ def test_hires_scenes_are_flipped_pool_scenes_with_matching_targets():
         assert torch.allclose(target, full)
 
 
-def _bench_world_clip():
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "bench" / "bench_world_clip.py"
-    spec = importlib.util.spec_from_file_location("bench_world_clip", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_bench_patch_share_reference_and_summary_hand_computed():
-    bench = _bench_world_clip()
+def test_bench_patch_share_reference_and_summary_hand_computed(bench_module):
+    bench = bench_module("bench_world_clip")
     mask = np.zeros((4, 4), bool)
     mask[:2] = True  # top half: patch shares [[1, 1], [0, 0]] on a 2×2 grid
     ref = bench.patch_share_map(mask, 2)
@@ -427,11 +417,11 @@ def test_pool_pieces_join_the_crops_they_are_captioned_like():
     assert torch.equal(both.lc[0], plain.lc[0]) and torch.equal(both.crops[:n], plain.crops[:n])
 
 
-def test_bench_piece_accuracy_counts_the_pieces_of_each_kind():
+def test_bench_piece_accuracy_counts_the_pieces_of_each_kind(bench_module):
     from dglrsis.eval.world import iter_scenes
     from dglrsis.proposals import generate_proposals
 
-    bench = _bench_world_clip()
+    bench = bench_module("bench_world_clip")
     out = bench.piece_accuracy(load_clip("world-clip"), "rrsisd", 7, 1, 512)
     scene = next(iter(iter_scenes(7, 1, 512, "rrsisd")))
     props = generate_proposals(scene.image)
