@@ -541,10 +541,13 @@ def _union_probability(state, models, names: list[str], col: int, masks: np.ndar
 
 def complete_instance(state, models, names, col: int, seed: int, taken: np.ndarray, cfg) -> list[int]:
     """Proposal indices of the instance grown from proposal ``seed``: each round, every proposal touching
-    it (not mostly inside it, not in ``taken`` (H×W bool, the instances taken before), no larger than it)
-    is tried, and the one whose union has the highest noun probability joins if that beats the instance's
-    own. Superpixel proposals split multi-coloured objects (a vehicle and its shadow, a windmill's tower
-    and blades) into pieces; a SAM mask is usually whole already and stays as it is."""
+    it (not mostly inside it, not in ``taken`` (H×W bool, the instances taken before)) is tried, and the
+    one whose union has the highest noun probability joins if that beats the instance's own. Superpixel
+    proposals split multi-coloured objects (a vehicle and its shadow, a windmill's tower and blades) into
+    pieces; a SAM mask is usually whole already and stays as it is. A piece may be larger than the
+    instance: the best-scoring piece of an airport or an overpass is often a small one, and the rest of
+    it lies in larger pieces (the unions are scored against the land covers too, so a car does not grow
+    into its road)."""
     from scipy.ndimage import binary_dilation
 
     props = state.proposals
@@ -554,12 +557,10 @@ def complete_instance(state, models, names, col: int, seed: int, taken: np.ndarr
     best = _union_probability(state, models, names, col, current[None], cfg)[0]
     for _ in range(cfg.complete_rounds):
         ring = binary_dilation(current, iterations=2) & ~current
-        area = int(current.sum())
         cands = [
             j
             for j in range(len(props))
             if j not in members
-            and props.areas[j] <= area
             and props.count_in(j, ring) > 0
             and props.count_in(j, current) < 0.5 * props.areas[j]
             and props.count_in(j, others) == 0

@@ -450,3 +450,29 @@ def test_gvta_ablation_switches_reach_the_config():
     off = gvta_config(ap.parse_args(["--no-distinct", "--no-complete", "--no-cam", "--scales", "1.0"]))
     assert (off.distinct, off.complete, off.cam, off.scales) == (0.0, False, False, (1.0,))
     assert off.multi_keep == base.multi_keep and off.mask_crops and off.modifiers
+
+
+def test_completion_joins_a_larger_piece_of_the_same_object(monkeypatch):
+    """The best-scoring piece of an airport is often a small one: completion must be able to join the
+    larger pieces beside it (it once tried only pieces no larger than the instance grown so far)."""
+    from types import SimpleNamespace
+
+    import dglrsis.gvta as gvta
+
+    masks = np.zeros((3, 20, 20), bool)
+    masks[0, 8:12, 0:4] = True  # the seed: 16 px of the object
+    masks[1, 4:16, 4:14] = True  # 120 px of the same object, touching the seed
+    masks[2, 8:12, 14:20] = True  # 24 px of road beyond it
+    state = SimpleNamespace(proposals=Proposals.from_masks(masks))
+    obj = masks[0] | masks[1]
+
+    def union_probability(state, models, names, col, unions, cfg):
+        # noun probability: the share of the object the union covers, minus the union's share of road
+        inside = (unions & obj).sum((1, 2)) / obj.sum()
+        road = (unions & masks[2]).sum((1, 2)) / unions.sum((1, 2))
+        return inside - road
+
+    monkeypatch.setattr(gvta, "_union_probability", union_probability)
+    taken = np.zeros((20, 20), bool)
+    members = gvta.complete_instance(state, None, ["airport"], 0, 0, taken, GVTAConfig())
+    assert members == [0, 1]  # the larger piece joins; the road piece lowers the probability, stays out
