@@ -544,10 +544,10 @@ def complete_instance(state, models, names, col: int, seed: int, taken: np.ndarr
     it (not mostly inside it, not in ``taken`` (H×W bool, the instances taken before)) is tried, and the
     one whose union has the highest noun probability joins if that beats the instance's own. Superpixel
     proposals split multi-coloured objects (a vehicle and its shadow, a windmill's tower and blades) into
-    pieces; a SAM mask is usually whole already and stays as it is. A piece may be larger than the
-    instance: the best-scoring piece of an airport or an overpass is often a small one, and the rest of
-    it lies in larger pieces (the unions are scored against the land covers too, so a car does not grow
-    into its road)."""
+    pieces; a SAM mask is usually whole already and stays as it is. A piece larger than the instance may
+    join unless a land cover wins its masked crop: the best-scoring piece of an airport or an overpass is
+    often a small one with the rest of it in larger pieces, while a bridge must not take in its river
+    (whose union with the bridge CLIP may find more bridge-like than the bridge alone)."""
     from scipy.ndimage import binary_dilation
 
     props = state.proposals
@@ -555,8 +555,10 @@ def complete_instance(state, models, names, col: int, seed: int, taken: np.ndarr
     current = props.mask(seed)
     others = taken & ~current
     best = _union_probability(state, models, names, col, current[None], cfg)[0]
+    cover = _land_cover_pieces(state, models, names, cfg.background)
     for _ in range(cfg.complete_rounds):
         ring = binary_dilation(current, iterations=2) & ~current
+        area = int(current.sum())
         cands = [
             j
             for j in range(len(props))
@@ -564,6 +566,7 @@ def complete_instance(state, models, names, col: int, seed: int, taken: np.ndarr
             and props.count_in(j, ring) > 0
             and props.count_in(j, current) < 0.5 * props.areas[j]
             and props.count_in(j, others) == 0
+            and (props.areas[j] <= area or not cover[j])
         ]
         if not cands:
             break
@@ -575,6 +578,14 @@ def complete_instance(state, models, names, col: int, seed: int, taken: np.ndarr
         best, current = p[k], unions[k]
         members.append(cands[k])
     return members
+
+
+def _land_cover_pieces(state, models, names: list[str], background: str) -> np.ndarray:
+    """``N`` bool: the proposals whose masked crop a ``background`` land cover wins over the ``names``
+    (all False without land covers)."""
+    if not background:
+        return np.zeros(len(state.proposals), bool)
+    return class_probabilities(state, models, names, background, masked=True).argmax(1) >= len(names)
 
 
 def _asked_count(dec) -> int:

@@ -452,27 +452,31 @@ def test_gvta_ablation_switches_reach_the_config():
     assert off.multi_keep == base.multi_keep and off.mask_crops and off.modifiers
 
 
-def test_completion_joins_a_larger_piece_of_the_same_object(monkeypatch):
-    """The best-scoring piece of an airport is often a small one: completion must be able to join the
-    larger pieces beside it (it once tried only pieces no larger than the instance grown so far)."""
+def test_completion_joins_larger_object_pieces_but_not_a_larger_land_cover(monkeypatch):
+    """The best-scoring piece of a bridge is often a small one: completion must join the larger piece of
+    the same bridge beside it (it once tried only pieces no larger than the instance so far), but not the
+    larger river piece whose masked crop a land cover wins, although CLIP finds bridge + river more
+    bridge-like than the bridge alone."""
     from types import SimpleNamespace
 
     import dglrsis.gvta as gvta
 
-    masks = np.zeros((3, 20, 20), bool)
-    masks[0, 8:12, 0:4] = True  # the seed: 16 px of the object
-    masks[1, 4:16, 4:14] = True  # 120 px of the same object, touching the seed
-    masks[2, 8:12, 14:20] = True  # 24 px of road beyond it
+    masks = np.zeros((3, 30, 30), bool)
+    masks[0, 8:12, 0:4] = True  # the seed: 16 px of the bridge
+    masks[1, 8:12, 4:20] = True  # 64 px more of the bridge, touching the seed
+    masks[2, 12:30, 0:12] = True  # 216 px of river below the seed
     state = SimpleNamespace(proposals=Proposals.from_masks(masks))
-    obj = masks[0] | masks[1]
+    bridge = masks[0] | masks[1]
 
     def union_probability(state, models, names, col, unions, cfg):
-        # noun probability: the share of the object the union covers, minus the union's share of road
-        inside = (unions & obj).sum((1, 2)) / obj.sum()
-        road = (unions & masks[2]).sum((1, 2)) / unions.sum((1, 2))
-        return inside - road
+        # the share of the bridge the union covers, plus 1 when it holds river
+        return (unions & bridge).sum((1, 2)) / bridge.sum() + 1.0 * (unions & masks[2]).any((1, 2))
 
     monkeypatch.setattr(gvta, "_union_probability", union_probability)
-    taken = np.zeros((20, 20), bool)
-    members = gvta.complete_instance(state, None, ["airport"], 0, 0, taken, GVTAConfig())
-    assert members == [0, 1]  # the larger piece joins; the road piece lowers the probability, stays out
+    monkeypatch.setattr(gvta, "_land_cover_pieces", lambda *a: np.array([False, False, True]))
+    taken = np.zeros((30, 30), bool)
+    members = gvta.complete_instance(state, None, ["bridge"], 0, 0, taken, GVTAConfig())
+    assert members == [0, 1]
+    # without land covers the river is just a larger piece, and it joins first
+    monkeypatch.setattr(gvta, "_land_cover_pieces", lambda *a: np.zeros(3, bool))
+    assert gvta.complete_instance(state, None, ["bridge"], 0, 0, taken, GVTAConfig())[:2] == [0, 2]
