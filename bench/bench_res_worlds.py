@@ -73,7 +73,14 @@ def main() -> None:
         work = Path(args.work or tmp)
         for seed in args.seeds:
             root = work / f"W{seed}"
-            if not (root / "world.json").exists():
+            if (root / "world.json").exists():
+                meta = json.loads((root / "world.json").read_text())
+                have = (meta.get("seed"), meta.get("n"))
+                if have != (seed, args.n):
+                    msg = f"{root} holds world (seed, n) = {have}, not {(seed, args.n)}; use a fresh --work"
+                    print(msg, file=sys.stderr)
+                    sys.exit(2)
+            else:
                 cmd = ["dglrsis", "world", "--out", str(root), "--seed", str(seed), "--n", str(args.n)]
                 subprocess.run([*cmd, "--quiet"], check=True, stdout=sys.stderr)
             samples = [s for sp in ("train", "val", "test") for s in rrsisd_samples(root / "rrsisd", sp)]
