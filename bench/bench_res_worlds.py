@@ -2,9 +2,9 @@
 95 % confidence intervals.
 
 The seed 7 test split holds 82 expressions, and a kind's row there can rest on 3 of them (size):
-one failure moves it by 30 points. This bench generates worlds of other seeds (``dglrsis world``), runs
-RES on every split of each (the path ``dglrsis eval res`` takes: one ``set_image`` per scene, one
-``refer`` per expression, RMSIN's IoU at the mask's size) and pools the expressions. Each mIoU comes
+one failure moves it by 30 points. This bench generates worlds of other seeds (as ``dglrsis world``),
+runs RES on every split of each (``dglrsis eval res``'s predict function: one ``set_image`` per scene,
+one ``refer`` per expression; RMSIN's IoU at the mask's size) and pools the expressions. Each mIoU comes
 with a scene-bootstrap interval: scenes are drawn with replacement (an expression's neighbours on
 one scene share its proposals and CAM, so expressions are not independent draws), 2000 times, and
 the 2.5 / 97.5 percentiles of the kind's mIoU are reported.
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 from collections import defaultdict
@@ -64,10 +63,12 @@ def main() -> None:
     from tqdm import tqdm
 
     from dglrsis import Predictor, PredictorConfig
+    from dglrsis.commands.eval import res_predict_fn
     from dglrsis.eval.metrics import res_sample
     from dglrsis.eval.rrsisd import rrsisd_samples
+    from dglrsis.eval.world import generate_world
 
-    pred = Predictor(PredictorConfig(clip=args.clip, proposals=args.proposals))
+    predict = res_predict_fn(Predictor(PredictorConfig(clip=args.clip, proposals=args.proposals)))
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="dglrsis-worlds-") as tmp:
         work = Path(args.work or tmp)
@@ -81,16 +82,14 @@ def main() -> None:
                     print(msg, file=sys.stderr)
                     sys.exit(2)
             else:
-                cmd = ["dglrsis", "world", "--out", str(root), "--seed", str(seed), "--n", str(args.n)]
-                subprocess.run([*cmd, "--quiet"], check=True, stdout=sys.stderr)
+                generate_world(root, seed=seed, n=args.n, progress=False)
             samples = [s for sp in ("train", "val", "test") for s in rrsisd_samples(root / "rrsisd", sp)]
             samples.sort(key=lambda s: str(s.image_path))  # one set_image per scene
-            last = None
+            last, image = None, None
             for s in tqdm(samples, desc=f"world {seed}", file=sys.stderr):
-                if s.image_path != last:
-                    pred.set_image(np.asarray(Image.open(s.image_path).convert("RGB")))
-                    last = s.image_path
-                iou = res_sample(pred.refer(s.text).mask, np.asarray(s.mask) != 0)["IoU"]
+                if s.image_path != last:  # read once per scene; predict sets the image on a new path
+                    image, last = np.asarray(Image.open(s.image_path).convert("RGB")), s.image_path
+                iou = res_sample(predict(image, s), np.asarray(s.mask) != 0)["IoU"]
                 rows.append(
                     {"IoU": iou, "kinds": list(s.modifiers), "seed": seed, "scene": f"{seed}/{last.name}"}
                 )

@@ -423,6 +423,7 @@ def refer(state, models, expression: str, cfg: GVTAConfig | None = None, classes
         return ReferResult(np.zeros((h, w), bool), cam, dec, target)
     col = [x.lower() for x in names].index(target.lower()) if target else None
     p_cls = _noun_probability(class_probabilities(state, models, names, cfg.background), col, len(names))
+    masked = None  # N×(K+B) masked-crop probabilities
     if cfg.mask_crops:
         masked = class_probabilities(state, models, names, cfg.background, masked=True)
         p_cls = np.sqrt(p_cls * _noun_probability(masked, col, len(names)))
@@ -473,9 +474,15 @@ def refer(state, models, expression: str, cfg: GVTAConfig | None = None, classes
         pool, same = distinct_instances(image, props, leaders, pool, cfg)
 
     def grow(j: int, taken: np.ndarray) -> list[int]:
-        if cfg.complete and target:
-            return complete_instance(state, models, names, col, j, taken, cfg)
         return [j]
+
+    if cfg.complete and target:
+        if masked is None:
+            masked = class_probabilities(state, models, names, cfg.background, masked=True)
+        cover = masked.argmax(1) >= len(names)  # a land cover wins the proposal's masked crop
+
+        def grow(j: int, taken: np.ndarray) -> list[int]:
+            return complete_instance(state, models, names, col, j, taken, cfg, cover)
 
     _, chosen = take_instances(props, [int(leaders[i]) for i in pool], wanted, grow)
     mask = props.union(chosen)
@@ -539,15 +546,18 @@ def _union_probability(state, models, names: list[str], col: int, masks: np.ndar
     return p.numpy()
 
 
-def complete_instance(state, models, names, col: int, seed: int, taken: np.ndarray, cfg) -> list[int]:
+def complete_instance(
+    state, models, names, col: int, seed: int, taken: np.ndarray, cfg, cover: np.ndarray
+) -> list[int]:
     """Proposal indices of the instance grown from proposal ``seed``: each round, every proposal touching
     it (not mostly inside it, not in ``taken`` (H×W bool, the instances taken before)) is tried, and the
     one whose union has the highest noun probability joins if that beats the instance's own. Superpixel
     proposals split multi-coloured objects (a vehicle and its shadow, a windmill's tower and blades) into
     pieces; a SAM mask is usually whole already and stays as it is. A piece larger than the instance may
-    join unless a land cover wins its masked crop: the best-scoring piece of an airport or an overpass is
-    often a small one with the rest of it in larger pieces, while a bridge must not take in its river
-    (whose union with the bridge CLIP may find more bridge-like than the bridge alone)."""
+    join unless a land cover wins its masked crop (``cover``, ``N`` bool): the best-scoring piece of an
+    airport or an overpass is often a small one with the rest of it in larger pieces, while a bridge must
+    not take in its river (whose union with the bridge CLIP may find more bridge-like than the bridge
+    alone)."""
     from scipy.ndimage import binary_dilation
 
     props = state.proposals
@@ -555,7 +565,6 @@ def complete_instance(state, models, names, col: int, seed: int, taken: np.ndarr
     current = props.mask(seed)
     others = taken & ~current
     best = _union_probability(state, models, names, col, current[None], cfg)[0]
-    cover = _land_cover_pieces(state, models, names, cfg.background)
     for _ in range(cfg.complete_rounds):
         ring = binary_dilation(current, iterations=2) & ~current
         area = int(current.sum())
@@ -578,14 +587,6 @@ def complete_instance(state, models, names, col: int, seed: int, taken: np.ndarr
         best, current = p[k], unions[k]
         members.append(cands[k])
     return members
-
-
-def _land_cover_pieces(state, models, names: list[str], background: str) -> np.ndarray:
-    """``N`` bool: the proposals whose masked crop a ``background`` land cover wins over the ``names``
-    (all False without land covers)."""
-    if not background:
-        return np.zeros(len(state.proposals), bool)
-    return class_probabilities(state, models, names, background, masked=True).argmax(1) >= len(names)
 
 
 def _asked_count(dec) -> int:

@@ -473,10 +473,10 @@ def test_completion_joins_larger_object_pieces_but_not_a_larger_land_cover(monke
         return (unions & bridge).sum((1, 2)) / bridge.sum() + 1.0 * (unions & masks[2]).any((1, 2))
 
     monkeypatch.setattr(gvta, "_union_probability", union_probability)
-    monkeypatch.setattr(gvta, "_land_cover_pieces", lambda *a: np.array([False, False, True]))
     taken = np.zeros((30, 30), bool)
-    members = gvta.complete_instance(state, None, ["bridge"], 0, 0, taken, GVTAConfig())
+    cover = np.array([False, False, True])  # a land cover wins the river's masked crop
+    members = gvta.complete_instance(state, None, ["bridge"], 0, 0, taken, GVTAConfig(), cover)
     assert members == [0, 1]
     # without land covers the river is just a larger piece, and it joins first
-    monkeypatch.setattr(gvta, "_land_cover_pieces", lambda *a: np.zeros(3, bool))
-    assert gvta.complete_instance(state, None, ["bridge"], 0, 0, taken, GVTAConfig())[:2] == [0, 2]
+    no_cover = np.zeros(3, bool)
+    assert gvta.complete_instance(state, None, ["bridge"], 0, 0, taken, GVTAConfig(), no_cover)[:2] == [0, 2]
