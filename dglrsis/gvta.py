@@ -84,8 +84,10 @@ class GVTAConfig:
     # covers meet) is no vehicle, which stands apart from the road around it (0 = off; ablation)
     distinct_px: int = 350  # the largest instance so tested, in pixels per 512² of image
     class_keep: float = 0.5  # candidate instances need a noun probability ≥ this × the best one
-    size_keep: float = 0.8  # size ranks only the candidates scoring (noun + CAM) ≥ this × the best;
-    # the others score 0 ("the smallest court" is not a 50-px court-coloured speck; 0 = rank all)
+    size_keep: float = 0.8  # size ranks only the plausible candidates, the others score 0 ("the
+    # smallest court" is not a 50-px court-coloured speck; 0 = rank all): noun + CAM score ≥ this × the
+    # best, or noun probability ≥ this × the best with the CAM lit on the candidate (size_lit)
+    size_lit: float = 0.25  # "lit": the CAM's peak on the candidate ≥ this (> 1 = noun + CAM only)
     min_confidence: float = 0.2  # below this noun probability of the best candidate: "not found"
     background: str = "landcover"  # land covers competing with the classes for each proposal ("" = none;
     # a bundled name or a vocabulary file): a patch of trees beside a harbor is no harbor candidate
@@ -246,6 +248,28 @@ def _rank_score(values: np.ndarray, higher_is_better: bool) -> np.ndarray:
     return (rankdata(values if higher_is_better else -values, method="max") - 1) / (n - 1)
 
 
+def _dense_rank_score(values: np.ndarray, higher_is_better: bool) -> np.ndarray:
+    """Scores in [0, 1] by the rank among the distinct values (best → 1, worst → 0; equal values share
+    one rank): sizes rank instances, not the pieces they are split into — three pieces of the largest
+    court must not lift it to the middle of the ranking; one distinct value scores 1."""
+    from scipy.stats import rankdata
+
+    r = rankdata(values if higher_is_better else -values, method="dense")
+    top = r.max(initial=1)
+    return (r - 1) / (top - 1) if top > 1 else np.ones(len(values))
+
+
+def size_plausible(score: np.ndarray, p_noun: np.ndarray, cam_peak: np.ndarray, cfg) -> np.ndarray:
+    """``N`` bool: the candidates (leaders, with noun + CAM ``score``, noun probability ``p_noun`` and
+    the CAM's peak on each, ``cam_peak``) that size ranks: those scoring ≥ ``cfg.size_keep`` × the best,
+    and those whose noun probability is ≥ ``cfg.size_keep`` × the best one's and whom the CAM lights
+    (peak ≥ ``cfg.size_lit``). The CAM term is an IoU with the hot region, which a small instance cannot
+    reach even when the CAM peaks on it, and the CAM of "the smallest X" lights the largest X most: by
+    score alone the true smallest one drops out. A speck the CAM does not light stays out."""
+    ok = score >= cfg.size_keep * score.max(initial=0)
+    return ok | ((p_noun >= cfg.size_keep * p_noun.max(initial=0)) & (cam_peak >= cfg.size_lit))
+
+
 def _axis_score(c: np.ndarray, want: str | None) -> np.ndarray:
     """Position score of normalised coordinates ``c`` (0 = left/top) for left/right/top/bottom/center."""
     if want in ("left", "top"):
@@ -281,7 +305,7 @@ def modifier_scores(inst: dict, tokens, image: np.ndarray, anchors=None) -> tupl
             )
             part = np.zeros(len(cx))
             ok = inst.get("plausible", np.ones(len(cx), bool))
-            part[ok] = _rank_score(inst["area"][ok], not want_small)
+            part[ok] = _dense_rank_score(inst["area"][ok], not want_small)
         elif g.kind == "colour":
             proto = COLOURS.get(str(g.value).lower() if not isinstance(g.value, dict) else "", None)
             if proto is None:
@@ -453,7 +477,8 @@ def refer(state, models, expression: str, cfg: GVTAConfig | None = None, classes
             # an instance's size is that of the touching candidates it is a piece of (superpixels
             # split objects), ranked among the plausible candidates only
             inst["area"] = sized = _group_areas(cand, touching_groups(cand))
-            inst["plausible"] = total >= cfg.size_keep * total.max()
+            peak = np.array([cand.values_in(i, cam).max(initial=0.0) for i in range(len(cand))])
+            inst["plausible"] = size_plausible(total, p_cls[leaders], peak, cfg)
         anchors = _anchors(state, models, dec, names, leaders, cfg.background)
         for k, a in anchors.items():
             if a.region is not None:

@@ -277,6 +277,43 @@ def test_size_ranks_only_plausible_instances():
     assert modifier_scores(inst, dec.global_, image)[0].tolist() == [0.0, 0.0, 0.5, 1.0]
 
 
+def test_size_plausible_admits_the_small_one_the_cam_lights_but_no_unlit_speck():
+    """A world scene's "the smallest basketball court": the true court (noun 0.98) covers little of the
+    CAM's hot region (score 0.99 < 0.8 × 1.29), though the CAM peaks on it (0.57); a 53-px speck with
+    noun 0.87 is not lit. Hand-computed: noun + CAM ≥ 0.8 × 1.29 = 1.032 keeps the two large courts;
+    noun ≥ 0.8 × 0.99 = 0.792 and peak ≥ 0.25 also keeps the true one; the speck stays out."""
+    from dglrsis.gvta import size_plausible
+
+    score = np.array([1.29, 1.286, 0.99, 0.87])
+    noun = np.array([0.99, 0.985, 0.98, 0.87])
+    peak = np.array([0.77, 0.84, 0.57, 0.0])
+    cfg = GVTAConfig()
+    assert size_plausible(score, noun, peak, cfg).tolist() == [True, True, True, False]
+    # size_lit > 1 leaves the noun + CAM score alone: the true court drops out
+    assert size_plausible(score, noun, peak, GVTAConfig(size_lit=2.0)).tolist() == [True, True, False, False]
+    # lit but not the noun (0.7 < 0.792): out
+    assert not size_plausible(score[:3], np.array([0.99, 0.985, 0.7]), peak[:3], cfg)[2]
+
+
+def test_size_ranks_instances_not_their_pieces():
+    """Three pieces of the largest court (2531 px), two of the middle one (1847), the true smallest one
+    (535): dense ranks give 0 / 0.5 / 1 for "smallest" — ranking the five pieces instead would score
+    the middle court's pieces 0.625 and the largest court's 0.5, close enough to the smallest one's 1
+    for a better CAM to outweigh the size."""
+    from dglrsis.gvta import _dense_rank_score, modifier_scores
+    from dglrsis.text import decompose
+
+    areas = np.array([2531.0, 2531.0, 2531.0, 1847.0, 1847.0, 535.0])
+    assert _dense_rank_score(areas, False).tolist() == [0.0, 0.0, 0.0, 0.5, 0.5, 1.0]
+    assert _dense_rank_score(areas, True).tolist() == [1.0, 1.0, 1.0, 0.5, 0.5, 0.0]
+    assert _dense_rank_score(np.array([7.0, 7.0]), True).tolist() == [1.0, 1.0]
+    inst = {"cx": np.full(6, 5.0), "cy": np.full(6, 5.0), "area": areas, "rgb": np.zeros((6, 3), np.float32)}
+    mod, _ = modifier_scores(
+        inst, decompose("the smallest basketball court", "rrsisd").global_, np.zeros((9, 9, 3))
+    )
+    assert mod.tolist() == [0.0, 0.0, 0.0, 0.5, 0.5, 1.0]
+
+
 def test_landcover_anchor_is_the_land_cover_not_its_context():
     """The anchor of "next to the trees" is found on masked crops: a vegetation superpixel's context
     crop shows the objects around it and scored like them (the region then covered ~1 % of the trees)."""
