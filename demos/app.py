@@ -198,7 +198,7 @@ _NOT_TERMS = ("rank", "mask", "area", "box", "selected")  # shown in their own c
 
 
 def _candidate_table(ref, props) -> tuple[list[str], list[list], list[tuple[int, np.ndarray]]]:
-    """Rows for the candidate table (rank, chosen, centre, area, then every numeric score term the
+    """Rows for the candidate table (rank, chosen, centre, area, then every numeric or yes/no term the
     answer carries, nested ones such as per-modifier scores included) and the ``(rank, mask)`` pairs
     drawn on the image with the same ranks."""
     terms: list[str] = []
@@ -209,7 +209,9 @@ def _candidate_table(ref, props) -> tuple[list[str], list[list], list[tuple[int,
             if k in _NOT_TERMS:
                 continue
             for kk, vv in v.items() if isinstance(v, dict) else [(k, v)]:
-                if isinstance(vv, (int, float, np.number)) and not isinstance(vv, bool):
+                if isinstance(vv, bool):  # a yes/no term (size_ranked: size ranked this candidate)
+                    flat[kk if kk not in flat else f"{k}.{kk}"] = "yes" if vv else "no"
+                elif isinstance(vv, (int, float, np.number)):
                     flat[kk if kk not in flat else f"{k}.{kk}"] = round(float(vv), 4)
         terms += [k for k in flat if k not in terms]
         flat_rows.append(flat)

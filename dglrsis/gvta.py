@@ -130,7 +130,7 @@ def explain(result: ReferResult, top: int = 5) -> str:
     for c in result.candidates[:top]:
         mods = ", ".join(f"{k} {v:.2f}" for k, v in c["modifier_scores"].items())
         if "instance_area" in c:  # size ranks the area of the touching pieces the candidate belongs to
-            mods += f" (instance {c['instance_area']} px)"
+            mods += f" (instance {c['instance_area']} px{'' if c['size_ranked'] else ', not plausible'})"
         if "ring_same" in c:  # multiple targets: a small one whose ring has its colour is a piece
             mods += f" (ring {c['ring_same']:.0%} its colour)"
         box = ",".join(str(v) for v in c["box"])
@@ -237,24 +237,14 @@ def enhanced_text_embedding(clip, dec, target: str, cfg: GVTAConfig) -> torch.Te
 
 
 # --------------------------------------------------------------------------------------------- modifiers
-def _rank_score(values: np.ndarray, higher_is_better: bool) -> np.ndarray:
-    """Scores in [0, 1] by rank (best → 1; equal values share the better rank: two pieces of one
-    instance have one instance area); a single value scores 1."""
+def _rank_score(values: np.ndarray, higher_is_better: bool, method: str = "max") -> np.ndarray:
+    """Scores in [0, 1] by rank (best → 1, worst → 0; a single value scores 1). ``method`` is scipy's
+    ``rankdata`` tie rule: ``"max"`` gives equal values the better rank; ``"dense"`` ranks the distinct
+    values only, evenly between 0 and 1 — sizes rank instances, not the pieces they are split into, so
+    three pieces of the largest court do not lift it to the middle of the ranking."""
     from scipy.stats import rankdata
 
-    n = len(values)
-    if n <= 1:
-        return np.ones(n)
-    return (rankdata(values if higher_is_better else -values, method="max") - 1) / (n - 1)
-
-
-def _dense_rank_score(values: np.ndarray, higher_is_better: bool) -> np.ndarray:
-    """Scores in [0, 1] by the rank among the distinct values (best → 1, worst → 0; equal values share
-    one rank): sizes rank instances, not the pieces they are split into — three pieces of the largest
-    court must not lift it to the middle of the ranking; one distinct value scores 1."""
-    from scipy.stats import rankdata
-
-    r = rankdata(values if higher_is_better else -values, method="dense")
+    r = rankdata(values if higher_is_better else -values, method=method)
     top = r.max(initial=1)
     return (r - 1) / (top - 1) if top > 1 else np.ones(len(values))
 
@@ -305,7 +295,7 @@ def modifier_scores(inst: dict, tokens, image: np.ndarray, anchors=None) -> tupl
             )
             part = np.zeros(len(cx))
             ok = inst.get("plausible", np.ones(len(cx), bool))
-            part[ok] = _dense_rank_score(inst["area"][ok], not want_small)
+            part[ok] = _rank_score(inst["area"][ok], not want_small, "dense")
         elif g.kind == "colour":
             proto = COLOURS.get(str(g.value).lower() if not isinstance(g.value, dict) else "", None)
             if proto is None:
@@ -469,7 +459,7 @@ def refer(state, models, expression: str, cfg: GVTAConfig | None = None, classes
     total = score[leaders].copy()
     parts: dict[str, np.ndarray] = {}
     mod = np.zeros(len(leaders))
-    sized = None  # the instance areas that size ranks (explanations)
+    sized = ranked = None  # the instance areas that size ranks and which ones it ranks (explanations)
     if cfg.modifiers and dec.global_:
         cand = props.select(leaders)
         inst = _instance_stats(image, cand)
@@ -478,7 +468,7 @@ def refer(state, models, expression: str, cfg: GVTAConfig | None = None, classes
             # split objects), ranked among the plausible candidates only
             inst["area"] = sized = _group_areas(cand, touching_groups(cand))
             peak = np.array([cand.values_in(i, cam).max(initial=0.0) for i in range(len(cand))])
-            inst["plausible"] = size_plausible(total, p_cls[leaders], peak, cfg)
+            inst["plausible"] = ranked = size_plausible(total, p_cls[leaders], peak, cfg)
         anchors = _anchors(state, models, dec, names, leaders, cfg.background)
         for k, a in anchors.items():
             if a.region is not None:
@@ -532,6 +522,7 @@ def refer(state, models, expression: str, cfg: GVTAConfig | None = None, classes
         )
         if sized is not None:
             cands[-1]["instance_area"] = int(sized[i])
+            cands[-1]["size_ranked"] = bool(ranked[i])
         if i in same:
             cands[-1]["ring_same"] = round(same[i], 4)
     confidence = float(p_cls[leaders[order[0]]])

@@ -350,6 +350,8 @@ def test_candidate_table_takes_every_score_term():
         {"rank": 2, "mask": 0, "box": [3, 2, 9, 6], "area": 24, "score": 0.7, "noun": 0.5,
          "cam": 0.1, "modifiers": 0.1, "modifier_scores": {"position": 0.2, "size": 0.3}, "selected": False},
     ]  # fmt: skip
+    for row, ranked in zip(rows, (True, False), strict=True):  # size's yes/no term, as explain() shows it
+        row |= {"instance_area": row["area"], "size_ranked": ranked}
     ref = SimpleNamespace(candidates=rows, selected=[1])
     headers, table, drawn = demo_app._candidate_table(ref, props)
     assert headers == [
@@ -364,8 +366,11 @@ def test_candidate_table_takes_every_score_term():
         "modifiers",
         "position",
         "size",
+        "instance_area",
+        "size_ranked",
     ]
-    assert table[0] == [1, "yes", 24, 14, 100, 1.5, 0.9, 0.4, 0.2, 0.8, 0.1]
+    assert table[0] == [1, "yes", 24, 14, 100, 1.5, 0.9, 0.4, 0.2, 0.8, 0.1, 100, "yes"]
+    assert table[1][-2:] == [24, "no"]
     assert table[1][:5] == [2, "", 5, 3, 24] and [r for r, _ in drawn] == [1, 2]
     assert np.array_equal(drawn[1][1], masks[0])
     assert demo_app._modifiers_used(ref) == ["position", "size"]

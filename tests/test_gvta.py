@@ -293,20 +293,43 @@ def test_size_plausible_admits_the_small_one_the_cam_lights_but_no_unlit_speck()
     assert size_plausible(score, noun, peak, GVTAConfig(size_lit=2.0)).tolist() == [True, True, False, False]
     # lit but not the noun (0.7 < 0.792): out
     assert not size_plausible(score[:3], np.array([0.99, 0.985, 0.7]), peak[:3], cfg)[2]
+    # the table says which candidates size did not rank (they score 0 on size)
+    from dglrsis.gvta import ReferResult, explain
+    from dglrsis.text import decompose
+
+    rows = [
+        {"rank": r, "box": [0, 0, 1, 1], "area": 9, "score": 1.0, "noun": 1.0, "cam": 0.0, "modifiers": 0.0}
+        | {
+            "modifier_scores": {"size: smallest": 0.0},
+            "selected": r == 1,
+            "instance_area": 9,
+            "size_ranked": ok,
+        }
+        for r, ok in ((1, True), (2, False))
+    ]
+    dec = decompose("the smallest basketball court", "rrsisd")
+    lines = explain(ReferResult(np.zeros((2, 2), bool), np.zeros((2, 2)), dec, "basketball court", [], rows))
+    assert ["not plausible" in line for line in lines.splitlines()[1:]] == [False, True]
 
 
 def test_size_ranks_instances_not_their_pieces():
     """Three pieces of the largest court (2531 px), two of the middle one (1847), the true smallest one
-    (535): dense ranks give 0 / 0.5 / 1 for "smallest" — ranking the five pieces instead would score
-    the middle court's pieces 0.625 and the largest court's 0.5, close enough to the smallest one's 1
-    for a better CAM to outweigh the size."""
-    from dglrsis.gvta import _dense_rank_score, modifier_scores
+    (535): distinct-area ranks give 0 / 0.5 / 1 for "smallest"; ranking the six pieces instead scores the
+    largest court's 0.4 and the middle one's 0.8, close enough to the smallest one's 1 for a better CAM
+    to outweigh the size."""
+    from dglrsis.gvta import _rank_score, modifier_scores
     from dglrsis.text import decompose
 
     areas = np.array([2531.0, 2531.0, 2531.0, 1847.0, 1847.0, 535.0])
-    assert _dense_rank_score(areas, False).tolist() == [0.0, 0.0, 0.0, 0.5, 0.5, 1.0]
-    assert _dense_rank_score(areas, True).tolist() == [1.0, 1.0, 1.0, 0.5, 0.5, 0.0]
-    assert _dense_rank_score(np.array([7.0, 7.0]), True).tolist() == [1.0, 1.0]
+    assert _rank_score(areas, False, "dense").tolist() == [0.0, 0.0, 0.0, 0.5, 0.5, 1.0]
+    assert _rank_score(areas, True, "dense").tolist() == [1.0, 1.0, 1.0, 0.5, 0.5, 0.0]
+    assert _rank_score(np.array([7.0, 7.0]), True, "dense").tolist() == [1.0, 1.0]
+    # the default tie rule (colour): equal values share the better rank among all n
+    assert _rank_score(areas, False).tolist() == [0.4, 0.4, 0.4, 0.8, 0.8, 1.0]
+    assert (
+        _rank_score(np.array([7.0, 7.0]), True).tolist() == [1.0, 1.0]
+        and _rank_score(np.array([3.0]), True) == 1
+    )
     inst = {"cx": np.full(6, 5.0), "cy": np.full(6, 5.0), "area": areas, "rgb": np.zeros((6, 3), np.float32)}
     mod, _ = modifier_scores(
         inst, decompose("the smallest basketball court", "rrsisd").global_, np.zeros((9, 9, 3))
@@ -384,10 +407,13 @@ def test_explanations_and_not_found(scene):
     assert all("instance_area" not in row for row in c)
     # size ranks instance areas (a candidate with the touching pieces it belongs to): the table says so
     big = p.refer(f"the largest {name}")
-    for row in big.candidates:
-        assert row["instance_area"] >= row["area"] and f"(instance {row['instance_area']} px)" in explain(
-            big, 10
-        )
+    table = explain(big, 10).splitlines()[1:]
+    for row, line in zip(big.candidates, table, strict=True):
+        assert row["instance_area"] >= row["area"] and f"(instance {row['instance_area']} px" in line
+        # a candidate outside the plausible set scores 0 on size, and the table says why
+        assert row["size_ranked"] or row["modifier_scores"]["size: largest"] == 0.0
+        assert ("not plausible" in line) == (not row["size_ranked"])
+    assert big.candidates[0]["size_ranked"]
     gone = p.refer("the purple giraffe")
     assert not gone.found and gone.confidence < GVTAConfig().min_confidence
 
